@@ -1,0 +1,5 @@
+"""`python -m lanchat` runs the command line."""
+
+from lanchat.cli import entry
+
+entry()

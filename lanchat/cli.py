@@ -1,0 +1,129 @@
+"""Command line: parse arguments into a Config, call one function per subcommand.
+
+Exit codes: 0 done, 1 not done, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from lanchat.config import DEFAULT_PORT, Config, default_home, default_nick
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    d = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--nick", default=d, help="your name as peers see it")
+    parser.add_argument("--home", default=d, type=Path,
+                        help="folder for all state (env LANCHAT_HOME)")
+    parser.add_argument("--interface", action="append", default=d, metavar="IP",
+                        help="announce, listen and multicast only here (repeatable)")
+    parser.add_argument("--port", type=int, default=d,
+                        help=f"TCP listen port (default {DEFAULT_PORT}; 0 = any free port)")
+    parser.add_argument("--peer", action="append", default=d, metavar="[ID@]HOST[:PORT]",
+                        help="a peer to reach by address (repeatable)")
+    parser.add_argument("--no-mdns", action="store_true", default=d,
+                        help="do not use mDNS/DNS-SD")
+    parser.add_argument("--no-beacon", action="store_true", default=d,
+                        help="do not use the multicast beacon")
+    parser.add_argument("--downloads", type=Path, default=d, help="where accepted files go")
+    parser.add_argument("--log-level", default=d,
+                        choices=["debug", "info", "warning", "error"], help="log detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; global options work before or after the subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lanchat", description="Chat and share files with people on your local network.")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, suppress=True)
+        return p
+
+    p = add("run", "a node without the shell: commands on stdin, events on stdout")
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p = add("send", "send one message (or file) and wait until it is acknowledged")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="PEER", help="nick, list number or id")
+    target.add_argument("--all", action="store_true", help="every known peer")
+    p.add_argument("--wait", type=float, default=10.0, metavar="S",
+                   help="give up after S seconds (default 10)")
+    p.add_argument("text", nargs="*", help="the message")
+    p = add("peers", "discover for a while, print who is here, exit")
+    p.add_argument("--wait", type=float, default=2.0, metavar="S",
+                   help="discover for S seconds (default 2)")
+    p.add_argument("--json", action="store_true")
+    add("id", "this node's nick, id and fingerprint")
+    p = add("plugins", "installed plugins, their hooks and commands")
+    p.add_argument("--json", action="store_true")
+    add("shell", "the interactive shell (the default)")
+    return parser
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    """Turn parsed arguments into a Config."""
+    return Config(
+        home=args.home or default_home(),
+        nick=args.nick or default_nick(),
+        port=DEFAULT_PORT if args.port is None else args.port,
+        interfaces=list(args.interface or []),
+        peers=list(args.peer or []),
+        mdns=not args.no_mdns,
+        beacon=not args.no_beacon,
+        downloads=args.downloads,
+        log_level=args.log_level or "warning",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run lanchat; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    config = make_config(args)
+    if not 0 <= config.port <= 65535:
+        print("lanchat: --port takes 0..65535", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
+    from lanchat import headless
+
+    command = args.command or "shell"
+    if command == "run":
+        return headless.run(config, json_mode=args.json)
+    if command == "send":
+        text = " ".join(args.text)
+        if not text:
+            print("lanchat: nothing to send; give the message as arguments", file=sys.stderr)
+            return 2
+        return headless.send(config, to=None if args.all else args.to, text=text,
+                             wait_s=args.wait)
+    if command == "peers":
+        return headless.peers(config, wait_s=args.wait, json_mode=args.json)
+    if command == "id":
+        return headless.show_id(config)
+    if command == "plugins":
+        return headless.list_plugins(config, json_mode=args.json)
+    try:
+        from lanchat.shell import run_shell
+    except ImportError:
+        return headless.run(config, json_mode=False)
+    return run_shell(config)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

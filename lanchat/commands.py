@@ -1,0 +1,302 @@
+"""Slash commands: the registry, the line parser, and the built-in commands.
+
+The built-ins are a default plugin: they register through `lanchat_register_commands`,
+the same hook any plugin uses.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lanchat.hookspecs import hookimpl
+from lanchat.identity import fingerprint, short_id
+from lanchat.text import safe_line, safe_text
+
+
+class CommandError(Exception):
+    """A command could not run; the message says what to type instead."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command answers: text for people, data for scripts."""
+
+    text: str
+    data: Any = None
+
+
+@dataclass
+class Context:
+    """What a command can reach: the node, the registry, UI state."""
+
+    node: Any
+    registry: CommandRegistry
+    plugins: Any = None
+    target: str = "all"
+    quit: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def queue_text(self, to: str, text: str) -> Output:
+        """Send `text` to a peer reference or 'all', after the outgoing hook."""
+        if self.plugins is not None:
+            for result in self.plugins.call("lanchat_message_outgoing", node=self.node,
+                                            message={"to": to, "text": text}):
+                if result is False:
+                    return Output("message vetoed by a plugin", {"vetoed": True})
+                if isinstance(result, str):
+                    text = result
+        try:
+            if to == "all":
+                msg_id, peers = self.node.broadcast(text)
+                if not peers:
+                    raise CommandError("nobody is known yet; wait for peers or use --peer")
+                return Output(f"-> all ({len(peers)}): {text}",
+                              {"id": msg_id, "to": "all", "peers": peers})
+            msg_id = self.node.send(to, text)
+        except (LookupError, ValueError) as exc:
+            raise CommandError(str(exc).strip("'\"")) from None
+        peer = self.node.resolve(to)
+        return Output(f"-> {peer['nick']}: {text}", {"id": msg_id, "to": peer["id"]})
+
+
+Handler = Callable[[Context, str], Output | None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One slash command."""
+
+    name: str
+    func: Handler
+    help: str
+    usage: str
+    plugin: str
+
+
+class CommandRegistry:
+    """Commands by name; later registrations do not replace earlier ones silently."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self.current_plugin = "builtin"
+
+    def add(self, name: str, func: Handler, *, help: str = "", usage: str = "") -> None:
+        """Register `/name`; `func(ctx, argtext)` returns an Output or None."""
+        name = name.lstrip("/").lower()
+        if not name.isidentifier():
+            raise ValueError(f"bad command name {name!r}")
+        if name in self._commands:
+            raise ValueError(f"/{name} is already registered by {self._commands[name].plugin}")
+        self._commands[name] = Command(name, func, help, usage or f"/{name}",
+                                       self.current_plugin)
+
+    def get(self, name: str) -> Command | None:
+        """The command called `name`, if any."""
+        return self._commands.get(name.lstrip("/").lower())
+
+    def all(self) -> list[Command]:
+        """Every command, by name."""
+        return [self._commands[k] for k in sorted(self._commands)]
+
+    def names(self) -> list[str]:
+        """Every command name."""
+        return sorted(self._commands)
+
+
+def build_registry(plugins: Any) -> CommandRegistry:
+    """Ask every plugin for its commands; a plugin that fails is disabled."""
+    registry = CommandRegistry()
+    for impl in reversed(plugins.pm.hook.lanchat_register_commands.get_hookimpls()):
+        registry.current_plugin = plugins.pm.get_name(impl.plugin) or "?"
+        try:
+            impl.function(registry)
+        except Exception as exc:  # noqa: BLE001
+            plugins._fail(registry.current_plugin, "lanchat_register_commands", exc)
+    registry.current_plugin = "builtin"
+    return registry
+
+
+def split_words(text: str) -> list[str]:
+    """Split like a shell; raise CommandError on an unclosed quote."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise CommandError(f"cannot read the arguments: {exc}") from None
+
+
+def first_word(text: str) -> tuple[str, str]:
+    """Split off the first (possibly quoted) word; return it and the rest as typed."""
+    text = text.lstrip()
+    if not text:
+        return "", ""
+    if text[0] in "\"'":
+        end = text.find(text[0], 1)
+        if end < 0:
+            raise CommandError("cannot read the arguments: no closing quotation")
+        return text[1:end], text[end + 1:].lstrip()
+    word, _, rest = text.partition(" ")
+    return word, rest.lstrip()
+
+
+def execute(ctx: Context, line: str) -> Output | None:
+    """Run one input line: a slash command, or text for the current target."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return None
+    if line.startswith("//"):
+        return ctx.queue_text(ctx.target, line[1:])
+    if not line.startswith("/"):
+        return ctx.queue_text(ctx.target, line)
+    name, _, argtext = line[1:].partition(" ")
+    command = ctx.registry.get(name)
+    if command is None:
+        raise CommandError(f"unknown command /{name}; /help lists them")
+    return command.func(ctx, argtext.strip())
+
+
+# -- built-in commands ---------------------------------------------------------------
+
+
+def _msg(ctx: Context, args: str) -> Output | None:
+    peer, text = first_word(args)
+    if not peer or not text:
+        raise CommandError("usage: /msg PEER TEXT")
+    return ctx.queue_text(peer, text)
+
+
+def _all(ctx: Context, args: str) -> Output | None:
+    if not args:
+        raise CommandError("usage: /all TEXT")
+    return ctx.queue_text("all", args)
+
+
+def _me(ctx: Context, args: str) -> Output | None:
+    if not args:
+        raise CommandError("usage: /me ACTION")
+    return ctx.queue_text(ctx.target, f"/me {args}")
+
+
+def _chat(ctx: Context, args: str) -> Output | None:
+    words = split_words(args)
+    if len(words) != 1:
+        raise CommandError("usage: /chat PEER|all")
+    if words[0] == "all":
+        ctx.target = "all"
+        return Output("plain lines now go to everyone", {"target": "all"})
+    try:
+        peer = ctx.node.resolve(words[0])
+    except LookupError as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+    ctx.target = peer["id"]
+    return Output(f"plain lines now go to {safe_line(peer['nick'])}",
+                  {"target": peer["id"], "nick": peer["nick"]})
+
+
+def _list(ctx: Context, args: str) -> Output | None:
+    peers = ctx.node.peers()
+    unread = ctx.state.get("unread", {})
+    if not peers:
+        return Output("no peers yet", [])
+    lines = []
+    for p in peers:
+        status = "online" if p["online"] else "offline"
+        host = safe_line(p["host"] or (p["addresses"][0] if p["addresses"] else "?"))
+        n = unread.get(p["id"], 0)
+        lines.append(f"{p['number']:>3}  {safe_line(p['nick']):<16} {host:<20} {status:<8}"
+                     f" {short_id(p['id'])}" + (f"  ({n} unread)" if n else ""))
+        p["unread"] = n
+    return Output("\n".join(lines), peers)
+
+
+def _whois(ctx: Context, args: str) -> Output | None:
+    words = split_words(args)
+    if len(words) != 1:
+        raise CommandError("usage: /whois PEER")
+    try:
+        p = ctx.node.resolve(words[0])
+    except LookupError as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+    seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["first_seen"]))
+    text = (f"{safe_line(p['nick'])} ({'online' if p['online'] else 'offline'})\n"
+            f"  fingerprint: {fingerprint(p['id'])}\n"
+            f"  addresses:   {', '.join(p['addresses']) or '-'} port {p['port']}\n"
+            f"  seen via:    {', '.join(p['via']) or '-'}\n"
+            f"  first seen:  {seen}\n  queued:      {p['queued']}")
+    return Output(text, p)
+
+
+def _nick(ctx: Context, args: str) -> Output | None:
+    words = split_words(args)
+    if len(words) != 1:
+        raise CommandError("usage: /nick NAME")
+    try:
+        ctx.node.set_nick(words[0])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return Output(f"you are now {safe_line(words[0])}", {"nick": words[0]})
+
+
+def _history(ctx: Context, args: str) -> Output | None:
+    words = split_words(args)
+    limit = 20
+    if words and words[-1].isdigit() and (len(words) == 2 or len(words) == 1):
+        limit = int(words.pop())
+    if len(words) > 1:
+        raise CommandError("usage: /history [PEER] [N]")
+    try:
+        rows = ctx.node.history(words[0] if words else None, limit)
+    except LookupError as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+    lines = [f"{time.strftime('%H:%M', time.localtime(r['ts']))} "
+             f"{'->' if r['direction'] == 'out' else '<-'} {safe_line(r['nick'])}: "
+             f"{safe_text(r['text'])}" for r in rows]
+    return Output("\n".join(lines) or "no messages yet", rows)
+
+
+def _help(ctx: Context, args: str) -> Output | None:
+    if args:
+        command = ctx.registry.get(args.split()[0])
+        if command is None:
+            raise CommandError(f"unknown command {args.split()[0]}; /help lists them")
+        return Output(f"{command.usage}\n  {command.help}",
+                      {"name": command.name, "usage": command.usage, "help": command.help,
+                       "plugin": command.plugin})
+    commands = ctx.registry.all()
+    text = "\n".join(f"{c.usage:<28} {c.help}" for c in commands)
+    return Output(text, [{"name": c.name, "usage": c.usage, "help": c.help,
+                          "plugin": c.plugin} for c in commands])
+
+
+def _plugins(ctx: Context, args: str) -> Output | None:
+    listing = ctx.plugins.listing() if ctx.plugins is not None else []
+    lines = []
+    for p in listing:
+        state = "" if p["enabled"] else f"  DISABLED: {p.get('error', '')}"
+        lines.append(f"{p['name']:<20} {p['source']}{state}")
+    return Output("\n".join(lines) or "no plugins", listing)
+
+
+def _quit(ctx: Context, args: str) -> Output | None:
+    ctx.quit = True
+    return Output("bye", {"quit": True})
+
+
+@hookimpl
+def lanchat_register_commands(registry: CommandRegistry) -> None:
+    """The built-in commands."""
+    registry.add("msg", _msg, help="send a direct message", usage="/msg PEER TEXT")
+    registry.add("all", _all, help="send to everyone", usage="/all TEXT")
+    registry.add("me", _me, help="send an action to the current target", usage="/me ACTION")
+    registry.add("chat", _chat, help="where plain lines go", usage="/chat PEER|all")
+    registry.add("list", _list, help="numbered peers with status", usage="/list")
+    registry.add("whois", _whois, help="a peer's fingerprint, addresses and history",
+                 usage="/whois PEER")
+    registry.add("nick", _nick, help="change your nick", usage="/nick NAME")
+    registry.add("history", _history, help="stored messages", usage="/history [PEER] [N]")
+    registry.add("help", _help, help="commands and their use", usage="/help [COMMAND]")
+    registry.add("plugins", _plugins, help="loaded plugins", usage="/plugins")
+    registry.add("quit", _quit, help="leave (peers see you go)", usage="/quit")

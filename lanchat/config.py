@@ -1,0 +1,51 @@
+"""Settings of one node, parsed by the CLI and passed down."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 47800
+APP_NAME = "lanchat"
+
+
+def default_home() -> Path:
+    """Return the home from LANCHAT_HOME or the platform's data folder."""
+    env = os.environ.get("LANCHAT_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_nick() -> str:
+    """Return the login name, or 'user'."""
+    for var in ("LANCHAT_NICK", "USER", "LOGNAME"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value[:64]
+    return "user"
+
+
+@dataclass
+class Config:
+    """Everything a node needs to start."""
+
+    home: Path = field(default_factory=default_home)
+    nick: str = field(default_factory=default_nick)
+    port: int = DEFAULT_PORT
+    interfaces: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    mdns: bool = True
+    beacon: bool = True
+    downloads: Path | None = None
+    log_level: str = "warning"
+    host: str = field(default_factory=socket.gethostname)
+
+    @property
+    def downloads_dir(self) -> Path:
+        """Where accepted files land."""
+        return self.downloads if self.downloads is not None else self.home / "downloads"

@@ -1,0 +1,308 @@
+"""The headless contract: `lanchat run [--json]`, `send`, `peers`, `id`, `plugins`.
+
+Events are written by the node's event thread only, one line each, so output is never
+interleaved; commands read from stdin run on the main thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from lanchat.commands import CommandError, Context, build_registry, execute
+from lanchat.config import Config
+from lanchat.events import Event
+from lanchat.identity import Identity, fingerprint, short_id
+from lanchat.node import Node, NodeError
+from lanchat.plugins import Plugins
+from lanchat.text import safe_line, safe_text
+
+
+class JsonPrinter:
+    """One JSON object per line; flushed whenever the event queue runs empty."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def event(self, event: Event) -> None:
+        """Write one event."""
+        self.out.write(event.to_json() + "\n")
+
+    def flush(self) -> None:
+        """Flush the stream."""
+        try:
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def describe(event: Event) -> str | None:
+    """One human line (or a few) for an event; None for events people need not see."""
+    f = event.fields
+    if event.name == "message":
+        sender = safe_line(f["from"]["nick"])
+        text = safe_text(f["text"])
+        where = "" if f["to"] == "direct" else " (all)"
+        if text.startswith("/me "):
+            return f"* {sender}{where} {text[4:]}"
+        return f"<{sender}>{where} {text}"
+    if event.name in ("peer_joined", "peer_left"):
+        p = f["peer"]
+        verb = "is here" if event.name == "peer_joined" else f"left ({f['reason']})"
+        return f"-- {safe_line(p['nick'])} [{p['number']}] {verb}"
+    if event.name == "output":
+        return str(f["text"])
+    if event.name == "error":
+        return f"!! {safe_text(str(f['message']))}"
+    if event.name == "ready":
+        return (f"-- you are {safe_line(f['nick'])} ({short_id(f['id'])}) on port {f['port']};"
+                " /help lists commands")
+    if event.name == "not_delivered":
+        return f"!! message {f['id'][:8]} not delivered: {f['reason']}"
+    if event.name.startswith("file_") and event.name != "file_progress":
+        return f"-- {event.name}: " + ", ".join(f"{k}={safe_line(str(v))}"
+                                                  for k, v in f.items())
+    return None
+
+
+class TextPrinter(JsonPrinter):
+    """Human lines for a plain terminal or a pipe."""
+
+    def event(self, event: Event) -> None:
+        """Write the event's line, if it has one."""
+        line = describe(event)
+        if line is not None:
+            self.out.write(line + "\n")
+
+
+def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
+    """Turn node events into plugin hook calls (on the event thread)."""
+
+    def on_event(event: Event) -> None:
+        f = event.fields
+        if event.name == "message":
+            plugins.call("lanchat_message_received", node=node, message=dict(f))
+        elif event.name == "peer_joined":
+            plugins.call("lanchat_peer_joined", node=node, peer=dict(f["peer"]))
+        elif event.name == "peer_left":
+            plugins.call("lanchat_peer_left", node=node, peer=dict(f["peer"]),
+                         reason=f["reason"])
+        elif event.name == "file_done" and f.get("direction") == "in":
+            plugins.call("lanchat_file_received", node=node, transfer=dict(f))
+        elif event.name == "ready":
+            plugins.call("lanchat_startup", node=node)
+
+    return on_event
+
+
+def open_node(config: Config, plugins: Plugins | None = None) -> Node:
+    """Build a node with the configured discovery extensions (not started)."""
+    node = Node(config)
+    if config.beacon or config.mdns:
+        from lanchat import discovery
+
+        discovery.attach(node)
+    return node
+
+
+def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout) -> int:
+    """A node without the shell: commands on stdin, events on stdout."""
+    plugins = Plugins(config.home)
+    registry = build_registry(plugins)
+    node = open_node(config, plugins)
+    printer = JsonPrinter(stdout) if json_mode else TextPrinter(stdout)
+    node.subscribe(printer.event)
+    node.subscribe(plugin_bridge(node, plugins))
+    node.on_idle(printer.flush)
+    for failure in plugins.failures:
+        node.emit("error", code="plugin_failed",
+                  message=f"plugin {failure.name} disabled ({failure.where}): {failure.error}")
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 1
+    ctx = Context(node, registry, plugins)
+    try:
+        for line in stdin:
+            command = line.strip()
+            try:
+                out = execute(ctx, line)
+            except CommandError as exc:
+                node.emit("error", code="command", message=str(exc), command=command)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a command bug never ends the node
+                node.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}",
+                          command=command)
+                continue
+            if out is not None:
+                node.emit("output", command=command, text=out.text, data=out.data)
+            if ctx.quit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        plugins.call("lanchat_shutdown", node=node)
+        node.close()
+        printer.flush()
+    return 0
+
+
+class _Waiter:
+    """Collects events so the main thread can wait for one with a deadline."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def wait(self, pred: Callable[[Event], bool], deadline: float,
+             start: int = 0) -> Event | None:
+        """Return the first event from index `start` matching `pred`, or None at the deadline."""
+        seen = start
+        with self.cond:
+            while True:
+                for event in self.events[seen:]:
+                    if pred(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+
+def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
+    """Start, send one message (to a peer or everyone), wait for the ack(s), exit."""
+    node = open_node(config)
+    waiter = _Waiter()
+    node.subscribe(waiter)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + wait_s
+    try:
+        if to is not None:
+            peer = _wait_for_peer(node, waiter, to, deadline)
+            if peer is None:
+                print(f"lanchat: no peer {to!r} found in {wait_s:g} s; check `lanchat peers`"
+                      " or name it with --peer HOST[:PORT]", file=sys.stderr)
+                return 1
+            msg_id = node.send(peer["id"], text)
+            targets = [peer["id"]]
+        else:
+            waiter.wait(lambda e: False, min(deadline, time.monotonic() + 1.5))
+            msg_id, targets = node.broadcast(text)
+            if not targets:
+                print("lanchat: nobody found to send to; check `lanchat peers`",
+                      file=sys.stderr)
+                return 1
+        pending = set(targets)
+        while pending:
+            event = waiter.wait(lambda e: e.name == "delivered" and e["id"] == msg_id
+                                and e["to"] in pending, deadline)
+            if event is None:
+                break
+            pending.discard(event["to"])
+        if pending:
+            names = ", ".join(sorted(pending))
+            print(f"lanchat: not acked in time by {names}; the message stays queued in "
+                  f"{config.home} and is resent the next time lanchat runs there",
+                  file=sys.stderr)
+            return 1
+        return 0
+    except ValueError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        node.close()
+
+
+def _wait_for_peer(node: Node, waiter: _Waiter, ref: str,
+                   deadline: float) -> dict[str, Any] | None:
+    """Wait until `ref` names an online peer; at the deadline return it offline, or None."""
+    while True:
+        marker = len(waiter.events)
+        try:
+            peer: dict[str, Any] | None = node.resolve(ref)
+        except LookupError:
+            peer = None
+        if peer is not None and peer["online"]:
+            return peer
+        if waiter.wait(lambda e: e.name in ("peer_joined", "peer_updated"), deadline,
+                       marker) is None:
+            return peer
+
+
+def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
+    """Discover for `wait_s` seconds, print the peers, exit."""
+    node = open_node(config)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 1
+    try:
+        end = time.monotonic() + wait_s
+        waiter = _Waiter()
+        waiter.wait(lambda e: False, end)
+        found = [p for p in node.peers() if p["online"]]
+    finally:
+        node.close()
+    if json_mode:
+        import json
+
+        print(json.dumps({"peers": found}, ensure_ascii=True))
+    elif not found:
+        print("no peers found; `lanchat doctor` tells why", file=sys.stderr)
+    else:
+        for p in found:
+            print(f"{p['number']:>3}  {safe_line(p['nick']):<16} "
+                  f"{', '.join(p['addresses']):<24} {short_id(p['id'])}  via "
+                  f"{','.join(p['via'])}")
+    return 0
+
+
+def show_id(config: Config) -> int:
+    """Print this home's nick, id and fingerprint (creating the identity if needed)."""
+    identity = Identity.load_or_create(config.home)
+    print(f"nick:        {safe_line(config.nick)}")
+    print(f"id:          {identity.node_id}")
+    print(f"short:       {short_id(identity.node_id)}")
+    print(f"fingerprint: {fingerprint(identity.node_id)}")
+    return 0
+
+
+def list_plugins(config: Config, *, json_mode: bool) -> int:
+    """List plugins, their hooks and the commands they add."""
+    plugins = Plugins(config.home)
+    registry = build_registry(plugins)
+    listing = plugins.listing()
+    by_plugin: dict[str, list[str]] = {}
+    for command in registry.all():
+        by_plugin.setdefault(command.plugin, []).append(command.name)
+    for item in listing:
+        item["commands"] = by_plugin.get(item["name"], [])
+    if json_mode:
+        import json
+
+        print(json.dumps({"plugins": listing}, ensure_ascii=True))
+        return 0
+    for item in listing:
+        state = "" if item["enabled"] else f"  DISABLED: {item.get('error', '')}"
+        print(f"{item['name']}  ({item['source']}){state}")
+        if item["hooks"]:
+            print(f"  hooks:    {', '.join(item['hooks'])}")
+        if item["commands"]:
+            print(f"  commands: {' '.join('/' + c for c in item['commands'])}")
+    return 0

@@ -1,0 +1,166 @@
+"""This node's long-term key, self-signed certificate, node id and fingerprints.
+
+Node id = SHA-256 of the public key (SubjectPublicKeyInfo DER), base32, lower case, no
+padding: 52 characters. The id *is* the key, so a key can never change under a known id;
+pinning elsewhere maps addresses and nicks to ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+KEY_FILE = "node_key.pem"
+CERT_FILE = "node_cert.pem"
+AUTH_CONTEXT = b"lanchat-auth-v1"
+CERT_DAYS = 36500
+NODE_ID_CHARS = 52
+
+
+class IdentityError(Exception):
+    """The key or certificate in the home cannot be used; the message says what to do."""
+
+
+def node_id_from_spki(spki_der: bytes) -> str:
+    """Return the node id for a public key given as SubjectPublicKeyInfo DER."""
+    digest = hashlib.sha256(spki_der).digest()
+    return base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+def node_id_from_cert(cert_der: bytes) -> str:
+    """Return the node id of the key inside a DER certificate."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return node_id_from_spki(spki)
+
+
+def short_id(node_id: str) -> str:
+    """Return the short, grouped form people read: the first 16 characters in fours."""
+    head = node_id[:16]
+    return "-".join(head[i:i + 4] for i in range(0, len(head), 4))
+
+
+def fingerprint(node_id: str) -> str:
+    """Return the full id grouped in fours for reading aloud."""
+    return " ".join(node_id[i:i + 4] for i in range(0, len(node_id), 4))
+
+
+def auth_payload(nonce: str, server_id: str, client_id: str) -> bytes:
+    """Return the bytes a client signs: binds its key to this server and this nonce."""
+    return b"\0".join((AUTH_CONTEXT, nonce.encode(), server_id.encode(), client_id.encode()))
+
+
+def new_nonce() -> str:
+    """Return a fresh random nonce for a handshake."""
+    return base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def verify_proof(key_b64: str, sig_b64: str, payload: bytes) -> str:
+    """Check a peer's in-channel proof; return its node id or raise ValueError."""
+    try:
+        spki = base64.b64decode(key_b64, validate=True)
+        sig = base64.b64decode(sig_b64, validate=True)
+        key = serialization.load_der_public_key(spki)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"unreadable key: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ValueError("key is not Ed25519")
+    try:
+        key.verify(sig, payload)
+    except InvalidSignature:
+        raise ValueError("signature does not verify") from None
+    return node_id_from_spki(spki)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The node's key pair and certificate, loaded from or created in the home."""
+
+    key: ed25519.Ed25519PrivateKey
+    cert_path: Path
+    key_path: Path
+    spki_der: bytes
+    node_id: str
+
+    @property
+    def short(self) -> str:
+        """Short grouped id."""
+        return short_id(self.node_id)
+
+    @property
+    def key_b64(self) -> str:
+        """Public key (SPKI DER) in base64, as sent in `auth`."""
+        return base64.b64encode(self.spki_der).decode()
+
+    def sign(self, payload: bytes) -> str:
+        """Sign and return the signature in base64."""
+        return base64.b64encode(self.key.sign(payload)).decode()
+
+    @classmethod
+    def load_or_create(cls, home: Path) -> Identity:
+        """Load the key from `home`, creating key and certificate on first start."""
+        home.mkdir(parents=True, exist_ok=True)
+        key_path, cert_path = home / KEY_FILE, home / CERT_FILE
+        if key_path.exists():
+            try:
+                loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            except (ValueError, TypeError) as exc:
+                raise IdentityError(
+                    f"cannot read {key_path}: {exc}; move it away to make a new identity"
+                ) from None
+            if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+                raise IdentityError(f"{key_path} is not an Ed25519 key; move it away")
+            key = loaded
+            if os.stat(key_path).st_mode & 0o077:
+                os.chmod(key_path, 0o600)
+        else:
+            key = ed25519.Ed25519PrivateKey.generate()
+            pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            tmp = key_path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, key_path)
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        node_id = node_id_from_spki(spki)
+        if not cert_path.exists() or _cert_id(cert_path) != node_id:
+            _write_cert(key, node_id, cert_path)
+        return cls(key, cert_path, key_path, spki, node_id)
+
+
+def _cert_id(path: Path) -> str | None:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        return None
+    return node_id_from_cert(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _write_cert(key: ed25519.Ed25519PrivateKey, node_id: str, path: Path) -> None:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lanchat {node_id[:16]}")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+            .sign(key, None))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path)

@@ -1,0 +1,788 @@
+"""The Node: the one public API over sessions, store, peer table and discovery.
+
+One background thread runs an asyncio loop that owns every socket and timer; a second
+thread delivers events to listeners in order. Public methods are thread-safe and return
+at once; outcomes arrive as events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import queue
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lanchat.config import DEFAULT_PORT, Config
+from lanchat.events import Event
+from lanchat.identity import Identity, fingerprint
+from lanchat.peers import Change, Peer, PeerTable
+from lanchat.protocol import (
+    MAX_TEXT_CHARS,
+    Chat,
+    Message,
+    NickChange,
+    ProtocolError,
+    check_nick,
+    encode,
+)
+from lanchat.session import CloseReason, Session, client_context, server_context
+from lanchat.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 3.0
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+CALL_TIMEOUT_S = 10.0
+CLOSE_GRACE_S = 1.0
+MAX_PENDING_HANDSHAKES = 256
+LOCK_FILE = "lock"
+
+
+class NodeError(Exception):
+    """The node cannot do what was asked; the message says what to do."""
+
+
+def new_message_id() -> str:
+    """A time-ordered id: 12 hex digits of milliseconds, then 20 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class StaticTarget:
+    """A peer typed by address (`--peer [ID@]HOST[:PORT]`)."""
+
+    host: str
+    port: int
+    expected_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Pin and dialer key."""
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> StaticTarget:
+        """Parse `[ID@]HOST[:PORT]`; raise ValueError with a usable message."""
+        expected = None
+        if "@" in text:
+            expected, text = text.split("@", 1)
+            expected = expected.strip().lower() or None
+        host, port = text, DEFAULT_PORT
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            if rest.startswith(":"):
+                port = int(rest[1:])
+        elif text.count(":") == 1:
+            host, _, p = text.partition(":")
+            try:
+                port = int(p)
+            except ValueError:
+                raise ValueError(f"bad port in --peer {text!r}") from None
+        if not host or not 0 < port < 65536:
+            raise ValueError(f"--peer takes HOST[:PORT], not {text!r}")
+        return cls(host, port, expected)
+
+
+class _Acceptor(asyncio.Protocol):
+    """Holds a fresh TCP connection until TLS takes over."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self.node._accepted(transport)
+
+
+class Node:
+    """A lanchat node. Use as a context manager, or call start() and close()."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.nick = check_nick(config.nick)
+        self.identity: Identity | None = None
+        self.store: Store | None = None
+        self.table: PeerTable | None = None
+        self.port = 0
+        self.addresses: list[str] = []
+        self.counters: dict[str, int] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="lanchat-net", daemon=True)
+        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._event_thread = threading.Thread(target=self._run_events, name="lanchat-events",
+                                              daemon=True)
+        self._listeners: list[Callable[[Event], None]] = []
+        self._idle: list[Callable[[], None]] = []
+        self._lock_fd: int | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sessions: dict[str, Session] = {}
+        self._all_sessions: set[Session] = set()
+        self._pending_handshakes = 0
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._kicks: dict[str, asyncio.Event] = {}
+        self._statics: dict[str, StaticTarget] = {}
+        self._outbox_count: dict[str, int] = {}
+        self._in: list[tuple[Session, list[Chat]]] = []
+        self._out: list[tuple[list[str], Chat, bytes]] = []
+        self._acks: list[tuple[str, tuple[str, ...]]] = []
+        self._flush_scheduled = False
+        self._started = False
+        self._closing = False
+        self._closed = False
+        self._client_ctx = client_context()
+        self._server_ctx: Any = None
+        self.extensions: list[Any] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> Node:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        assert self.identity is not None
+        return self.identity.node_id
+
+    def start(self) -> None:
+        """Open the home, listen, dial static peers and start discovery; emit `ready`."""
+        home = self.config.home
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot create home {home}: {exc}") from None
+        self._take_lock(home)
+        try:
+            self.identity = Identity.load_or_create(home)
+            self.store = Store(home / "lanchat.db")
+            for text in self.config.peers:
+                target = StaticTarget.parse(text)
+                self._statics[target.key] = target
+        except (StoreError, ValueError, OSError) as exc:
+            self._release_lock()
+            raise NodeError(str(exc)) from None
+        except Exception:
+            self._release_lock()
+            raise
+        self._server_ctx = server_context(self.identity)
+        self.table = PeerTable(self.identity.node_id)
+        now = time.time()
+        for known in self.store.known_peers():
+            self.table.remember(known.id, known.nick, known.host, list(known.addresses),
+                                known.port, now)
+        self._outbox_count = self.store.outbox_peers()
+        self._thread.start()
+        self._event_thread.start()
+        try:
+            self._submit(self._async_start()).result(CALL_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        self._started = True
+
+    def close(self) -> None:
+        """Say bye to every peer, stop the threads and close the store; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            try:
+                self._submit(self._async_close()).result(CALL_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - closing must go on
+                log.warning("close: %s", exc)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(CALL_TIMEOUT_S)
+        if self._event_thread.is_alive():
+            self._events.put(None)
+            if threading.current_thread() is not self._event_thread:
+                self._event_thread.join(CALL_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self._loop.close()
+        if self.store is not None:
+            self.store.close()
+        self._release_lock()
+
+    def _take_lock(self, home: Path) -> None:
+        fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise NodeError(
+                f"home {home} is in use by another lanchat (pid {other or '?'}); "
+                "give this one its own --home"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.set_exception_handler(self._loop_exception)
+        self._loop.run_forever()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        exc = ctx.get("exception")
+        self._count("loop_errors")
+        if isinstance(exc, ConnectionError | TimeoutError | OSError):
+            log.info("network: %s", ctx.get("message"))
+        else:
+            log.error("loop error: %s", ctx.get("message"), exc_info=exc)
+
+    def _run_events(self) -> None:
+        while True:
+            event = self._events.get()
+            if event is None:
+                return
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - a listener never stops the others
+                    log.exception("event listener failed on %s", event.name)
+            if self._events.empty():
+                for idle in list(self._idle):
+                    try:
+                        idle()
+                    except Exception:  # noqa: BLE001
+                        log.exception("idle hook failed")
+
+    def _submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the loop thread and return its result (for table reads)."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+
+        async def run() -> T:
+            return fn(*args)
+
+        result: T = self._submit(run()).result(CALL_TIMEOUT_S)
+        return result
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` for every event, on the event thread, in order."""
+        self._listeners.append(listener)
+
+    def on_idle(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` on the event thread whenever the event queue runs empty."""
+        self._idle.append(hook)
+
+    def emit(self, name: str, **fields: Any) -> None:
+        """Queue an event for the listeners (any thread)."""
+        self._events.put(Event.make(name, **fields))
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    # -- public API (any thread) ---------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Own id, nick, fingerprint, port and addresses."""
+        return {"id": self.node_id, "nick": self.nick, "port": self.port,
+                "addresses": list(self.addresses),
+                "fingerprint": fingerprint(self.node_id)}
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Snapshot of the peer table, by list number."""
+        return self.call(lambda: [self._peer_view(p) for p in self._table.all()])
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        """Find a peer by nick, number, id or id prefix; raise LookupError if none."""
+        return self.call(lambda: self._peer_view(self._table.resolve(ref)))
+
+    def send(self, ref: str, text: str) -> str:
+        """Queue a direct message; return its id. Raises LookupError, ValueError."""
+        _check_text(text)
+        peer = self.resolve(ref)
+        return self._queue([peer["id"]], text, broadcast=False)
+
+    def broadcast(self, text: str) -> tuple[str, list[str]]:
+        """Queue a message to every known peer; return its id and the peer ids."""
+        _check_text(text)
+        targets = self.call(lambda: [p.id for p in self._table.all()])
+        if not targets:
+            return "", []
+        return self._queue(targets, text, broadcast=True), targets
+
+    def set_nick(self, nick: str) -> None:
+        """Change this node's nick and tell every peer."""
+        try:
+            check_nick(nick)
+        except ProtocolError as exc:
+            raise ValueError(exc.reason) from None
+        self._loop.call_soon_threadsafe(self._set_nick, nick)
+
+    def history(self, ref: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored messages, oldest first, with one peer or all."""
+        assert self.store is not None
+        peer_id = self.resolve(ref)["id"] if ref else None
+        rows = self.store.history(peer_id, limit)
+        names = {p["id"]: p["nick"] for p in self.peers()}
+        return [{"id": r.id, "peer": r.peer, "nick": r.nick if r.direction == "in" else
+                 self.nick, "with": names.get(r.peer, r.peer), "direction": r.direction,
+                 "to": "broadcast" if r.broadcast else "direct", "text": r.text, "ts": r.ts}
+                for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and per-session figures, for doctor and tests."""
+        def collect() -> dict[str, Any]:
+            return {"counters": dict(self.counters),
+                    "outbox": dict(self._outbox_count),
+                    "sessions": [{"peer": s.peer_id, "nick": s.peer_nick, "server": s.server,
+                                  "address": s.address, "state": s.state.value}
+                                 for s in self._all_sessions],
+                    "extensions": {type(e).__name__: e.stats() for e in self.extensions
+                                   if hasattr(e, "stats")}}
+        return self.call(collect)
+
+    # -- loop side ---------------------------------------------------------------------
+
+    @property
+    def _table(self) -> PeerTable:
+        assert self.table is not None
+        return self.table
+
+    def _peer_view(self, peer: Peer) -> dict[str, Any]:
+        view = peer.public()
+        view["connected"] = peer.id in self._sessions
+        view["queued"] = self._outbox_count.get(peer.id, 0)
+        view["first_seen"] = peer.first_seen
+        view["last_seen"] = peer.last_seen
+        view["left_reason"] = peer.left_reason
+        return view
+
+    async def _async_start(self) -> None:
+        await self._listen()
+        for target in self._statics.values():
+            self._ensure_dialer(target.key)
+        for peer_id, n in self._outbox_count.items():
+            if n:
+                self._ensure_dialer(peer_id)
+        for ext in self.extensions:
+            await ext.start(self)
+        self.emit("ready", id=self.node_id, nick=self.nick, port=self.port,
+                  addresses=list(self.addresses), fingerprint=fingerprint(self.node_id))
+
+    async def _listen(self) -> None:
+        hosts = list(self.config.interfaces) or ["0.0.0.0"]
+        port = self.config.port
+        try:
+            await self._bind(hosts, port)
+        except OSError as exc:
+            if port != DEFAULT_PORT:
+                raise NodeError(
+                    f"cannot listen on port {port}: {exc.strerror}; choose another with "
+                    "--port, or --port 0 for any free port") from None
+            log.info("port %d busy, taking a free one", port)
+            await self._bind(hosts, 0)
+        if not self.addresses:
+            self.addresses = [h for h in hosts if h != "0.0.0.0"] or _local_addresses()
+
+    async def _bind(self, hosts: list[str], port: int) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers = []
+        for host in hosts:
+            server = await self._loop.create_server(
+                lambda: _Acceptor(self), host, port, reuse_address=True, backlog=512)
+            self._servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+        self.port = port
+
+    def _accepted(self, transport: asyncio.Transport) -> None:
+        if self._closing or self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
+            self._count("handshakes_shed")
+            transport.abort()
+            return
+        self._pending_handshakes += 1
+        self._loop.create_task(self._upgrade(transport))
+
+    async def _upgrade(self, transport: asyncio.Transport) -> None:
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        assert self.identity is not None
+        session = Session(self, self.identity, self.nick, self.port, server=True,
+                          address=str(peer[0]), loop=self._loop)
+        try:
+            tls = await self._loop.start_tls(transport, session, self._server_ctx,
+                                             server_side=True,
+                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S)
+        except (OSError, ConnectionError, TimeoutError, ssl_error()) as exc:
+            self._count("tls_failed")
+            log.info("TLS from %s failed: %s", peer[0], exc)
+            transport.abort()
+            return
+        finally:
+            self._pending_handshakes -= 1
+        if tls is None:
+            return
+        self._all_sessions.add(session)
+        session.connection_made(tls)
+
+    def _ensure_dialer(self, key: str) -> None:
+        kick = self._kicks.get(key)
+        if kick is not None:
+            kick.set()
+        task = self._dialers.get(key)
+        if task is not None and not task.done():
+            return
+        if self._closing:
+            return
+        self._kicks[key] = asyncio.Event()
+        self._dialers[key] = self._loop.create_task(self._dial_loop(key))
+
+    def _wants(self, key: str) -> bool:
+        if self._closing:
+            return False
+        if key in self._statics:
+            return True
+        return self._outbox_count.get(key, 0) > 0
+
+    def _static_peer_id(self, key: str) -> str | None:
+        target = self._statics.get(key)
+        if target is None:
+            return key
+        assert self.store is not None
+        return target.expected_id or self.store.pinned(key)
+
+    async def _dial_loop(self, key: str) -> None:
+        backoff = BACKOFF_MIN_S
+        kick = self._kicks[key]
+        while self._wants(key):
+            peer_id = self._static_peer_id(key)
+            live = self._sessions.get(peer_id) if peer_id else None
+            if live is not None:
+                await asyncio.shield(live.closed)
+                backoff = BACKOFF_MIN_S
+                continue
+            if await self._dial_once(key):
+                backoff = BACKOFF_MIN_S
+                continue
+            kick.clear()
+            try:
+                await asyncio.wait_for(kick.wait(), backoff * random.uniform(0.8, 1.2))
+                backoff = BACKOFF_MIN_S
+            except TimeoutError:
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _dial_targets(self, key: str) -> list[tuple[str, int, str | None]]:
+        target = self._statics.get(key)
+        if target is not None:
+            return [(target.host, target.port, self._static_peer_id(key))]
+        peer = self._table.get(key)
+        if peer is None or not peer.port:
+            return []
+        return [(addr, peer.port, key) for addr in peer.addresses]
+
+    async def _dial_once(self, key: str) -> bool:
+        for host, port, expected in self._dial_targets(key):
+            if self._closing:
+                return False
+            if expected and expected in self._sessions:
+                return True
+            ok = await self._connect(host, port, expected, key)
+            if ok:
+                return True
+        return False
+
+    async def _connect(self, host: str, port: int, expected: str | None, key: str) -> bool:
+        assert self.identity is not None
+        session = Session(self, self.identity, self.nick, self.port, server=False,
+                          address=host, expected_id=expected, loop=self._loop)
+        session.dial_key = key
+        session.peer_port = port
+        session.on_ready = self._loop.create_future()
+        try:
+            await asyncio.wait_for(
+                self._loop.create_connection(lambda: session, host, port,
+                                             ssl=self._client_ctx, server_hostname=None,
+                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S),
+                CONNECT_TIMEOUT_S + 1)
+        except (OSError, TimeoutError, ConnectionError, ssl_error()) as exc:
+            self._count("dial_failed")
+            log.info("connect %s:%d failed: %s", host, port, exc)
+            return False
+        self._all_sessions.add(session)
+        await asyncio.wait([session.on_ready, session.closed], timeout=CONNECT_TIMEOUT_S * 2,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not session.ready:
+            session.abort()
+            return False
+        return True
+
+    # -- session owner ------------------------------------------------------------------
+
+    def check_server(self, session: Session, peer_id: str) -> str | None:
+        """Refuse a server whose key is not the one expected or pinned."""
+        if peer_id == self.node_id:
+            return "connected to itself"
+        expected = session.expected_id
+        if expected and peer_id != expected and not peer_id.startswith(expected):
+            self._count("key_mismatch")
+            self.emit("error", code="key_mismatch",
+                      message=(f"{session.address} showed key {fingerprint(peer_id)} but "
+                               f"{fingerprint(expected)} is pinned for it; refused. If the "
+                               "peer really has a new key, /forget it and connect again."),
+                      address=session.address, expected=expected, got=peer_id)
+            return "key does not match the pinned id"
+        return None
+
+    def check_client(self, session: Session, peer_id: str) -> str | None:
+        """Refuse ourselves and blocked peers."""
+        if peer_id == self.node_id:
+            return "connected to itself"
+        return None
+
+    def session_ready(self, session: Session) -> None:
+        """Keep one session per peer, mark it online and send what waits for it."""
+        pid = session.peer_id
+        key = session.dial_key
+        if key is not None and key in self._statics:
+            assert self.store is not None
+            if self.store.pinned(key) is None:
+                self.store.pin(key, pid)
+        existing = self._sessions.get(pid)
+        if existing is not None and existing is not session:
+            if self._keep_new(existing, session):
+                self._sessions[pid] = session
+                existing.close("duplicate")
+            else:
+                session.close("duplicate")
+                return
+        self._sessions[pid] = session
+        change = self._table.seen(pid, "session", time.time(), nick=session.peer_nick,
+                                  address=session.address, port=session.peer_port,
+                                  verified=True)
+        peer = self._table.get(pid)
+        assert self.store is not None and peer is not None
+        self.store.remember_peer(pid, peer.nick, peer.host, peer.addresses, peer.port)
+        self._announce(change)
+        self._pump(session)
+
+    def _keep_new(self, old: Session, new: Session) -> bool:
+        def initiator(s: Session) -> str:
+            return s.peer_id if s.server else self.node_id
+        if initiator(old) == initiator(new):
+            return True
+        return initiator(new) == min(self.node_id, new.peer_id)
+
+    def session_chats(self, session: Session, chats: list[Chat]) -> None:
+        """Queue received messages for the next group commit."""
+        self._in.append((session, chats))
+        self._schedule_flush()
+
+    def session_acks(self, session: Session, ids: tuple[str, ...]) -> None:
+        """Queue acks: the outbox rows go in the next commit."""
+        self._acks.append((session.peer_id, ids))
+        self._schedule_flush()
+
+    def session_message(self, session: Session, message: Message) -> None:
+        """Nick changes and, later, file control."""
+        if isinstance(message, NickChange):
+            change = self._table.seen(session.peer_id, "session", time.time(),
+                                      nick=message.nick)
+            self._announce(change)
+            return
+        for ext in self.extensions:
+            handler = getattr(ext, "on_message", None)
+            if handler is not None and handler(session, message):
+                return
+        self._count("unhandled_messages")
+
+    def session_writable(self, session: Session) -> None:
+        """The peer caught up: send more."""
+        self._pump(session)
+
+    def session_closed(self, session: Session, reason: CloseReason, detail: str) -> None:
+        """Forget the session; mark the peer offline if nothing else shows it."""
+        self._all_sessions.discard(session)
+        pid = session.peer_id
+        if pid and self._sessions.get(pid) is session:
+            del self._sessions[pid]
+            if not self._closing:
+                change = self._table.lost(pid, "session", reason.value
+                                          if reason is not CloseReason.LOCAL else "bye",
+                                          time.time())
+                self._announce(change)
+                if self._wants(pid):
+                    self._ensure_dialer(pid)
+        elif reason is CloseReason.ERROR and detail.startswith("refused by peer"):
+            self.emit("error", code="refused", message=f"{session.address}: {detail}")
+
+    def _announce(self, change: Change | None) -> None:
+        if change is None:
+            return
+        view = self._peer_view(change.peer)
+        if change.kind == "joined":
+            self.emit("peer_joined", peer=view)
+            if self._outbox_count.get(change.peer.id):
+                self._ensure_dialer(change.peer.id)
+        elif change.kind == "left":
+            self.emit("peer_left", peer=view, reason=change.reason)
+        else:
+            self.emit("peer_updated", peer=view)
+
+    def _set_nick(self, nick: str) -> None:
+        self.nick = nick
+        for session in self._sessions.values():
+            session.nick = nick
+            session.send(NickChange(nick))
+        for ext in self.extensions:
+            if hasattr(ext, "set_nick"):
+                ext.set_nick(nick)
+
+    # -- messages: group commit -------------------------------------------------------
+
+    def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
+        msg = Chat(new_message_id(), time.time(), text, broadcast, self.nick)
+        payload = encode(msg)[4:]
+        self._loop.call_soon_threadsafe(self._enqueue, peers, msg, payload)
+        return msg.msg_id
+
+    def _enqueue(self, peers: list[str], msg: Chat, payload: bytes) -> None:
+        self._out.append((peers, msg, payload))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Store what arrived and what is to be sent in one commit; then ack and send."""
+        self._flush_scheduled = False
+        inbound, outbound, acks = self._in, self._out, self._acks
+        self._in, self._out, self._acks = [], [], []
+        if not (inbound or outbound or acks):
+            return
+        assert self.store is not None
+        incoming = [(s.peer_id, c) for s, chats in inbound for c in chats]
+        try:
+            fresh, done = self.store.commit_batch(incoming, outbound, acks)
+        except Exception as exc:  # noqa: BLE001 - the node goes on without acking
+            self._store_failed(exc, inbound, outbound)
+            return
+        self._count("duplicates", len(incoming) - len(fresh))
+        for session, chats in inbound:
+            session.ack([c.msg_id for c in chats])
+        nicks = {s.peer_id: s.peer_nick for s, _ in inbound}
+        for peer_id, chat in fresh:
+            self.emit("message", id=chat.msg_id,
+                      **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
+                      to="broadcast" if chat.broadcast else "direct", text=chat.text,
+                      sent=chat.ts)
+        self._count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
+        for peer_id, msg_id in done:
+            self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 1) - 1
+            self.emit("delivered", id=msg_id, to=peer_id)
+        for peers, _, _ in outbound:
+            for peer_id in peers:
+                self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 0) + 1
+        touched = {p for peers, _, _ in outbound for p in peers}
+        for peer_id in touched:
+            ready = self._sessions.get(peer_id)
+            if ready is not None:
+                self._pump(ready)
+            else:
+                self._ensure_dialer(peer_id)
+
+    def _store_failed(self, exc: Exception, inbound: list[tuple[Session, list[Chat]]],
+                      outbound: list[tuple[list[str], Chat, bytes]]) -> None:
+        self._count("store_errors")
+        log.error("store failed: %s", exc)
+        self.emit("error", code="store_failed",
+                  message=f"could not write the history database: {exc}; check free space "
+                          "and permissions in the home")
+        for session, _ in inbound:
+            session.fail("receiver could not store messages", tell_peer=True)
+        for peers, msg, _ in outbound:
+            for peer_id in peers:
+                self.emit("not_delivered", id=msg.msg_id, to=peer_id, reason="store failed")
+
+    def _pump(self, session: Session) -> None:
+        """Send queued messages for the session's peer, in order, until the buffer fills."""
+        assert self.store is not None
+        while session.ready and not session.paused:
+            rows = self.store.outbox_after(session.peer_id, session.last_sent_seq)
+            if not rows:
+                return
+            for seq, _, payload in rows:
+                session.write_payload(payload)
+                session.last_sent_seq = seq
+
+    async def _async_close(self) -> None:
+        self._closing = True
+        dialers = list(self._dialers.values())
+        for task in dialers:
+            task.cancel()
+        await asyncio.gather(*dialers, return_exceptions=True)
+        self._flush()
+        for server in self._servers:
+            server.close()
+        for ext in reversed(self.extensions):
+            try:
+                await ext.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("stopping %s: %s", type(ext).__name__, exc)
+        sessions = list(self._all_sessions)
+        for session in sessions:
+            session.close("quit")
+        waits = [s.closed for s in sessions if not s.closed.done()]
+        if waits:
+            await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
+        for session in sessions:
+            session.abort()
+
+
+def _check_text(text: str) -> None:
+    if not text:
+        raise ValueError("nothing to send")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"message longer than {MAX_TEXT_CHARS} characters; send it as a file")
+
+
+def _local_addresses() -> list[str]:
+    try:
+        from lanchat.discovery.interfaces import usable_interfaces
+
+        return [i.ip for i in usable_interfaces()]
+    except Exception:  # noqa: BLE001 - best effort for the `ready` event
+        return [socket.gethostbyname(socket.gethostname())]
+
+
+def ssl_error() -> type[Exception]:
+    """The ssl module's error type (imported lazily for start-up time)."""
+    import ssl
+
+    return ssl.SSLError
+
+
+def parse_targets(texts: Sequence[str]) -> list[StaticTarget]:
+    """Parse every `--peer` value; raise ValueError on the first bad one."""
+    return [StaticTarget.parse(t) for t in texts]

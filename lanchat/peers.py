@@ -1,0 +1,189 @@
+"""The peer table: one entry per node id, merged from mDNS, beacons, static peers and sessions.
+
+No I/O and no clock: callers pass `now`. Each change returns what the node should announce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCES = ("mdns", "beacon", "static", "session")
+MAX_ADDRESSES = 8
+
+
+@dataclass
+class Peer:
+    """What this node knows of one other node."""
+
+    id: str
+    nick: str
+    number: int
+    first_seen: float
+    last_seen: float
+    host: str = ""
+    port: int = 0
+    addresses: list[str] = field(default_factory=list)
+    sources: dict[str, float] = field(default_factory=dict)
+    online: bool = False
+    left_reason: str = ""
+    conflict: str = ""
+
+    @property
+    def via(self) -> list[str]:
+        """Where this peer was heard, in contract order (sessions count as 'static')."""
+        names = {"static" if s == "session" else s for s in self.sources}
+        return [s for s in ("mdns", "beacon", "static") if s in names]
+
+    def public(self) -> dict[str, Any]:
+        """The `peer` object of the headless contract."""
+        return {"id": self.id, "nick": self.nick, "host": self.host,
+                "addresses": list(self.addresses), "port": self.port, "via": self.via,
+                "online": self.online, "number": self.number}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a table update means for the user: 'joined', 'updated' or 'left'."""
+
+    kind: str
+    peer: Peer
+    reason: str = ""
+
+
+class PeerTable:
+    """Peers keyed by node id; list numbers are stable for the life of the node."""
+
+    def __init__(self, own_id: str) -> None:
+        self.own_id = own_id
+        self._peers: dict[str, Peer] = {}
+        self._next_number = 1
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def get(self, node_id: str) -> Peer | None:
+        """Return the peer with this id, if known."""
+        return self._peers.get(node_id)
+
+    def all(self) -> list[Peer]:
+        """Every peer, by list number."""
+        return sorted(self._peers.values(), key=lambda p: p.number)
+
+    def online(self) -> list[Peer]:
+        """Peers online now, by list number."""
+        return [p for p in self.all() if p.online]
+
+    def _entry(self, node_id: str, nick: str, now: float) -> tuple[Peer, bool]:
+        peer = self._peers.get(node_id)
+        if peer is not None:
+            return peer, False
+        peer = Peer(node_id, nick, self._next_number, now, now)
+        self._next_number += 1
+        self._peers[node_id] = peer
+        return peer, True
+
+    def remember(self, node_id: str, nick: str, host: str, addresses: list[str],
+                 port: int, now: float) -> None:
+        """Add a known peer from the store, offline, so it can be named and reached."""
+        if node_id == self.own_id:
+            return
+        peer, new = self._entry(node_id, nick, now)
+        if new:
+            peer.host, peer.port = host, port
+            peer.addresses = list(addresses[:MAX_ADDRESSES])
+
+    def seen(self, node_id: str, source: str, now: float, *, nick: str = "", host: str = "",
+             address: str = "", port: int = 0, verified: bool = False) -> Change | None:
+        """Record that `source` shows the peer now; return the change, if any.
+
+        An address from discovery goes to the end of the list; one proven by a session
+        (`verified`) goes first.
+        """
+        if node_id == self.own_id or source not in SOURCES:
+            return None
+        peer, new = self._entry(node_id, nick or "?", now)
+        before = (peer.nick, peer.host, peer.port, tuple(peer.addresses), tuple(peer.via))
+        peer.sources[source] = now
+        peer.last_seen = now
+        if nick:
+            peer.nick = nick
+        if host:
+            peer.host = host
+        if port and (verified or not peer.port or source != "session"):
+            peer.port = port
+        if address:
+            if verified:
+                if address in peer.addresses:
+                    peer.addresses.remove(address)
+                peer.addresses.insert(0, address)
+            elif address not in peer.addresses:
+                peer.addresses.append(address)
+            del peer.addresses[MAX_ADDRESSES:]
+        if not peer.online:
+            peer.online = True
+            peer.left_reason = ""
+            return Change("joined", peer)
+        after = (peer.nick, peer.host, peer.port, tuple(peer.addresses), tuple(peer.via))
+        if new or before != after:
+            return Change("updated", peer)
+        return None
+
+    def lost(self, node_id: str, source: str, reason: str, now: float) -> Change | None:
+        """Record that `source` no longer shows the peer; return 'left' if now offline.
+
+        A beacon 'bye' or timeout also ends an mDNS record, which would otherwise linger
+        for an hour after a crash.
+        """
+        peer = self._peers.get(node_id)
+        if peer is None or source not in peer.sources:
+            return None
+        del peer.sources[source]
+        if source == "beacon" and "session" not in peer.sources:
+            peer.sources.pop("mdns", None)
+        if peer.online and not peer.sources:
+            peer.online = False
+            peer.left_reason = reason
+            return Change("left", peer, reason)
+        return Change("updated", peer) if peer.online else None
+
+    def stale(self, source: str, older_than: float) -> list[str]:
+        """Ids whose `source` was last heard before `older_than`."""
+        return [p.id for p in self._peers.values()
+                if source in p.sources and p.sources[source] < older_than]
+
+    def forget(self, node_id: str) -> None:
+        """Drop a peer from the table."""
+        self._peers.pop(node_id, None)
+
+    def resolve(self, ref: str) -> Peer:
+        """Find a peer by list number, nick, id or unambiguous id prefix.
+
+        Raises LookupError with a message for the user.
+        """
+        ref = ref.strip().lstrip("#")
+        if not ref:
+            raise LookupError("name a peer: a nick, a list number or an id")
+        if ref.isdigit():
+            for peer in self._peers.values():
+                if peer.number == int(ref):
+                    return peer
+            raise LookupError(f"no peer number {ref}; /list shows the numbers")
+        if ref in self._peers:
+            return self._peers[ref]
+        by_nick = [p for p in self._peers.values() if p.nick == ref]
+        if len(by_nick) > 1:
+            online = [p for p in by_nick if p.online]
+            if len(online) == 1:
+                return online[0]
+            raise LookupError(f"{len(by_nick)} peers are called {ref!r}; use the list number")
+        if by_nick:
+            return by_nick[0]
+        compact = ref.replace("-", "").lower()
+        if len(compact) >= 4:
+            by_id = [p for p in self._peers.values() if p.id.startswith(compact)]
+            if len(by_id) == 1:
+                return by_id[0]
+            if len(by_id) > 1:
+                raise LookupError(f"id prefix {ref!r} is ambiguous; give more characters")
+        raise LookupError(f"no peer {ref!r}; /list shows who is here")

@@ -1,0 +1,498 @@
+"""Sans-IO wire format: frames, message types, limits, session states and heartbeat rules.
+
+Nothing here touches sockets, threads or clocks: bytes go in, messages come out; messages
+go in, bytes come out. Peer faults raise `ProtocolError(reason)`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 256 * 1024
+MAX_NICK_CHARS = 64
+MAX_TEXT_CHARS = 16 * 1024
+MAX_ID_CHARS = 64
+MAX_ACK_IDS = 4096
+MAX_REASON_CHARS = 256
+MAX_NAME_CHARS = 255
+MAX_PATH_CHARS = 1024
+MAX_FILE_BYTES = 1 << 44
+MAX_FILES_PER_OFFER = 10_000
+HEARTBEAT_S = 5.0
+DEAD_AFTER_S = 15.0
+HANDSHAKE_TIMEOUT_S = 5.0
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class ProtocolError(Exception):
+    """The peer sent something that breaks the protocol; `reason` says what."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _str(d: dict[str, Any], key: str, limit: int, *, empty: bool = False) -> str:
+    value = d.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"field {key!r} must be a string")
+    if len(value) > limit:
+        raise ProtocolError(f"field {key!r} longer than {limit} characters")
+    if not empty and not value:
+        raise ProtocolError(f"field {key!r} is empty")
+    return value
+
+
+def _int(d: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    value = d.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ProtocolError(f"field {key!r} must be an integer in {lo}..{hi}")
+    return value
+
+
+def _float(d: dict[str, Any], key: str) -> float:
+    value = d.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise ProtocolError(f"field {key!r} must be a number")
+    return float(value)
+
+
+def _ident(d: dict[str, Any], key: str) -> str:
+    value = _str(d, key, MAX_ID_CHARS)
+    if not _ID_RE.match(value):
+        raise ProtocolError(f"field {key!r} is not a valid id")
+    return value
+
+
+def check_nick(nick: str) -> str:
+    """Return `nick` if it is a valid nick, else raise ProtocolError."""
+    if not nick or len(nick) > MAX_NICK_CHARS or _CONTROL_RE.search(nick) or nick != nick.strip():
+        raise ProtocolError("nick must be 1-64 printable characters without edge spaces")
+    return nick
+
+
+class Message:
+    """Base of every wire message; subclasses are frozen dataclasses with a type tag `T`."""
+
+    T: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Message:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """Server to client, first frame: who the server is and a nonce to sign."""
+
+    T: ClassVar[str] = "hello"
+    node_id: str
+    nick: str
+    nonce: str
+    version: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": self.version, "id": self.node_id, "nick": self.nick, "nonce": self.nonce}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hello:
+        return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
+                   _str(d, "nonce", 128), _int(d, "v", 0, 1 << 16))
+
+
+@dataclass(frozen=True)
+class Auth(Message):
+    """Client to server: the client's key and its signature over nonce and server id."""
+
+    T: ClassVar[str] = "auth"
+    node_id: str
+    nick: str
+    key: str
+    sig: str
+    port: int
+    version: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": self.version, "id": self.node_id, "nick": self.nick, "key": self.key,
+                "sig": self.sig, "port": self.port}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Auth:
+        return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
+                   _str(d, "key", 1024), _str(d, "sig", 1024), _int(d, "port", 0, 65535),
+                   _int(d, "v", 0, 1 << 16))
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    """Server to client: the client's proof was accepted."""
+
+    T: ClassVar[str] = "welcome"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Welcome:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Refused(Message):
+    """Either side: the session is refused, with a reason for the user."""
+
+    T: ClassVar[str] = "refused"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Refused:
+        return cls(_str(d, "reason", MAX_REASON_CHARS))
+
+
+@dataclass(frozen=True)
+class Chat(Message):
+    """A chat message; the sender is the authenticated peer of the session, never a field."""
+
+    T: ClassVar[str] = "msg"
+    msg_id: str
+    ts: float
+    text: str
+    broadcast: bool = False
+    nick: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.text) > MAX_TEXT_CHARS:
+            raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.msg_id, "ts": self.ts, "text": self.text,
+                "to": "broadcast" if self.broadcast else "direct", "nick": self.nick}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Chat:
+        to = d.get("to")
+        if to not in ("direct", "broadcast"):
+            raise ProtocolError("field 'to' must be 'direct' or 'broadcast'")
+        nick = _str(d, "nick", MAX_NICK_CHARS, empty=True)
+        return cls(_ident(d, "id"), _float(d, "ts"), _str(d, "text", MAX_TEXT_CHARS, empty=True),
+                   to == "broadcast", nick)
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    """Receiver to sender: these message ids are stored durably."""
+
+    T: ClassVar[str] = "ack"
+    ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": list(self.ids)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ack:
+        ids = d.get("ids")
+        if not isinstance(ids, list) or len(ids) > MAX_ACK_IDS:
+            raise ProtocolError(f"field 'ids' must be a list of at most {MAX_ACK_IDS} ids")
+        out = []
+        for value in ids:
+            if not isinstance(value, str) or not _ID_RE.match(value):
+                raise ProtocolError("field 'ids' holds an invalid id")
+            out.append(value)
+        return cls(tuple(out))
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    """Heartbeat request."""
+
+    T: ClassVar[str] = "ping"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ping:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Pong(Message):
+    """Heartbeat answer."""
+
+    T: ClassVar[str] = "pong"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pong:
+        return cls()
+
+
+@dataclass(frozen=True)
+class NickChange(Message):
+    """The sender now goes by a new nick."""
+
+    T: ClassVar[str] = "nick"
+    nick: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nick": self.nick}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NickChange:
+        return cls(check_nick(_str(d, "nick", MAX_NICK_CHARS)))
+
+
+@dataclass(frozen=True)
+class Bye(Message):
+    """Clean close: the sender is going away (reason is informative)."""
+
+    T: ClassVar[str] = "bye"
+    reason: str = "quit"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Bye:
+        return cls(_str(d, "reason", MAX_REASON_CHARS, empty=True))
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of an offer: a relative path (made safe again by the receiver) and size."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileOffer(Message):
+    """Sender offers files; nothing is written by the receiver before it accepts."""
+
+    T: ClassVar[str] = "file_offer"
+    transfer: str
+    name: str
+    size: int
+    sha256: str | None
+    files: tuple[FileEntry, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "name": self.name, "size": self.size,
+                "sha256": self.sha256,
+                "files": [{"path": f.path, "size": f.size} for f in self.files]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileOffer:
+        sha = d.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise ProtocolError("field 'sha256' must be 64 hex digits or null")
+        raw = d.get("files", [])
+        if not isinstance(raw, list) or len(raw) > MAX_FILES_PER_OFFER:
+            raise ProtocolError("field 'files' must be a list")
+        files = []
+        for item in raw:
+            if not isinstance(item, dict):
+                raise ProtocolError("file entries must be objects")
+            files.append(FileEntry(_str(item, "path", MAX_PATH_CHARS),
+                                   _int(item, "size", 0, MAX_FILE_BYTES)))
+        return cls(_ident(d, "transfer"), _str(d, "name", MAX_PATH_CHARS),
+                   _int(d, "size", 0, MAX_FILE_BYTES), sha, tuple(files))
+
+
+@dataclass(frozen=True)
+class FileAnswer(Message):
+    """Receiver to sender: accepted (with the offsets to resume from per file) or declined."""
+
+    T: ClassVar[str] = "file_answer"
+    transfer: str
+    accept: bool
+    offsets: tuple[int, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "accept": self.accept,
+                "offsets": list(self.offsets), "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileAnswer:
+        accept = d.get("accept")
+        if not isinstance(accept, bool):
+            raise ProtocolError("field 'accept' must be a boolean")
+        offsets = d.get("offsets", [])
+        if not isinstance(offsets, list) or len(offsets) > MAX_FILES_PER_OFFER or not all(
+            isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= MAX_FILE_BYTES
+            for o in offsets
+        ):
+            raise ProtocolError("field 'offsets' must be a list of sizes")
+        return cls(_ident(d, "transfer"), accept, tuple(offsets),
+                   _str(d, "reason", MAX_REASON_CHARS, empty=True))
+
+
+@dataclass(frozen=True)
+class FileCancel(Message):
+    """Either side stops a transfer."""
+
+    T: ClassVar[str] = "file_cancel"
+    transfer: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileCancel:
+        return cls(_ident(d, "transfer"), _str(d, "reason", MAX_REASON_CHARS, empty=True))
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.T: cls
+    for cls in (Hello, Auth, Welcome, Refused, Chat, Ack, Ping, Pong, NickChange, Bye,
+                FileOffer, FileAnswer, FileCancel)
+}
+
+
+def encode(message: Message) -> bytes:
+    """Return the frame (length prefix and JSON payload) for one message."""
+    body = message.to_dict()
+    body["t"] = message.T
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(payload) > MAX_FRAME_BYTES:
+        raise ValueError(f"message larger than {MAX_FRAME_BYTES} bytes")
+    return HEADER.pack(len(payload)) + payload
+
+
+def decode_payload(payload: bytes) -> Message:
+    """Parse one frame payload into a message, or raise ProtocolError."""
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("payload is not a JSON object")
+    kind = body.get("t")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {str(kind)[:32]!r}")
+    return cls.from_dict(body)
+
+
+class FrameDecoder:
+    """Feed bytes in any split; take whole messages out. Limits are checked before buffering."""
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an unfinished frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add bytes and return every message now complete; raise ProtocolError on a bad frame."""
+        buf = self._buf
+        buf += data
+        out: list[Message] = []
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 4:
+                (length,) = HEADER.unpack_from(buf, pos)
+                if length == 0 or length > self._max:
+                    raise ProtocolError(f"frame length {length} outside 1..{self._max}")
+                if end - pos - 4 < length:
+                    break
+                out.append(decode_payload(bytes(buf[pos + 4:pos + 4 + length])))
+                pos += 4 + length
+        finally:
+            del buf[:pos]
+        return out
+
+    def at_eof(self) -> None:
+        """Raise ProtocolError if the stream ended inside a frame."""
+        if self._buf:
+            raise ProtocolError(f"connection closed inside a frame ({len(self._buf)} bytes)")
+
+
+class SessionState(enum.Enum):
+    """Life of one session."""
+
+    HANDSHAKE = "handshake"
+    READY = "ready"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_SERVER_HANDSHAKE = (Auth, Refused)
+_CLIENT_HANDSHAKE = (Hello, Welcome, Refused)
+_READY = (Chat, Ack, Ping, Pong, NickChange, Bye, Refused, FileOffer, FileAnswer, FileCancel)
+
+# Which messages each state accepts, per role: the one transition table.
+ALLOWED: dict[tuple[SessionState, bool], tuple[type[Message], ...]] = {
+    (SessionState.HANDSHAKE, True): _SERVER_HANDSHAKE,
+    (SessionState.HANDSHAKE, False): _CLIENT_HANDSHAKE,
+    (SessionState.READY, True): _READY,
+    (SessionState.READY, False): _READY,
+    (SessionState.CLOSING, True): (Bye, Ack, Pong, Ping, Chat),
+    (SessionState.CLOSING, False): (Bye, Ack, Pong, Ping, Chat),
+    (SessionState.CLOSED, True): (),
+    (SessionState.CLOSED, False): (),
+}
+
+
+def check_allowed(state: SessionState, server: bool, message: Message) -> None:
+    """Raise ProtocolError if `message` may not arrive in `state`."""
+    if not isinstance(message, ALLOWED[(state, server)]):
+        raise ProtocolError(f"unexpected {message.T!r} in state {state.value}")
+
+
+class Heartbeat:
+    """Decides when to ping and when a silent peer is dead; the caller passes `now`."""
+
+    def __init__(self, now: float, interval: float = HEARTBEAT_S,
+                 dead_after: float = DEAD_AFTER_S) -> None:
+        self.interval = interval
+        self.dead_after = dead_after
+        self.last_rx = now
+        self.last_tx = now
+        self.last_ping = now
+
+    def received(self, now: float) -> None:
+        """Record that bytes arrived."""
+        self.last_rx = now
+
+    def sent(self, now: float) -> None:
+        """Record that bytes were sent."""
+        self.last_tx = now
+
+    def poll(self, now: float) -> str | None:
+        """Return 'dead', 'ping' or None for what to do now; 'ping' means one is sent now."""
+        if now - self.last_rx >= self.dead_after:
+            return "dead"
+        idle = now - min(self.last_rx, self.last_tx)
+        if idle >= self.interval and now - self.last_ping >= self.interval:
+            self.last_ping = now
+            return "ping"
+        return None
+
+    def next_deadline(self, now: float) -> float:
+        """Return when `poll` should next be called."""
+        ping_at = max(min(self.last_rx, self.last_tx), self.last_ping) + self.interval
+        return max(min(self.last_rx + self.dead_after, ping_at), now + 0.05)

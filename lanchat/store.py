@@ -1,0 +1,274 @@
+"""SQLite state of one node: history, the outbox of unacked messages, known peers, pins.
+
+WAL with synchronous=FULL: a message is acked only after a commit that is durable. Callers
+batch (group commit): one transaction stores everything read in one loop turn.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lanchat.protocol import Chat
+
+SCHEMA_VERSION = 1
+DB_FILE = "lanchat.db"
+OUTBOX_PAGE = 512
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    peer TEXT NOT NULL,          -- the other side's node id; '*' for my broadcasts
+    direction TEXT NOT NULL,     -- 'in' or 'out'
+    broadcast INTEGER NOT NULL,
+    nick TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts REAL NOT NULL,
+    stored REAL NOT NULL,
+    UNIQUE (peer, direction, id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: sessions send rows after a seq
+    msg_id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (peer, msg_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer, seq);
+CREATE TABLE IF NOT EXISTS peers (
+    id TEXT PRIMARY KEY,
+    nick TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
+    addresses TEXT NOT NULL DEFAULT '[]',
+    port INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    trust TEXT NOT NULL DEFAULT 'tofu'
+);
+CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One stored chat message, either direction."""
+
+    id: str
+    peer: str
+    direction: str
+    broadcast: bool
+    nick: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class KnownPeer:
+    """A peer this node has talked to before."""
+
+    id: str
+    nick: str
+    host: str
+    addresses: tuple[str, ...]
+    port: int
+    first_seen: float
+    last_seen: float
+    trust: str
+
+
+class Store:
+    """One SQLite connection, used under a lock so any thread may call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=2000")
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"database {path} is damaged or unreadable ({exc}); move it away to start "
+                "with an empty history"
+            ) from None
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {path} has schema {row[0]}, newer than this lanchat understands "
+                f"({SCHEMA_VERSION}); upgrade lanchat"
+            )
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    # -- messages ---------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        incoming: Sequence[tuple[str, Chat]],
+        outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
+        acked: Sequence[tuple[str, Sequence[str]]] = (),
+    ) -> tuple[list[tuple[str, Chat]], list[tuple[str, str]]]:
+        """Store one batch in one durable transaction.
+
+        `incoming`: (peer id, message) received; `outgoing`: (peer ids, message, frame
+        payload) to send; `acked`: (peer id, message ids) the peers confirmed.
+        Returns the incoming messages that were new (not duplicates) and the (peer, id)
+        pairs that left the outbox.
+        """
+        now = time.time()
+        fresh: list[tuple[str, Chat]] = []
+        done: list[tuple[str, str]] = []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for peer, msg in incoming:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
+                        " text, ts, stored) VALUES (?, ?, 'in', ?, ?, ?, ?, ?)",
+                        (msg.msg_id, peer, msg.broadcast, msg.nick, msg.text, msg.ts, now))
+                    if cur.rowcount == 1:
+                        fresh.append((peer, msg))
+                for peers, msg, payload in outgoing:
+                    target = "*" if msg.broadcast else peers[0]
+                    db.execute(
+                        "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
+                        " text, ts, stored) VALUES (?, ?, 'out', ?, ?, ?, ?, ?)",
+                        (msg.msg_id, target, msg.broadcast, msg.nick, msg.text, msg.ts, now))
+                    db.executemany(
+                        "INSERT OR IGNORE INTO outbox (msg_id, peer, payload, created)"
+                        " VALUES (?, ?, ?, ?)",
+                        [(msg.msg_id, p, payload, now) for p in peers])
+                for peer, ids in acked:
+                    for msg_id in ids:
+                        cur = db.execute("DELETE FROM outbox WHERE peer=? AND msg_id=?",
+                                         (peer, msg_id))
+                        if cur.rowcount == 1:
+                            done.append((peer, msg_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return fresh, done
+
+    def outbox_after(self, peer: str, after_seq: int,
+                     limit: int = OUTBOX_PAGE) -> list[tuple[int, str, bytes]]:
+        """Return up to `limit` queued (seq, message id, payload) for `peer` after `after_seq`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, msg_id, payload FROM outbox WHERE peer=? AND seq>? ORDER BY seq"
+                " LIMIT ?", (peer, after_seq, limit)).fetchall()
+        return [(int(s), str(m), bytes(p)) for s, m, p in rows]
+
+    def outbox_peers(self) -> dict[str, int]:
+        """Return {peer id: number of queued messages}."""
+        with self._lock:
+            rows = self._db.execute("SELECT peer, count(*) FROM outbox GROUP BY peer").fetchall()
+        return {str(p): int(n) for p, n in rows}
+
+    def drop_outbox(self, peer: str, msg_id: str) -> bool:
+        """Remove one queued message (given up on); True if it was there."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM outbox WHERE peer=? AND msg_id=?",
+                                   (peer, msg_id))
+        return cur.rowcount == 1
+
+    def history(self, peer: str | None = None, limit: int = 50) -> list[HistoryRow]:
+        """Return the last `limit` messages, oldest first; with `peer`, only with that peer."""
+        sql = "SELECT id, peer, direction, broadcast, nick, text, ts FROM messages"
+        args: list[Any] = []
+        if peer is not None:
+            sql += " WHERE peer=?"
+            args.append(peer)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+                for r in reversed(rows)]
+
+    def count_messages(self, direction: str | None = None) -> int:
+        """Return how many messages are stored."""
+        with self._lock:
+            if direction is None:
+                row = self._db.execute("SELECT count(*) FROM messages").fetchone()
+            else:
+                row = self._db.execute("SELECT count(*) FROM messages WHERE direction=?",
+                                       (direction,)).fetchone()
+        return int(row[0])
+
+    # -- peers and pins -----------------------------------------------------------------
+
+    def remember_peer(self, node_id: str, nick: str, host: str, addresses: Iterable[str],
+                      port: int) -> None:
+        """Insert or refresh a known peer."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO peers (id, nick, host, addresses, port, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET nick=excluded.nick,"
+                " host=CASE WHEN excluded.host='' THEN host ELSE excluded.host END,"
+                " addresses=excluded.addresses, port=excluded.port, last_seen=excluded.last_seen",
+                (node_id, nick, host, json.dumps(list(addresses)), port, now, now))
+
+    def set_trust(self, node_id: str, trust: str) -> bool:
+        """Set a known peer's trust ('tofu', 'verified', 'blocked'); False if unknown."""
+        with self._lock:
+            cur = self._db.execute("UPDATE peers SET trust=? WHERE id=?", (trust, node_id))
+        return cur.rowcount == 1
+
+    def known_peers(self) -> list[KnownPeer]:
+        """Return every known peer."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, nick, host, addresses, port, first_seen, last_seen, trust FROM peers"
+                " ORDER BY first_seen").fetchall()
+        out = []
+        for r in rows:
+            try:
+                addrs = tuple(str(a) for a in json.loads(r[3]))
+            except (ValueError, TypeError):
+                addrs = ()
+            out.append(KnownPeer(r[0], r[1], r[2], addrs, int(r[4]), r[5], r[6], r[7]))
+        return out
+
+    def forget_peer(self, node_id: str) -> None:
+        """Drop a known peer, its pins and its queued messages."""
+        with self._lock:
+            self._db.execute("DELETE FROM peers WHERE id=?", (node_id,))
+            self._db.execute("DELETE FROM pins WHERE id=?", (node_id,))
+            self._db.execute("DELETE FROM outbox WHERE peer=?", (node_id,))
+
+    def pinned(self, address: str) -> str | None:
+        """Return the node id pinned for a typed address (host:port), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM pins WHERE address=?", (address,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pin(self, address: str, node_id: str) -> None:
+        """Pin a typed address to the node id first seen there."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?)", (address, node_id))

@@ -1,0 +1,103 @@
+"""Shared fixtures: the namespace lab (see tests/lab.py)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lab as _lab  # noqa: E402
+from lab import Lab  # noqa: E402
+
+LAB_FIXTURES = {"lab_factory", "lab2", "lab3", "lab5"}
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM / SIGHUP end the session like Ctrl-C does: fixtures still tear labs down
+    pytest.exit(f"terminated by {signal.Signals(signum).name}", returncode=128 + signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _terminate)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _lab.sweep_stale_namespaces()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _lab.cleanup_all_labs()
+    _lab.sweep_stale_namespaces()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False)
+               for w in ("setup", "call"))
+
+
+@pytest.fixture
+def lab_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Lab]]:
+    """``lab_factory(n, **kw)`` builds a Lab; every lab is torn down at test end.
+
+    On failure, the recent events and stderr of every node are printed.
+    """
+    labs: list[Lab] = []
+
+    def make(n: int = 2, **kw: Any) -> Lab:
+        kw.setdefault("base_dir", tmp_path / f"lab{len(labs)}")
+        lab = Lab(n, **kw)
+        labs.append(lab)
+        return lab
+
+    try:
+        yield make
+    finally:
+        if _failed(request):
+            for lab in labs:
+                for node in lab.nodes:
+                    print(f"\n===== {lab.prefix} {node.host.name} {node.nick}\n"
+                          f"{node.describe()}")
+        for lab in labs:
+            lab.close()
+
+
+@pytest.fixture
+def lab2(lab_factory: Callable[..., Lab]) -> Generator[Lab, None, None]:
+    yield lab_factory(2)
+
+
+@pytest.fixture
+def lab3(lab_factory: Callable[..., Lab]) -> Generator[Lab, None, None]:
+    yield lab_factory(3)
+
+
+@pytest.fixture
+def lab5(lab_factory: Callable[..., Lab]) -> Generator[Lab, None, None]:
+    yield lab_factory(5)
