@@ -30,6 +30,13 @@ def default_nick() -> str:
     return "user"
 
 
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 @dataclass
 class Config:
     """Everything a node needs to start."""
@@ -44,6 +51,10 @@ class Config:
     downloads: Path | None = None
     log_level: str = "warning"
     host: str = field(default_factory=socket.gethostname)
+    # Session liveness; the environment may shorten them (tests, slow links).
+    heartbeat_s: float = field(default_factory=lambda: _env_float("LANCHAT_HEARTBEAT_S", 5.0))
+    dead_after_s: float = field(
+        default_factory=lambda: _env_float("LANCHAT_DEAD_AFTER_S", 15.0))
 
     @property
     def downloads_dir(self) -> Path:

@@ -146,6 +146,7 @@ class Node:
         self._client_ctx = client_context()
         self._server_ctx: Any = None
         self.extensions: list[Any] = []
+        self._liveness = (config.heartbeat_s, config.dead_after_s)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -428,7 +429,7 @@ class Node:
         peer = transport.get_extra_info("peername") or ("?", 0)
         assert self.identity is not None
         session = Session(self, self.identity, self.nick, self.port, server=True,
-                          address=str(peer[0]), loop=self._loop)
+                          address=str(peer[0]), loop=self._loop, liveness=self._liveness)
         try:
             tls = await self._loop.start_tls(transport, session, self._server_ctx,
                                              server_side=True,
@@ -514,7 +515,8 @@ class Node:
     async def _connect(self, host: str, port: int, expected: str | None, key: str) -> bool:
         assert self.identity is not None
         session = Session(self, self.identity, self.nick, self.port, server=False,
-                          address=host, expected_id=expected, loop=self._loop)
+                          address=host, expected_id=expected, loop=self._loop,
+                          liveness=self._liveness)
         session.dial_key = key
         session.peer_port = port
         session.on_ready = self._loop.create_future()

@@ -16,7 +16,9 @@ from typing import Protocol
 
 from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cert, verify_proof
 from lanchat.protocol import (
+    DEAD_AFTER_S,
     HANDSHAKE_TIMEOUT_S,
+    HEARTBEAT_S,
     HEADER,
     MAX_ACK_IDS,
     Ack,
@@ -106,7 +108,8 @@ class Session(asyncio.Protocol):
 
     def __init__(self, owner: SessionOwner, identity: Identity, nick: str, own_port: int, *,
                  server: bool, address: str, expected_id: str | None = None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop,
+                 liveness: tuple[float, float] = (HEARTBEAT_S, DEAD_AFTER_S)) -> None:
         self.owner = owner
         self.identity = identity
         self.nick = nick
@@ -125,7 +128,8 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._decoder = FrameDecoder()
         self._nonce = new_nonce()
-        self._heartbeat = Heartbeat(loop.time())
+        self.liveness = liveness
+        self._heartbeat = Heartbeat(loop.time(), *liveness)
         self._timer: asyncio.TimerHandle | None = None
         self._close_reason = CloseReason.ERROR
         self._close_detail = "connection lost"
@@ -342,7 +346,7 @@ class Session(asyncio.Protocol):
 
     def _become_ready(self) -> None:
         self.state = SessionState.READY
-        self._heartbeat = Heartbeat(self.loop.time())
+        self._heartbeat = Heartbeat(self.loop.time(), *self.liveness)
         self._arm(None)
         if self.on_ready is not None and not self.on_ready.done():
             self.on_ready.set_result(True)

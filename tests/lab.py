@@ -257,6 +257,27 @@ class LanchatProc:
         with self._cond:
             return list(self.events)
 
+    def wait_count(self, name: str, count: int, timeout: float = 30.0,
+                   pred: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Wait until ``count`` events named ``name`` (matching ``pred``) have arrived; return
+        them all. Counts incrementally, so waiting for tens of thousands stays cheap."""
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        scanned = 0
+        with self._cond:
+            while True:
+                for ev in self.events[scanned:]:
+                    if ev.get("event") == name and (pred is None or pred(ev)):
+                        found.append(ev)
+                scanned = len(self.events)
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(
+                        f"{count} x {name} not seen (got {len(found)})\n{self.describe()}")
+                self._cond.wait(min(left, 1.0))
+
     def events_named(self, name: str) -> list[dict[str, Any]]:
         with self._cond:
             return [e for e in self.events if e.get("event") == name]
