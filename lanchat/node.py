@@ -3,6 +3,11 @@
 One background thread runs an asyncio loop that owns every socket and timer; a second
 thread delivers events to listeners in order. Public methods are thread-safe and return
 at once; outcomes arrive as events.
+
+Extensions (discovery, file transfer) are objects in `node.extensions`, added before
+`start()`. Each may define, all called on the loop thread:
+`async start(node)`, `async stop()`, `on_message(session, message) -> bool` (True when it
+handled a control message), `set_nick(nick)`, `stats() -> dict`.
 """
 
 from __future__ import annotations
@@ -139,6 +144,7 @@ class Node:
         self._in: list[tuple[Session, list[Chat]]] = []
         self._out: list[tuple[list[str], Chat, bytes]] = []
         self._acks: list[tuple[str, tuple[str, ...]]] = []
+        self._control: dict[str, list[Message]] = {}
         self._flush_scheduled = False
         self._started = False
         self._closing = False
@@ -332,6 +338,19 @@ class Node:
             return "", []
         return self._queue(targets, text, broadcast=True), targets
 
+    def send_control(self, peer_id: str, message: Message) -> None:
+        """Send a control message to a peer (thread-safe); it waits in memory, not in the
+        store, until a session to the peer is up."""
+        self._loop.call_soon_threadsafe(self._send_control, peer_id, message)
+
+    def _send_control(self, peer_id: str, message: Message) -> None:
+        session = self._sessions.get(peer_id)
+        if session is not None:
+            session.send(message)
+            return
+        self._control.setdefault(peer_id, []).append(message)
+        self._ensure_dialer(peer_id)
+
     def set_nick(self, nick: str) -> None:
         """Change this node's nick and tell every peer."""
         try:
@@ -461,7 +480,7 @@ class Node:
     def _wants(self, key: str) -> bool:
         if self._closing:
             return False
-        if key in self._statics:
+        if key in self._statics or self._control.get(key):
             return True
         return self._outbox_count.get(key, 0) > 0
 
@@ -585,6 +604,8 @@ class Node:
         assert self.store is not None and peer is not None
         self.store.remember_peer(pid, peer.nick, peer.host, peer.addresses, peer.port)
         self._announce(change)
+        for message in self._control.pop(pid, []):
+            session.send(message)
         self._pump(session)
 
     def _keep_new(self, old: Session, new: Session) -> bool:
