@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("id", "this node's nick, id and fingerprint")
     p = add("plugins", "installed plugins, their hooks and commands")
     p.add_argument("--json", action="store_true")
+    p = add("doctor", "why a peer is or is not seen: per interface, what was sent and heard")
+    p.add_argument("--wait", type=float, default=3.0, metavar="S",
+                   help="listen for S seconds first (default 3)")
+    p.add_argument("--json", action="store_true")
     add("shell", "the interactive shell (the default)")
     return parser
 
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         return headless.peers(config, wait_s=args.wait, json_mode=args.json)
     if command == "id":
         return headless.show_id(config)
+    if command == "doctor":
+        from lanchat.doctor import doctor
+
+        return doctor(config, wait_s=args.wait, json_mode=args.json)
     if command == "plugins":
         return headless.list_plugins(config, json_mode=args.json)
     try:

@@ -280,6 +280,13 @@ def _plugins(ctx: Context, args: str) -> Output | None:
     return Output("\n".join(lines) or "no plugins", listing)
 
 
+def _doctor(ctx: Context, args: str) -> Output | None:
+    from lanchat.doctor import collect, format_text
+
+    report = collect(ctx.node)
+    return Output(format_text(report), report)
+
+
 def _quit(ctx: Context, args: str) -> Output | None:
     ctx.quit = True
     return Output("bye", {"quit": True})
@@ -299,4 +306,5 @@ def lanchat_register_commands(registry: CommandRegistry) -> None:
     registry.add("history", _history, help="stored messages", usage="/history [PEER] [N]")
     registry.add("help", _help, help="commands and their use", usage="/help [COMMAND]")
     registry.add("plugins", _plugins, help="loaded plugins", usage="/plugins")
+    registry.add("doctor", _doctor, help="why peers are or are not seen", usage="/doctor")
     registry.add("quit", _quit, help="leave (peers see you go)", usage="/quit")

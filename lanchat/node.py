@@ -515,10 +515,7 @@ class Node:
         target = self._statics.get(key)
         if target is not None:
             return [(target.host, target.port, self._static_peer_id(key))]
-        peer = self._table.get(key)
-        if peer is None or not peer.port:
-            return []
-        return [(addr, peer.port, key) for addr in peer.addresses]
+        return [(addr, port, key) for addr, port in self._table.dial_order(key)]
 
     async def _dial_once(self, key: str) -> bool:
         for host, port, expected in self._dial_targets(key):

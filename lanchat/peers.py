@@ -24,6 +24,7 @@ class Peer:
     host: str = ""
     port: int = 0
     addresses: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
     sources: dict[str, float] = field(default_factory=dict)
     online: bool = False
     left_reason: str = ""
@@ -104,14 +105,19 @@ class PeerTable:
             return None
         peer, new = self._entry(node_id, nick or "?", now)
         before = (peer.nick, peer.host, peer.port, tuple(peer.addresses), tuple(peer.via))
+        # While a session proves who the peer is, discovery (which anyone can forge) may
+        # add addresses at the end but not rename the peer or move its port.
+        authoritative = source == "session" or "session" not in peer.sources
         peer.sources[source] = now
         peer.last_seen = now
-        if nick:
+        if nick and authoritative:
             peer.nick = nick
-        if host:
+        if host and (authoritative or not peer.host):
             peer.host = host
-        if port and (verified or not peer.port or source != "session"):
+        if port and authoritative:
             peer.port = port
+        if address and port and (verified or address not in peer.ports or authoritative):
+            peer.ports[address] = port
         if address:
             if verified:
                 if address in peer.addresses:
@@ -119,6 +125,8 @@ class PeerTable:
                 peer.addresses.insert(0, address)
             elif address not in peer.addresses:
                 peer.addresses.append(address)
+            for dropped in peer.addresses[MAX_ADDRESSES:]:
+                peer.ports.pop(dropped, None)
             del peer.addresses[MAX_ADDRESSES:]
         if not peer.online:
             peer.online = True
@@ -146,6 +154,14 @@ class PeerTable:
             peer.left_reason = reason
             return Change("left", peer, reason)
         return Change("updated", peer) if peer.online else None
+
+    def dial_order(self, node_id: str) -> list[tuple[str, int]]:
+        """(address, port) pairs to try for a peer, proven ones first."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return []
+        pairs = [(a, peer.ports.get(a, peer.port)) for a in peer.addresses]
+        return [(a, p) for a, p in pairs if p]
 
     def stale(self, source: str, older_than: float) -> list[str]:
         """Ids whose `source` was last heard before `older_than`."""

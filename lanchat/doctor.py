@@ -1,0 +1,151 @@
+"""`lanchat doctor` and `/doctor`: why a peer is or is not seen, in plain words."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+from lanchat.config import Config
+from lanchat.text import safe_line
+
+CONTAINER_PREFIXES = ("docker", "br-", "virbr", "veth", "vboxnet", "vmnet", "cni", "podman",
+                      "lxcbr", "lxdbr", "flannel")
+
+
+def collect(node: Any) -> dict[str, Any]:
+    """Gather what the node knows about its interfaces, sources and peers."""
+    stats = node.stats()
+    disc = stats["extensions"].get("Discovery") or {}
+    report: dict[str, Any] = {
+        "node": node.info(),
+        "interfaces": [],
+        "beacon": disc.get("beacon"),
+        "mdns": disc.get("mdns"),
+        "errors": disc.get("errors", []),
+        "peers": [],
+        "counters": stats["counters"],
+    }
+    beacon_ifaces = (disc.get("beacon") or {}).get("interfaces", {})
+    for iface in disc.get("interfaces", []):
+        b = beacon_ifaces.get(iface["ip"], {})
+        report["interfaces"].append({
+            "name": iface["name"], "ip": iface["ip"],
+            "multicast_joined": b.get("joined"), "beacon_error": b.get("error"),
+            "beacons_sent": b.get("sent", 0), "beacons_received": b.get("received", 0),
+            "beacons_accepted": b.get("accepted", 0),
+            "tcp_port_reachable": _reachable(iface["ip"], node.port),
+        })
+    heard = disc.get("heard", {})
+    for peer in node.peers():
+        via = heard.get(peer["id"], {})
+        report["peers"].append({
+            "id": peer["id"], "nick": peer["nick"], "online": peer["online"],
+            "addresses": peer["addresses"], "via": peer["via"],
+            "last_heard": {src: round(time.time() - v["at"], 1) for src, v in via.items()},
+            "heard_on": sorted({v["interface"] for v in via.values() if v.get("interface")}),
+        })
+    report["hints"] = hints(report, node.config)
+    return report
+
+
+def _reachable(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def hints(report: dict[str, Any], config: Config) -> list[str]:
+    """Plain-words advice for the usual causes of 'nobody found'."""
+    out: list[str] = []
+    ifaces = report["interfaces"]
+    if not ifaces or all(i["ip"].startswith("127.") for i in ifaces):
+        if not config.interfaces:
+            out.append("No LAN interface is up: only this computer can be reached. Connect to "
+                       "a network, or name one with --interface IP.")
+    for i in ifaces:
+        name = i["name"]
+        if any(name.startswith(p) for p in CONTAINER_PREFIXES):
+            out.append(f"{name} looks like a container or VM bridge; peers on your LAN are "
+                       "not there. Choose the LAN with --interface IP.")
+        err = i.get("beacon_error") or ""
+        if "No such device" in err or "unreachable" in err.lower():
+            out.append(f"{name} ({i['ip']}) has no multicast route: beacons cannot be sent. "
+                       f"Add one (ip route add 224.0.0.0/4 dev {name}) or use another "
+                       "interface; mDNS and --peer still work.")
+        elif err:
+            out.append(f"beacon on {name} ({i['ip']}): {err}")
+        if not i["tcp_port_reachable"]:
+            out.append(f"the chat port is not reachable on {i['ip']}: a local firewall may "
+                       "block it.")
+    mdns = report.get("mdns") or {}
+    if mdns.get("error"):
+        if "in use" in str(mdns["error"]).lower() or "5353" in str(mdns["error"]):
+            out.append("Another mDNS stack (e.g. Avahi) holds UDP port 5353: lanchat goes on "
+                       "with the beacon alone, which finds other lanchat nodes just as well.")
+        else:
+            out.append(f"mDNS is off: {mdns['error']}")
+    sent = sum(i["beacons_sent"] for i in ifaces)
+    heard_any = any(p["last_heard"] for p in report["peers"])
+    if sent and not heard_any:
+        out.append("Beacons go out but nothing is heard from other nodes. Either nobody else "
+                   "runs lanchat on this network, or a firewall drops UDP 47812 and 5353, or "
+                   "the Wi-Fi isolates clients (guest networks often do). Ask a peer to run "
+                   "`lanchat id`, then reach them with --peer HOST.")
+    if not config.beacon and not config.mdns and not config.peers:
+        out.append("--no-mdns and --no-beacon are both set: only --peer addresses are used.")
+    return out
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """The report as lines for a person."""
+    lines = [f"node {safe_line(report['node']['nick'])} port {report['node']['port']}"]
+    for i in report["interfaces"]:
+        joined = {True: "joined", False: "NOT joined", None: "beacon off"}[i["multicast_joined"]]
+        lines.append(f"  {i['name']:<10} {i['ip']:<16} multicast {joined}; beacons sent "
+                     f"{i['beacons_sent']}, heard {i['beacons_accepted']}; tcp port "
+                     f"{'reachable' if i['tcp_port_reachable'] else 'NOT reachable'}")
+    mdns = report.get("mdns")
+    if mdns is None:
+        lines.append("  mdns       off")
+    else:
+        lines.append(f"  mdns       {'on' if mdns.get('enabled') else 'OFF'}; services seen "
+                     f"{mdns.get('services_seen', 0)}" + (f"; error: {mdns['error']}"
+                                                          if mdns.get("error") else ""))
+    if report["peers"]:
+        lines.append("peers:")
+    for p in report["peers"]:
+        heard = ", ".join(f"{src} {age}s ago" for src, age in p["last_heard"].items()) or "-"
+        lines.append(f"  {safe_line(p['nick']):<16} {'online' if p['online'] else 'offline':<8}"
+                     f" heard: {heard}; on {', '.join(p['heard_on']) or '-'}")
+    if report["hints"]:
+        lines.append("hints:")
+        lines += [f"  - {h}" for h in report["hints"]]
+    return "\n".join(lines)
+
+
+def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
+    """Start a node, listen for `wait_s` seconds, print the report."""
+    from lanchat.headless import open_node
+    from lanchat.node import NodeError
+
+    node = open_node(config)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 1
+    try:
+        time.sleep(max(0.0, wait_s))
+        report = collect(node)
+    finally:
+        node.close()
+    if json_mode:
+        print(json.dumps(report, ensure_ascii=True))
+    else:
+        print(format_text(report))
+    return 0
