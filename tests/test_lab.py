@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from lab import Host, Lab, LabError, lab_namespaces
 
 pytestmark = pytest.mark.lab

@@ -34,6 +34,9 @@ class Discovery:
         self._mdns_start: asyncio.Future[None] | None = None
         self.heard: dict[str, dict[str, Any]] = {}
         self._bye_at: dict[str, float] = {}
+        # node id -> (instance, address, last heard) of the beacon that speaks for it
+        self._claims: dict[str, tuple[str, str, float]] = {}
+        self.conflicts = 0
 
     async def start(self, node: Any) -> None:
         """Choose interfaces, start the beacon now and mDNS in the background."""
@@ -106,6 +109,7 @@ class Discovery:
             "beacon": self.beacon.stats() if self.beacon is not None else None,
             "mdns": self.mdns.stats() if self.mdns is not None else None,
             "heard": {k: dict(v) for k, v in self.heard.items()},
+            "conflicts": self.conflicts,
         }
 
     def _seen(self, s: BeaconSighting | Any) -> None:
@@ -114,6 +118,17 @@ class Discovery:
             return
         now = time.time()
         if s.via == "beacon":
+            claim = self._claims.get(s.node_id)
+            if (claim is not None and claim[0] != s.instance and claim[1] != s.address
+                    and now - claim[2] < STALE_S):
+                # A second live node claims this id from elsewhere: a forgery or a copied
+                # home. Keep the first; TLS decides who is real when we connect.
+                self.conflicts += 1
+                if self.conflicts == 1 or self.conflicts % 100 == 0:
+                    log.warning("beacon for %s from %s conflicts with %s; ignored",
+                                s.node_id[:16], s.address, claim[1])
+                return
+            self._claims[s.node_id] = (s.instance, s.address, now)
             self._bye_at.pop(s.node_id, None)
         elif now - self._bye_at.get(s.node_id, 0.0) < MDNS_AFTER_BYE_S:
             return
@@ -124,6 +139,11 @@ class Discovery:
         node._announce(change)
 
     def _bye(self, node_id: str, address: str) -> None:
+        claim = self._claims.get(node_id)
+        if claim is not None and claim[1] != address:
+            self.conflicts += 1
+            return
+        self._claims.pop(node_id, None)
         self._bye_at[node_id] = time.time()
         if self.node is not None:
             self.node._announce(self.node.table.lost(node_id, "beacon", "bye", time.time()))
