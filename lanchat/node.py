@@ -33,6 +33,7 @@ from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint
 from lanchat.peers import Change, Peer, PeerTable
 from lanchat.protocol import (
+    HEADER,
     MAX_TEXT_CHARS,
     Chat,
     Message,
@@ -145,6 +146,9 @@ class Node:
         self._out: list[tuple[list[str], Chat, bytes]] = []
         self._acks: list[tuple[str, tuple[str, ...]]] = []
         self._control: dict[str, list[Message]] = {}
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[list[str], Chat, bytes]] = []
+        self._wake_pending = False
         self._flush_scheduled = False
         self._started = False
         self._closing = False
@@ -318,22 +322,25 @@ class Node:
 
     def peers(self) -> list[dict[str, Any]]:
         """Snapshot of the peer table, by list number."""
-        return self.call(lambda: [self._peer_view(p) for p in self._table.all()])
+        with self._table.lock:
+            return [self._peer_view(p) for p in self._table.all()]
 
     def resolve(self, ref: str) -> dict[str, Any]:
         """Find a peer by nick, number, id or id prefix; raise LookupError if none."""
-        return self.call(lambda: self._peer_view(self._table.resolve(ref)))
+        with self._table.lock:
+            return self._peer_view(self._table.resolve(ref))
 
     def send(self, ref: str, text: str) -> str:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
         _check_text(text)
-        peer = self.resolve(ref)
-        return self._queue([peer["id"]], text, broadcast=False)
+        table = self._table
+        peer_id = ref if table.get(ref) is not None else table.resolve(ref).id
+        return self._queue([peer_id], text, broadcast=False)
 
     def broadcast(self, text: str) -> tuple[str, list[str]]:
         """Queue a message to every known peer; return its id and the peer ids."""
         _check_text(text)
-        targets = self.call(lambda: [p.id for p in self._table.all()])
+        targets = [p.id for p in self._table.all()]
         if not targets:
             return "", []
         return self._queue(targets, text, broadcast=True), targets
@@ -680,13 +687,22 @@ class Node:
     # -- messages: group commit -------------------------------------------------------
 
     def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
+        """Hand a message to the loop; the loop is woken once per batch, not per message."""
         msg = Chat(new_message_id(), time.time(), text, broadcast, self.nick)
         payload = encode(msg)[4:]
-        self._loop.call_soon_threadsafe(self._enqueue, peers, msg, payload)
+        with self._submit_lock:
+            self._submitted.append((peers, msg, payload))
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._loop.call_soon_threadsafe(self._take_submitted)
         return msg.msg_id
 
-    def _enqueue(self, peers: list[str], msg: Chat, payload: bytes) -> None:
-        self._out.append((peers, msg, payload))
+    def _take_submitted(self) -> None:
+        with self._submit_lock:
+            batch, self._submitted = self._submitted, []
+            self._wake_pending = False
+        self._out.extend(batch)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -752,9 +768,8 @@ class Node:
             rows = self.store.outbox_after(session.peer_id, session.last_sent_seq)
             if not rows:
                 return
-            for seq, _, payload in rows:
-                session.write_payload(payload)
-                session.last_sent_seq = seq
+            session.write_frame(b"".join(HEADER.pack(len(p)) + p for _, _, p in rows))
+            session.last_sent_seq = rows[-1][0]
 
     async def _async_close(self) -> None:
         self._closing = True

@@ -5,8 +5,13 @@ No I/O and no clock: callers pass `now`. Each change returns what the node shoul
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 SOURCES = ("mdns", "beacon", "static", "session")
 MAX_ADDRESSES = 8
@@ -52,25 +57,41 @@ class Change:
     reason: str = ""
 
 
+def _locked(method: Callable[..., R]) -> Callable[..., R]:
+    @wraps(method)
+    def run(self: PeerTable, *args: Any, **kwargs: Any) -> R:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class PeerTable:
-    """Peers keyed by node id; list numbers are stable for the life of the node."""
+    """Peers keyed by node id; list numbers are stable for the life of the node.
+
+    The loop thread changes it; any thread may read it (every method takes the lock, and
+    callers that read several fields of a Peer hold `lock` themselves).
+    """
 
     def __init__(self, own_id: str) -> None:
         self.own_id = own_id
+        self.lock = threading.RLock()
         self._peers: dict[str, Peer] = {}
         self._next_number = 1
 
     def __len__(self) -> int:
         return len(self._peers)
 
+    @_locked
     def get(self, node_id: str) -> Peer | None:
         """Return the peer with this id, if known."""
         return self._peers.get(node_id)
 
+    @_locked
     def all(self) -> list[Peer]:
         """Every peer, by list number."""
         return sorted(self._peers.values(), key=lambda p: p.number)
 
+    @_locked
     def online(self) -> list[Peer]:
         """Peers online now, by list number."""
         return [p for p in self.all() if p.online]
@@ -84,6 +105,7 @@ class PeerTable:
         self._peers[node_id] = peer
         return peer, True
 
+    @_locked
     def remember(self, node_id: str, nick: str, host: str, addresses: list[str],
                  port: int, now: float) -> None:
         """Add a known peer from the store, offline, so it can be named and reached."""
@@ -94,6 +116,7 @@ class PeerTable:
             peer.host, peer.port = host, port
             peer.addresses = list(addresses[:MAX_ADDRESSES])
 
+    @_locked
     def seen(self, node_id: str, source: str, now: float, *, nick: str = "", host: str = "",
              address: str = "", port: int = 0, verified: bool = False) -> Change | None:
         """Record that `source` shows the peer now; return the change, if any.
@@ -137,6 +160,7 @@ class PeerTable:
             return Change("updated", peer)
         return None
 
+    @_locked
     def lost(self, node_id: str, source: str, reason: str, now: float) -> Change | None:
         """Record that `source` no longer shows the peer; return 'left' if now offline.
 
@@ -155,6 +179,7 @@ class PeerTable:
             return Change("left", peer, reason)
         return Change("updated", peer) if peer.online else None
 
+    @_locked
     def dial_order(self, node_id: str) -> list[tuple[str, int]]:
         """(address, port) pairs to try for a peer, proven ones first."""
         peer = self._peers.get(node_id)
@@ -163,15 +188,18 @@ class PeerTable:
         pairs = [(a, peer.ports.get(a, peer.port)) for a in peer.addresses]
         return [(a, p) for a, p in pairs if p]
 
+    @_locked
     def stale(self, source: str, older_than: float) -> list[str]:
         """Ids whose `source` was last heard before `older_than`."""
         return [p.id for p in self._peers.values()
                 if source in p.sources and p.sources[source] < older_than]
 
+    @_locked
     def forget(self, node_id: str) -> None:
         """Drop a peer from the table."""
         self._peers.pop(node_id, None)
 
+    @_locked
     def resolve(self, ref: str) -> Peer:
         """Find a peer by list number, nick, id or unambiguous id prefix.
 

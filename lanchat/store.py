@@ -99,6 +99,7 @@ class Store:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._durable = True
             self._db.execute("PRAGMA busy_timeout=2000")
             check = self._db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
@@ -143,6 +144,12 @@ class Store:
         done: list[tuple[str, str]] = []
         with self._lock:
             db = self._db
+            # Only deletions of acked rows: losing them to a power cut means a resend that
+            # the peer drops as a duplicate, so that commit need not wait for the disk.
+            durable = bool(incoming or outgoing)
+            if durable != self._durable:
+                db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             db.execute("BEGIN IMMEDIATE")
             try:
                 for peer, msg in incoming:
