@@ -43,12 +43,10 @@ class Context:
     def queue_text(self, to: str, text: str) -> Output:
         """Send `text` to a peer reference or 'all', after the outgoing hook."""
         if self.plugins is not None:
-            for result in self.plugins.call("lanchat_message_outgoing", node=self.node,
-                                            message={"to": to, "text": text}):
-                if result is False:
-                    return Output("message vetoed by a plugin", {"vetoed": True})
-                if isinstance(result, str):
-                    text = result
+            filtered = self.plugins.filter_outgoing(self.node, to, text)
+            if filtered is None:
+                return Output("message vetoed by a plugin", {"vetoed": True})
+            text = filtered
         try:
             if to == "all":
                 msg_id, peers = self.node.broadcast(text)
@@ -94,6 +92,10 @@ class CommandRegistry:
         self._commands[name] = Command(name, func, help, usage or f"/{name}",
                                        self.current_plugin)
 
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every command a plugin registered."""
+        self._commands = {k: c for k, c in self._commands.items() if c.plugin != plugin}
+
     def get(self, name: str) -> Command | None:
         """The command called `name`, if any."""
         return self._commands.get(name.lstrip("/").lower())
@@ -108,14 +110,17 @@ class CommandRegistry:
 
 
 def build_registry(plugins: Any) -> CommandRegistry:
-    """Ask every plugin for its commands; a plugin that fails is disabled."""
+    """Ask every plugin for its commands; a plugin that fails is disabled, commands and all."""
     registry = CommandRegistry()
     for impl in reversed(plugins.pm.hook.lanchat_register_commands.get_hookimpls()):
-        registry.current_plugin = plugins.pm.get_name(impl.plugin) or "?"
+        name = plugins.pm.get_name(impl.plugin) or "?"
+        registry.current_plugin = name
         try:
             impl.function(registry)
         except Exception as exc:  # noqa: BLE001
-            plugins._fail(registry.current_plugin, "lanchat_register_commands", exc)
+            registry.remove_plugin(name)
+            plugins._fail(name, "lanchat_register_commands", exc)
+            plugins.pm.unregister(impl.plugin)
     registry.current_plugin = "builtin"
     return registry
 

@@ -81,7 +81,10 @@ class TextPrinter(JsonPrinter):
 def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
     """Turn node events into plugin hook calls (on the event thread)."""
 
+    reported = len(plugins.failures)
+
     def on_event(event: Event) -> None:
+        nonlocal reported
         f = event.fields
         if event.name == "message":
             plugins.call("lanchat_message_received", node=node, message=dict(f))
@@ -92,8 +95,11 @@ def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
                          reason=f["reason"])
         elif event.name == "file_done" and f.get("direction") == "in":
             plugins.call("lanchat_file_received", node=node, transfer=dict(f))
-        elif event.name == "ready":
-            plugins.call("lanchat_startup", node=node)
+        for failure in plugins.failures[reported:]:
+            node.emit("error", code="plugin_failed",
+                      message=f"plugin {failure.name} disabled ({failure.where}): "
+                              f"{failure.error}")
+        reported = len(plugins.failures)
 
     return on_event
 
@@ -126,6 +132,7 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     except NodeError as exc:
         print(f"lanchat: {exc}", file=sys.stderr)
         return 1
+    plugins.call("lanchat_startup", node=node)
     ctx = Context(node, registry, plugins)
     try:
         for line in stdin:

@@ -265,10 +265,18 @@ class Node:
             log.error("loop error: %s", ctx.get("message"), exc_info=exc)
 
     def _run_events(self) -> None:
+        closing = False
         while True:
-            event = self._events.get()
+            if closing:
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    return
+            else:
+                event = self._events.get()
             if event is None:
-                return
+                closing = True
+                continue
             for listener in list(self._listeners):
                 try:
                     listener(event)

@@ -104,6 +104,26 @@ class Plugins:
                 results.append(result)
         return results
 
+    def filter_outgoing(self, node: Any, to: str, text: str) -> str | None:
+        """Run `lanchat_message_outgoing` as a chain: each plugin sees the text as the one
+        before left it; return the final text, or None if a plugin vetoed the message."""
+        hook = self.pm.hook.lanchat_message_outgoing
+        for impl in reversed(hook.get_hookimpls()):
+            message = {"to": to, "text": text}
+            try:
+                result = impl.function(*[{"node": node, "message": message}[a]
+                                         for a in impl.argnames])
+            except Exception as exc:  # noqa: BLE001
+                name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+                self._fail(name, "lanchat_message_outgoing", exc)
+                self.pm.unregister(impl.plugin)
+                continue
+            if result is False:
+                return None
+            if isinstance(result, str) and result:
+                text = result
+        return text
+
     def listing(self) -> list[dict[str, Any]]:
         """Plugins with their source and hooks, for `lanchat plugins` and /plugins."""
         out = []
