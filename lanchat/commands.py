@@ -230,7 +230,8 @@ def _whois(ctx: Context, args: str) -> Output | None:
             f"  fingerprint: {fingerprint(p['id'])}\n"
             f"  addresses:   {', '.join(p['addresses']) or '-'} port {p['port']}\n"
             f"  seen via:    {', '.join(p['via']) or '-'}\n"
-            f"  first seen:  {seen}\n  queued:      {p['queued']}")
+            f"  first seen:  {seen}\n  trust:       {p['trust']}\n"
+            f"  queued:      {p['queued']}")
     return Output(text, p)
 
 
@@ -260,6 +261,57 @@ def _history(ctx: Context, args: str) -> Output | None:
              f"{'->' if r['direction'] == 'out' else '<-'} {safe_line(r['nick'])}: "
              f"{safe_text(r['text'])}" for r in rows]
     return Output("\n".join(lines) or "no messages yet", rows)
+
+
+def _one_peer(ctx: Context, args: str, usage: str) -> tuple[dict[str, Any], list[str]]:
+    words = split_words(args)
+    if not words:
+        raise CommandError(f"usage: {usage}")
+    try:
+        return ctx.node.resolve(words[0]), words[1:]
+    except LookupError as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+
+
+def _verify(ctx: Context, args: str) -> Output | None:
+    peer, rest = _one_peer(ctx, args, "/verify PEER [yes]")
+    nick = safe_line(peer["nick"])
+    _, code = ctx.node.safety_code(peer["id"])
+    if rest and rest[0].lower() in ("yes", "confirm", "ok"):
+        ctx.node.set_trust(peer["id"], "verified")
+        return Output(f"{nick} is now verified", {"peer": peer["id"], "trust": "verified",
+                                                   "code": code})
+    text = (f"safety code with {nick}:\n    {code}\n"
+            f"Read it to {nick} in person or by phone; {nick} runs /verify on you and sees "
+            f"the same digits. If they match, type: /verify {peer['number']} yes")
+    return Output(text, {"peer": peer["id"], "code": code, "trust": peer["trust"]})
+
+
+def _trust(ctx: Context, args: str) -> Output | None:
+    peer, rest = _one_peer(ctx, args, "/trust PEER [off]")
+    level = "tofu" if rest and rest[0].lower() in ("off", "no") else "trusted"
+    ctx.node.set_trust(peer["id"], level)
+    verb = "trusted" if level == "trusted" else "no longer trusted"
+    return Output(f"{safe_line(peer['nick'])} is {verb}", {"peer": peer["id"], "trust": level})
+
+
+def _forget(ctx: Context, args: str) -> Output | None:
+    peer, _ = _one_peer(ctx, args, "/forget PEER")
+    ctx.node.forget(peer["id"])
+    if ctx.target == peer["id"]:
+        ctx.target = "all"
+    return Output(f"forgot {safe_line(peer['nick'])}: key pin, queued messages and list entry "
+                  "(history stays)", {"peer": peer["id"]})
+
+
+def _search(ctx: Context, args: str) -> Output | None:
+    if not args.strip():
+        raise CommandError("usage: /search TEXT")
+    rows = ctx.node.search(args, 50)
+    lines = [f"{time.strftime('%m-%d %H:%M', time.localtime(r['ts']))} "
+             f"{'->' if r['direction'] == 'out' else '<-'} {safe_line(r['with'])}: "
+             f"{safe_text(r['text'])}" for r in rows]
+    return Output("\n".join(lines) or f"nothing matches {args!r}", rows)
 
 
 def _help(ctx: Context, args: str) -> Output | None:
@@ -309,6 +361,14 @@ def lanchat_register_commands(registry: CommandRegistry) -> None:
                  usage="/whois PEER")
     registry.add("nick", _nick, help="change your nick", usage="/nick NAME")
     registry.add("history", _history, help="stored messages", usage="/history [PEER] [N]")
+    registry.add("verify", _verify, help="compare a safety code aloud; mark the peer verified",
+                 usage="/verify PEER [yes]")
+    registry.add("trust", _trust, help="trust a peer (e.g. for file auto-accept)",
+                 usage="/trust PEER [off]")
+    registry.add("forget", _forget, help="drop a peer's key pin and queued messages",
+                 usage="/forget PEER")
+    registry.add("search", _search, help="full-text search of the history",
+                 usage="/search TEXT")
     registry.add("help", _help, help="commands and their use", usage="/help [COMMAND]")
     registry.add("plugins", _plugins, help="loaded plugins", usage="/plugins")
     registry.add("doctor", _doctor, help="why peers are or are not seen", usage="/doctor")

@@ -57,6 +57,15 @@ def fingerprint(node_id: str) -> str:
     return " ".join(node_id[i:i + 4] for i in range(0, len(node_id), 4))
 
 
+def safety_code(id_a: str, id_b: str) -> str:
+    """A code both peers compute alike and read aloud: 30 digits in groups of five."""
+    low, high = sorted((id_a, id_b))
+    digest = hashlib.sha256(b"lanchat-safety-v1\0" + low.encode() + b"\0" + high.encode())
+    number = int.from_bytes(digest.digest()[:16], "big") % 10**30
+    digits = f"{number:030d}"
+    return " ".join(digits[i:i + 5] for i in range(0, 30, 5))
+
+
 def auth_payload(nonce: str, server_id: str, client_id: str) -> bytes:
     """Return the bytes a client signs: binds its key to this server and this nonce."""
     return b"\0".join((AUTH_CONTEXT, nonce.encode(), server_id.encode(), client_id.encode()))

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from lanchat.config import DEFAULT_PORT, Config
 from lanchat.events import Event
-from lanchat.identity import Identity, fingerprint
+from lanchat.identity import Identity, fingerprint, safety_code
 from lanchat.peers import Change, Peer, PeerTable
 from lanchat.protocol import (
     HEADER,
@@ -55,6 +55,7 @@ CALL_TIMEOUT_S = 10.0
 CLOSE_GRACE_S = 1.0
 MAX_PENDING_HANDSHAKES = 256
 LOCK_FILE = "lock"
+TRUST_LEVELS = ("tofu", "verified", "trusted")
 
 
 class NodeError(Exception):
@@ -385,6 +386,47 @@ class Node:
                  "to": "broadcast" if r.broadcast else "direct", "text": r.text, "ts": r.ts}
                 for r in rows]
 
+    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored messages matching every word of `query`, oldest first."""
+        assert self.store is not None
+        names = {p["id"]: p["nick"] for p in self.peers()}
+        return [{"id": r.id, "peer": r.peer, "nick": r.nick if r.direction == "in" else
+                 self.nick, "with": names.get(r.peer, r.peer), "direction": r.direction,
+                 "text": r.text, "ts": r.ts} for r in self.store.search(query, limit)]
+
+    def safety_code(self, ref: str) -> tuple[dict[str, Any], str]:
+        """The peer and the code both sides read aloud to check their keys."""
+        peer = self.resolve(ref)
+        return peer, safety_code(self.node_id, peer["id"])
+
+    def set_trust(self, ref: str, trust: str) -> dict[str, Any]:
+        """Mark a peer 'verified', 'trusted' or back to 'tofu'; return the peer."""
+        assert self.store is not None
+        if trust not in TRUST_LEVELS:
+            raise ValueError(f"trust is one of {', '.join(TRUST_LEVELS)}")
+        peer = self.resolve(ref)
+        if not self.store.set_trust(peer["id"], trust):
+            self.store.remember_peer(peer["id"], peer["nick"], peer["host"],
+                                     peer["addresses"], peer["port"])
+            self.store.set_trust(peer["id"], trust)
+        return self.resolve(peer["id"])
+
+    def forget(self, ref: str) -> dict[str, Any]:
+        """Drop a peer: its pins, its queued messages, its session and its list entry."""
+        peer = self.resolve(ref)
+        self.call(self._forget, peer["id"])
+        return peer
+
+    def _forget(self, peer_id: str) -> None:
+        assert self.store is not None
+        self.store.forget_peer(peer_id)
+        self._outbox_count.pop(peer_id, None)
+        self._control.pop(peer_id, None)
+        session = self._sessions.pop(peer_id, None)
+        if session is not None:
+            session.close("forgotten")
+        self._table.forget(peer_id)
+
     def stats(self) -> dict[str, Any]:
         """Counters and per-session figures, for doctor and tests."""
         def collect() -> dict[str, Any]:
@@ -411,6 +453,8 @@ class Node:
         view["first_seen"] = peer.first_seen
         view["last_seen"] = peer.last_seen
         view["left_reason"] = peer.left_reason
+        assert self.store is not None
+        view["trust"] = self.store.trust_of(peer.id) or "new"
         return view
 
     async def _async_start(self) -> None:

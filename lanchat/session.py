@@ -18,8 +18,8 @@ from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cer
 from lanchat.protocol import (
     DEAD_AFTER_S,
     HANDSHAKE_TIMEOUT_S,
-    HEARTBEAT_S,
     HEADER,
+    HEARTBEAT_S,
     MAX_ACK_IDS,
     Ack,
     Auth,

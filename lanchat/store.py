@@ -57,6 +57,18 @@ CREATE TABLE IF NOT EXISTS peers (
 CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
 """
 
+# Full-text search over the history (external content: the text is stored once).
+_FTS = """
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, content='messages', content_rowid='seq', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS messages_fts_add AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_del AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+"""
+
 
 class StoreError(Exception):
     """The database cannot be used; the message says why and what to do."""
@@ -105,6 +117,7 @@ class Store:
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             self._db.executescript(_SCHEMA)
+            self.searchable = self._add_search()
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -118,6 +131,18 @@ class Store:
                 f"database {path} has schema {row[0]}, newer than this lanchat understands "
                 f"({SCHEMA_VERSION}); upgrade lanchat"
             )
+
+    def _add_search(self) -> bool:
+        """Create the full-text index (and fill it for an older history); False without FTS5."""
+        try:
+            fresh = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name='messages_fts'").fetchone() is None
+            self._db.executescript(_FTS)
+            if fresh:
+                self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        except sqlite3.OperationalError:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the connection."""
@@ -216,6 +241,33 @@ class Store:
             rows = self._db.execute(sql, args).fetchall()
         return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
                 for r in reversed(rows)]
+
+    def search(self, query: str, limit: int = 50) -> list[HistoryRow]:
+        """Messages whose text matches every word of `query` (prefixes too), newest last."""
+        words = [w.replace('"', '""') for w in query.split()]
+        if not words:
+            return []
+        if not self.searchable:
+            like = " AND ".join("text LIKE ?" for _ in words)
+            sql = (f"SELECT id, peer, direction, broadcast, nick, text, ts FROM messages"
+                   f" WHERE {like} ORDER BY seq DESC LIMIT ?")
+            args: list[Any] = [f"%{w}%" for w in words] + [limit]
+        else:
+            match = " ".join(f'"{w}"*' for w in words)
+            sql = ("SELECT m.id, m.peer, m.direction, m.broadcast, m.nick, m.text, m.ts"
+                   " FROM messages_fts f JOIN messages m ON m.seq = f.rowid"
+                   " WHERE messages_fts MATCH ? ORDER BY m.seq DESC LIMIT ?")
+            args = [match, limit]
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+                for r in reversed(rows)]
+
+    def trust_of(self, node_id: str) -> str | None:
+        """A known peer's trust: 'tofu', 'verified' or 'trusted'; None if unknown."""
+        with self._lock:
+            row = self._db.execute("SELECT trust FROM peers WHERE id=?", (node_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def count_messages(self, direction: str | None = None) -> int:
         """Return how many messages are stored."""

@@ -1,0 +1,112 @@
+"""Slash commands against two real in-process nodes: what a user types, what they see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lanchat.commands import CommandError, Context, build_registry, execute, first_word
+from lanchat.plugins import Plugins
+from tests.nodes import EventLog, make_node
+
+Pair = tuple[Context, EventLog, Context, EventLog]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    """Alice's and bob's command contexts, connected."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    alice_log.wait("peer_joined")
+    bob_log.wait("peer_joined")
+    plugins = Plugins(None, entry_points=False)
+    registry = build_registry(plugins)
+    yield (Context(alice, registry, plugins), alice_log, Context(bob, registry, plugins),
+           bob_log)
+    alice.close()
+    bob.close()
+
+
+def run(ctx: Context, line: str) -> str:
+    out = execute(ctx, line)
+    assert out is not None
+    return out.text
+
+
+def test_msg_chat_and_plain_lines_reach_the_right_peer(pair: Pair) -> None:
+    """/msg names a peer; /chat makes plain lines go there; /chat all back to everyone."""
+    alice, _, _, bob_log = pair
+    assert run(alice, "/msg bob hello  there") == "-> bob: hello  there"
+    bob_log.wait("message", lambda e: e["text"] == "hello  there")
+    run(alice, "/chat 1")
+    run(alice, "just us")
+    assert bob_log.wait("message", lambda e: e["text"] == "just us")[0]["to"] == "direct"
+    run(alice, "/chat all")
+    run(alice, "everyone")
+    assert bob_log.wait("message", lambda e: e["text"] == "everyone")[0]["to"] == "broadcast"
+    run(alice, "/me waves")
+    bob_log.wait("message", lambda e: e["text"] == "/me waves")
+
+
+def test_quoted_peer_names_and_bad_commands_give_clear_errors(pair: Pair) -> None:
+    """Quotes work as in a shell; unknown commands and peers say what to do."""
+    alice, _, _, _ = pair
+    assert first_word('"bob smith" hi there') == ("bob smith", "hi there")
+    with pytest.raises(CommandError, match="unknown command /nope; /help"):
+        execute(alice, "/nope")
+    with pytest.raises(CommandError, match="no peer 'carol'"):
+        execute(alice, "/msg carol hi")
+    with pytest.raises(CommandError, match="usage: /msg"):
+        execute(alice, "/msg bob")
+    with pytest.raises(CommandError, match="no closing quotation"):
+        execute(alice, '/msg "bob hi')
+
+
+def test_verify_shows_the_same_code_on_both_sides_and_marks_the_peer(pair: Pair) -> None:
+    """Both read the same digits aloud; 'yes' marks the peer verified in /whois."""
+    alice, _, bob, _ = pair
+    code_a = execute(alice, "/verify bob")
+    code_b = execute(bob, "/verify alice")
+    assert code_a is not None and code_b is not None
+    assert code_a.data["code"] == code_b.data["code"]
+    assert len(code_a.data["code"].replace(" ", "")) == 30
+    run(alice, "/verify bob yes")
+    assert "trust:       verified" in run(alice, "/whois bob")
+
+
+def test_search_finds_words_in_either_direction(pair: Pair) -> None:
+    """Full-text search over the history, prefixes and accents included."""
+    alice, alice_log, bob, bob_log = pair
+    run(alice, "/msg bob the café on Main street")
+    bob_log.wait("message")
+    run(bob, "/msg alice see you at the cafe")
+    alice_log.wait("message")
+    out = execute(bob, "/search cafe")
+    assert out is not None and len(out.data) == 2
+    out = execute(bob, "/search mai")
+    assert out is not None and [r["text"] for r in out.data] == ["the café on Main street"]
+    assert "nothing matches" in run(bob, "/search zebra")
+
+
+def test_forget_drops_the_peer_and_trust_marks_it(pair: Pair) -> None:
+    """/trust marks a peer; /forget removes it from the list."""
+    alice, _, _, _ = pair
+    assert run(alice, "/trust bob") == "bob is trusted"
+    assert "trust:       trusted" in run(alice, "/whois bob")
+    run(alice, "/forget bob")
+    listing = execute(alice, "/list")
+    assert listing is not None and all(p["nick"] != "bob" or p["trust"] == "new"
+                                       for p in listing.data)
+
+
+def test_help_lists_every_command_with_its_usage(pair: Pair) -> None:
+    """/help shows all commands; /help NAME shows one."""
+    alice, _, _, _ = pair
+    out = execute(alice, "/help")
+    assert out is not None
+    names = {c["name"] for c in out.data}
+    assert {"msg", "all", "chat", "me", "list", "whois", "verify", "trust", "forget",
+            "history", "search", "nick", "help", "plugins", "doctor", "quit"} <= names
+    assert run(alice, "/help msg").startswith("/msg PEER TEXT")
