@@ -56,6 +56,7 @@ CLOSE_GRACE_S = 1.0
 MAX_PENDING_HANDSHAKES = 256
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
+REPORT_EVERY_S = 1.0
 
 
 class NodeError(Exception):
@@ -150,6 +151,7 @@ class Node:
         self._submit_lock = threading.Lock()
         self._submitted: list[tuple[list[str], Chat, bytes]] = []
         self._wake_pending = False
+        self._reported: dict[str, float] = {}
         self._flush_scheduled = False
         self._started = False
         self._closing = False
@@ -516,6 +518,9 @@ class Node:
             self._count("tls_failed")
             log.info("TLS from %s failed: %s", peer[0], exc)
             transport.abort()
+            reason = "handshake not finished in time" if isinstance(exc, TimeoutError) else (
+                f"TLS handshake failed: {exc}")
+            self._report("session_refused", str(peer[0]), reason)
             return
         finally:
             self._pending_handshakes -= 1
@@ -711,8 +716,21 @@ class Node:
                 self._announce(change)
                 if self._wants(pid):
                     self._ensure_dialer(pid)
-        elif reason is CloseReason.ERROR and detail.startswith("refused by peer"):
-            self.emit("error", code="refused", message=f"{session.address}: {detail}")
+        elif reason is CloseReason.ERROR:
+            code = "refused" if detail.startswith("refused by peer") else "session_refused"
+            self._report(code, session.address, detail)
+
+    def _report(self, code: str, address: str, reason: str) -> None:
+        """An `error` event for a refused connection, at most one per address per second."""
+        now = self._loop.time()
+        if now - self._reported.get(address, -REPORT_EVERY_S) < REPORT_EVERY_S:
+            self._count("reports_suppressed")
+            return
+        if len(self._reported) > 1024:
+            self._reported.clear()
+        self._reported[address] = now
+        self.emit("error", code=code, address=address,
+                  message=f"connection from {address} refused: {reason}")
 
     def _announce(self, change: Change | None) -> None:
         if change is None:

@@ -187,3 +187,30 @@ sys.stdin.readline()
     assert proc.stdin is not None
     proc.stdin.close()
     proc.wait(10)
+
+
+def test_lanchat_send_speaks_in_exit_codes(lab2: Lab) -> None:
+    """A script sends with `lanchat send`: 0 once stored by bob, 1 if not, 2 for bad use."""
+    h1, h2 = lab2.hosts
+    bob = h2.start_node(*NO_DISCOVERY, nick="bob")
+    bob.wait_event("ready")
+    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "script"), "--nick",
+           "script", "--port", "0", *NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}"]
+    sent = h1.run([*cli, "send", "--to", "bob", "hello from a script"])
+    assert sent.returncode == 0, sent.stderr
+    assert bob.wait_event("message", text="hello from a script")["from"]["nick"] == "script"
+    everyone = h1.run([*cli, "send", "--all", "to all of you"])
+    assert everyone.returncode == 0, everyone.stderr
+    bob.wait_event("message", text="to all of you", to="broadcast")
+    nobody = h1.run([*cli, "send", "--to", "carol", "--wait", "1", "hi"])
+    assert nobody.returncode == 1 and "no peer 'carol'" in nobody.stderr
+    assert h1.run([*cli, "send", "no target"]).returncode == 2
+    bob.stop()
+    queued = h1.run([*cli, "send", "--to", "bob", "--wait", "2", "later"])
+    assert queued.returncode == 1 and "stays queued" in queued.stderr
+    bob = bob.restart()
+    bob.wait_event("ready")
+    resend = h1.run([*cli, "send", "--to", "bob", "and now"])
+    assert resend.returncode == 0, resend.stderr
+    got = [bob.wait_event("message")["text"] for _ in range(2)]
+    assert got == ["later", "and now"], "the queued message goes first, once"

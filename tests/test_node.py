@@ -124,7 +124,14 @@ def test_garbage_and_stalled_clients_leave_the_node_serving(
         msg = alice.send("bob", "still there?")
         bob_log.wait("message", lambda e: e["id"] == msg)
         tls.settimeout(5)
-        assert b"frame length" in tls.recv(4096) or True
+        said = b""
+        while chunk := tls.recv(4096):
+            said += chunk
+        assert b'"t":"hello"' in said and b"frame length" in said, "told why, then closed"
+        refused = bob_log.wait("error", lambda e: e["code"] == "session_refused")[0]
+        assert refused["address"] == "127.0.0.1"
+        stalled.settimeout(15)
+        assert stalled.recv(1) == b"", "a handshake that never finishes is closed"
     finally:
         for s in (stalled, garbage, tls):
             s.close()
