@@ -57,6 +57,10 @@ MAX_PENDING_HANDSHAKES = 256
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
 REPORT_EVERY_S = 1.0
+# Events not yet taken by the listeners: above the high mark the loop stops reading from
+# peers until the listeners (a terminal, a script) catch up to the low mark.
+EVENTS_HIGH_WATER = 20_000
+EVENTS_LOW_WATER = 2_000
 
 
 class NodeError(Exception):
@@ -152,6 +156,8 @@ class Node:
         self._submitted: list[tuple[list[str], Chat, bytes]] = []
         self._wake_pending = False
         self._reported: dict[str, float] = {}
+        self._throttled: set[Session] = set()
+        self._throttling = False
         self._flush_scheduled = False
         self._started = False
         self._closing = False
@@ -285,6 +291,10 @@ class Node:
                     listener(event)
                 except Exception:  # noqa: BLE001 - a listener never stops the others
                     log.exception("event listener failed on %s", event.name)
+            if self._throttling and self._events.qsize() < EVENTS_LOW_WATER:
+                self._throttling = False
+                if not self._closed:
+                    self._loop.call_soon_threadsafe(self._unthrottle)
             if self._events.empty():
                 for idle in list(self._idle):
                     try:
@@ -706,6 +716,7 @@ class Node:
     def session_closed(self, session: Session, reason: CloseReason, detail: str) -> None:
         """Forget the session; mark the peer offline if nothing else shows it."""
         self._all_sessions.discard(session)
+        self._throttled.discard(session)
         pid = session.peer_id
         if pid and self._sessions.get(pid) is session:
             del self._sessions[pid]
@@ -803,6 +814,11 @@ class Node:
                       **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
                       to="broadcast" if chat.broadcast else "direct", text=chat.text,
                       sent=chat.ts)
+        backlog = self._events.qsize()
+        self.counters["max_event_backlog"] = max(self.counters.get("max_event_backlog", 0),
+                                                 backlog)
+        if backlog > EVENTS_HIGH_WATER:
+            self._throttle([s for s, _ in inbound])
         self._count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
         for peer_id, msg_id in done:
             self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 1) - 1
@@ -817,6 +833,23 @@ class Node:
                 self._pump(ready)
             else:
                 self._ensure_dialer(peer_id)
+
+    def _throttle(self, sessions: list[Session]) -> None:
+        """The listeners fell behind: stop reading from these peers for now."""
+        self._count("throttled")
+        for session in sessions:
+            if session not in self._throttled:
+                session.pause_reading()
+                self._throttled.add(session)
+        self._throttling = True
+        if self._events.qsize() < EVENTS_LOW_WATER:
+            self._throttling = False
+            self._unthrottle()
+
+    def _unthrottle(self) -> None:
+        for session in self._throttled:
+            session.resume_reading()
+        self._throttled.clear()
 
     def _store_failed(self, exc: Exception, inbound: list[tuple[Session, list[Chat]]],
                       outbound: list[tuple[list[str], Chat, bytes]]) -> None:

@@ -231,6 +231,16 @@ class Session(asyncio.Protocol):
             self.closed.set_result(None)
         self.owner.session_closed(self, self._close_reason, self._close_detail)
 
+    def pause_reading(self) -> None:
+        """Stop reading from the peer (its TCP window fills; nothing is lost)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
     def pause_writing(self) -> None:
         """The send buffer is full: stop pumping the outbox."""
         self.paused = True

@@ -122,6 +122,22 @@ def test_link_down_and_up_mid_stream_loses_nothing(lab2: Lab) -> None:
     _deliver_through(partition, lab2)
 
 
+def test_a_frozen_peer_is_declared_gone_and_catches_up_when_thawed(lab2: Lab) -> None:
+    """SIGSTOP bob: alice's heartbeats declare him gone, her messages wait; SIGCONT: they go."""
+    alice, bob = start_pair(lab2, env=FAST_LIVENESS)
+    bob.kill(signal.SIGSTOP)
+    try:
+        assert alice.wait_event("peer_left", timeout=15)["reason"] == "timeout"
+        for i in range(5):
+            alice.command(f"/msg bob while frozen {i}")
+        alice.wait_count("output", 5)
+    finally:
+        bob.kill(signal.SIGCONT)
+    got = [bob.wait_event("message", timeout=20)["text"] for _ in range(5)]
+    assert got == [f"while frozen {i}" for i in range(5)]
+    alice.wait_count("delivered", 5, timeout=20)
+
+
 def test_sender_killed_resends_its_outbox_after_restart(lab2: Lab) -> None:
     """SIGKILL alice mid-stream: after her restart what was queued still arrives, once."""
     alice, bob = start_pair(lab2, env=FAST_LIVENESS)

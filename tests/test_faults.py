@@ -1,0 +1,74 @@
+"""Faults a node survives, in-process on loopback: floods, slow listeners, half-open peers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+from lanchat.events import Event
+from lanchat.node import EVENTS_HIGH_WATER
+from tests.nodes import make_node
+
+
+def test_a_flood_is_slowed_to_what_the_listener_takes_and_nothing_is_lost(
+        tmp_path: Path) -> None:
+    """Alice floods 60,000 messages at bob, whose screen is slow: bob's backlog stays
+    bounded (he stops reading), and every message still arrives once, in order."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    seen: list[str] = []
+    done = threading.Event()
+    n = 60_000
+
+    def slow_screen(event: Event) -> None:
+        if event.name == "message":
+            seen.append(event["text"])
+            if len(seen) % 200 == 0:
+                time.sleep(0.002)
+            if len(seen) == n:
+                done.set()
+    bob.subscribe(slow_screen)
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    try:
+        alice_log.wait("peer_joined")
+        for i in range(n):
+            alice.send("bob", f"flood {i}")
+        assert done.wait(120), f"only {len(seen)} of {n} arrived"
+        assert seen == [f"flood {i}" for i in range(n)]
+        counters = bob.stats()["counters"]
+        assert counters["max_event_backlog"] < EVENTS_HIGH_WATER + 20_000
+        # Bob still answers at once while alice's flood drains.
+        reply = bob.send("alice", "still here")
+        alice_log.wait("message", lambda e: e["id"] == reply, timeout=30)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_thousand_silent_connections_leave_the_node_serving(tmp_path: Path) -> None:
+    """1,000 TCP connections that never say a word: bob sheds or times them out and still
+    takes alice's messages."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    silent: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            try:
+                silent.append(socket.create_connection(("127.0.0.1", bob.port), timeout=2))
+            except OSError:
+                break
+        assert len(silent) >= 500
+        alice, alice_log = make_node(tmp_path / "alice", "alice",
+                                     peers=[f"127.0.0.1:{bob.port}"])
+        try:
+            alice_log.wait("peer_joined", timeout=20)
+            msg = alice.send("bob", "through the crowd")
+            bob_log.wait("message", lambda e: e["id"] == msg, timeout=20)
+        finally:
+            alice.close()
+        counters = bob.stats()["counters"]
+        assert counters.get("handshakes_shed", 0) + counters.get("tls_failed", 0) > 0
+    finally:
+        for s in silent:
+            s.close()
+        bob.close()
