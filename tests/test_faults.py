@@ -7,9 +7,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from lanchat.events import Event
 from lanchat.node import EVENTS_HIGH_WATER
 from tests.nodes import make_node
+from tests.proxy import FaultProxy, random_plan
 
 
 def test_a_flood_is_slowed_to_what_the_listener_takes_and_nothing_is_lost(
@@ -71,4 +74,33 @@ def test_a_thousand_silent_connections_leave_the_node_serving(tmp_path: Path) ->
     finally:
         for s in silent:
             s.close()
+        bob.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_messages_survive_a_proxy_that_drops_holes_delays_and_trickles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """Alice reaches bob through a line that breaks in random ways at random points, then
+    heals: all 1,500 messages arrive once, in order."""
+    monkeypatch.setenv("LANCHAT_HEARTBEAT_S", "0.3")
+    monkeypatch.setenv("LANCHAT_DEAD_AFTER_S", "1.2")
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    proxy = FaultProxy(("127.0.0.1", bob.port), random_plan(seed))
+    alice, alice_log = make_node(tmp_path / "alice", "alice",
+                                 peers=[f"127.0.0.1:{proxy.port}"])
+    n = 1500
+    try:
+        alice_log.wait("peer_joined", timeout=20)
+        for i in range(n):
+            alice.send("bob", f"m{i}")
+            if i % 100 == 0:
+                time.sleep(0.02)  # pace the sender so faults land mid-stream
+        alice_log.wait("delivered", count=n, timeout=90)
+        texts = [r["text"] for r in bob.history("alice", n + 10)]
+        assert texts == [f"m{i}" for i in range(n)]
+        assert [e["text"] for e in bob_log.named("message")] == texts
+        assert proxy.connections >= 2, "the faults forced at least one reconnect"
+    finally:
+        alice.close()
+        proxy.close()
         bob.close()
