@@ -21,6 +21,7 @@ from lanchat.protocol import (
     HEADER,
     HEARTBEAT_S,
     MAX_ACK_IDS,
+    PROTOCOL_VERSION,
     Ack,
     Auth,
     Bye,
@@ -135,6 +136,7 @@ class Session(asyncio.Protocol):
         self._close_detail = "connection lost"
         self.frames_in = 0
         self.frames_out = 0
+        self._partial_since: float | None = None
         self.dial_key: str | None = None
         self.on_ready: asyncio.Future[bool] | None = None
 
@@ -182,12 +184,18 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Decode frames and hand them on; a protocol error closes this session only."""
-        self._heartbeat.received(self.loop.time())
+        now = self.loop.time()
+        self._heartbeat.received(now)
         try:
             messages = self._decoder.feed(data)
         except ProtocolError as exc:
             self.fail(exc.reason)
             return
+        # A peer trickling one frame forever would look alive to the heartbeat: time it.
+        if not self._decoder.buffered:
+            self._partial_since = None
+        elif messages or self._partial_since is None:
+            self._partial_since = now
         chats: list[Chat] = []
         for message in messages:
             if self.state is SessionState.CLOSED:
@@ -308,6 +316,10 @@ class Session(asyncio.Protocol):
     # -- internals ----------------------------------------------------------------------
 
     def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Hello | Auth) and message.version != PROTOCOL_VERSION:
+            self.fail(f"peer speaks lanchat protocol v{message.version}, this node v"
+                      f"{PROTOCOL_VERSION}; both sides need the same lanchat version")
+            return
         if isinstance(message, Hello):
             if message.node_id != self.peer_id:
                 self.fail("hello id does not match the certificate")
@@ -390,6 +402,10 @@ class Session(asyncio.Protocol):
             self.state = SessionState.CLOSING
             if self._transport is not None:
                 self._transport.abort()
+            return
+        if self._decoder.buffered and self._partial_since is not None and (
+                self.loop.time() - self._partial_since > self.liveness[1]):
+            self.fail("a frame was not finished in time (sender stalled mid-frame)")
             return
         if action == "ping":
             self.send(Ping())
