@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", metavar="PEER", help="nick, list number or id")
     target.add_argument("--all", action="store_true", help="every known peer")
-    p.add_argument("--wait", type=float, default=10.0, metavar="S",
-                   help="give up after S seconds (default 10)")
+    p.add_argument("--file", type=Path, metavar="PATH",
+                   help="offer a file or folder; exit 0 once the peer verified it")
+    p.add_argument("--wait", type=float, default=None, metavar="S",
+                   help="give up after S seconds (default 10; 600 with --file)")
     p.add_argument("text", nargs="*", help="the message")
     p = add("peers", "discover for a while, print who is here, exit")
     p.add_argument("--wait", type=float, default=2.0, metavar="S",
@@ -105,12 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     if command == "run":
         return headless.run(config, json_mode=args.json)
     if command == "send":
+        if args.file is not None:
+            if args.all or args.text:
+                print("lanchat: --file goes to one peer (--to PEER) and takes no text",
+                      file=sys.stderr)
+                return 2
+            from lanchat.transfer_cli import send_file
+
+            return send_file(config, to=args.to, path=args.file,
+                             wait_s=600.0 if args.wait is None else args.wait)
         text = " ".join(args.text)
         if not text:
             print("lanchat: nothing to send; give the message as arguments", file=sys.stderr)
             return 2
         return headless.send(config, to=None if args.all else args.to, text=text,
-                             wait_s=args.wait)
+                             wait_s=10.0 if args.wait is None else args.wait)
     if command == "peers":
         return headless.peers(config, wait_s=args.wait, json_mode=args.json)
     if command == "id":

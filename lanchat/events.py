@@ -18,7 +18,7 @@ class Event:
     ts: float = field(default_factory=time.time)
 
     @classmethod
-    def make(cls, name: str, **fields: Any) -> Event:
+    def make(cls, name: str, /, **fields: Any) -> Event:
         """Build an event from keyword fields."""
         return cls(name, MappingProxyType(fields))
 

@@ -106,11 +106,14 @@ def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
 
 def open_node(config: Config, plugins: Plugins | None = None) -> Node:
     """Build a node with the configured discovery extensions (not started)."""
+    from lanchat import transfer
+
     node = Node(config)
     if config.beacon or config.mdns:
         from lanchat import discovery
 
         discovery.attach(node)
+    transfer.attach(node)
     return node
 
 

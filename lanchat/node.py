@@ -326,7 +326,7 @@ class Node:
         """Call `hook()` on the event thread whenever the event queue runs empty."""
         self._idle.append(hook)
 
-    def emit(self, name: str, **fields: Any) -> None:
+    def emit(self, name: str, /, **fields: Any) -> None:
         """Queue an event for the listeners (any thread)."""
         self._events.put(Event.make(name, **fields))
 

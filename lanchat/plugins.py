@@ -21,7 +21,7 @@ from lanchat import hookspecs
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "lanchat"
-DEFAULT_PLUGINS = ("lanchat.commands",)
+DEFAULT_PLUGINS = ("lanchat.commands", "lanchat.transfer.commands")
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,19 @@ class Bye(Message):
         return cls(_str(d, "reason", MAX_REASON_CHARS, empty=True))
 
 
+MAX_PENDING_OFFERS = 16  # unanswered offers held per peer; more are declined
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _sha(d: dict[str, Any], key: str, *, null: bool) -> str | None:
+    value = d.get(key)
+    if value is None and null:
+        return None
+    if not isinstance(value, str) or not _SHA_RE.match(value):
+        raise ProtocolError(f"field {key!r} must be 64 hex digits" + (" or null" if null else ""))
+    return value
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One file of an offer: a relative path (made safe again by the receiver) and size."""
@@ -292,11 +305,13 @@ class FileOffer(Message):
     size: int
     sha256: str | None
     files: tuple[FileEntry, ...] = field(default=())
+    port: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"transfer": self.transfer, "name": self.name, "size": self.size,
                 "sha256": self.sha256,
-                "files": [{"path": f.path, "size": f.size} for f in self.files]}
+                "files": [{"path": f.path, "size": f.size} for f in self.files],
+                "port": self.port}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileOffer:
@@ -312,8 +327,9 @@ class FileOffer(Message):
                 raise ProtocolError("file entries must be objects")
             files.append(FileEntry(_str(item, "path", MAX_PATH_CHARS),
                                    _int(item, "size", 0, MAX_FILE_BYTES)))
+        port = _int(d, "port", 0, 65535) if "port" in d else 0
         return cls(_ident(d, "transfer"), _str(d, "name", MAX_PATH_CHARS),
-                   _int(d, "size", 0, MAX_FILE_BYTES), sha, tuple(files))
+                   _int(d, "size", 0, MAX_FILE_BYTES), sha, tuple(files), port)
 
 
 @dataclass(frozen=True)
@@ -361,10 +377,95 @@ class FileCancel(Message):
         return cls(_ident(d, "transfer"), _str(d, "reason", MAX_REASON_CHARS, empty=True))
 
 
+@dataclass(frozen=True)
+class FileRequest(Message):
+    """Data channel, receiver to sender: send from file `index` at `offset`; `prefix` is the
+    SHA-256 of the receiver's bytes before `offset` (null at 0), so a changed prefix restarts."""
+
+    T: ClassVar[str] = "file_request"
+    transfer: str
+    index: int = 0
+    offset: int = 0
+    prefix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "index": self.index, "offset": self.offset,
+                "prefix": self.prefix}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileRequest:
+        return cls(_ident(d, "transfer"), _int(d, "index", 0, MAX_FILES_PER_OFFER),
+                   _int(d, "offset", 0, MAX_FILE_BYTES), _sha(d, "prefix", null=True))
+
+
+@dataclass(frozen=True)
+class FileStart(Message):
+    """Data channel, sender to receiver: raw bytes follow from file `index` at `offset`."""
+
+    T: ClassVar[str] = "file_start"
+    transfer: str
+    index: int = 0
+    offset: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "index": self.index, "offset": self.offset}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileStart:
+        return cls(_ident(d, "transfer"), _int(d, "index", 0, MAX_FILES_PER_OFFER),
+                   _int(d, "offset", 0, MAX_FILE_BYTES))
+
+
+@dataclass(frozen=True)
+class FileEnd(Message):
+    """Data channel, sender to receiver, after the bytes of file `index`: its SHA-256."""
+
+    T: ClassVar[str] = "file_end"
+    transfer: str
+    index: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not _SHA_RE.match(self.sha256):
+            raise ValueError("sha256 must be 64 hex digits")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "index": self.index, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileEnd:
+        sha = _sha(d, "sha256", null=False)
+        assert sha is not None
+        return cls(_ident(d, "transfer"), _int(d, "index", 0, MAX_FILES_PER_OFFER), sha)
+
+
+@dataclass(frozen=True)
+class FileDone(Message):
+    """Data channel, receiver to sender: every file is verified and in place."""
+
+    T: ClassVar[str] = "file_done"
+    transfer: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not _SHA_RE.match(self.sha256):
+            raise ValueError("sha256 must be 64 hex digits")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileDone:
+        sha = _sha(d, "sha256", null=False)
+        assert sha is not None
+        return cls(_ident(d, "transfer"), sha)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.T: cls
     for cls in (Hello, Auth, Welcome, Refused, Chat, Ack, Ping, Pong, NickChange, Bye,
-                FileOffer, FileAnswer, FileCancel)
+                FileOffer, FileAnswer, FileCancel, FileRequest, FileStart, FileEnd,
+                FileDone)
 }
 
 

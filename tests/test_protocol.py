@@ -32,11 +32,19 @@ messages = st.one_of(
     st.builds(p.FileOffer, ids, st.text(min_size=1, max_size=100),
               st.integers(0, p.MAX_FILE_BYTES), sha,
               st.lists(st.builds(p.FileEntry, st.text(min_size=1, max_size=50),
-                                 st.integers(0, 1 << 40)), max_size=5).map(tuple)),
+                                 st.integers(0, 1 << 40)), max_size=5).map(tuple),
+              st.integers(0, 65535)),
     st.builds(p.FileAnswer, ids, st.booleans(),
               st.lists(st.integers(0, 1 << 40), max_size=5).map(tuple),
               st.text(max_size=50)),
     st.builds(p.FileCancel, ids, st.text(max_size=50)),
+    st.builds(p.FileRequest, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
+              st.integers(0, p.MAX_FILE_BYTES), sha),
+    st.builds(p.FileStart, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
+              st.integers(0, p.MAX_FILE_BYTES)),
+    st.builds(p.FileEnd, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
+              sha.filter(lambda s: s is not None)),
+    st.builds(p.FileDone, ids, sha.filter(lambda s: s is not None)),
 )
 
 

@@ -1,0 +1,146 @@
+"""Transfer records: what a node knows about each offer, kept as JSON files in the home.
+
+Each record is one file `<home>/transfers/<id>.json`, written atomically (temporary file,
+fsync, rename), so a node killed at any moment restarts knowing its offers and accepted
+transfers; the bytes already received are the `.part` files themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RECORDS_DIR = "transfers"
+AUTOACCEPT_FILE = "autoaccept.json"
+KEEP_FINISHED_S = 7 * 24 * 3600.0
+
+
+class State(enum.Enum):
+    """Life of one transfer, on either side."""
+
+    OFFERED = "offered"  # out: waiting for an answer; in: waiting for /accept
+    ACCEPTED = "accepted"  # bytes move, or will again after an interruption
+    DONE = "done"
+    FAILED = "failed"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will happen."""
+        return self not in (State.OFFERED, State.ACCEPTED)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a transfer: the peer's relative path, size, and where it goes here."""
+
+    path: str
+    size: int
+    dest: tuple[str, ...] = ()  # in: components below the download folder
+    final: str = ""  # in: the name it got when published
+    sha256: str = ""  # verified hash once complete
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One offer, incoming or outgoing."""
+
+    id: str
+    direction: str  # "in" or "out"
+    peer: str
+    peer_nick: str
+    name: str
+    size: int
+    items: tuple[Item, ...]
+    folder: bool = False
+    sha256: str | None = None  # what the offer claimed
+    state: State = State.OFFERED
+    created: float = field(default_factory=time.time)
+    source: str = ""  # out: the file or folder sent
+    dest_dir: str = ""  # in: the download folder chosen at accept
+    index: int = 0  # first file not yet complete
+    reason: str = ""
+    result: str = ""  # verified sha256 (a file) or tree hash (a folder)
+    path: str = ""  # in: the published file or folder
+
+    def with_(self, **changes: Any) -> Transfer:
+        """A copy with fields changed."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for the record file."""
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["items"] = [dict(asdict(i), dest=list(i.dest)) for i in self.items]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Transfer:
+        """Read a record file's JSON (raises KeyError/ValueError/TypeError when malformed)."""
+        items = tuple(Item(str(i["path"]), int(i["size"]), tuple(str(p) for p in i["dest"]),
+                           str(i["final"]), str(i["sha256"])) for i in d["items"])
+        fields = dict(d, items=items, state=State(d["state"]))
+        return cls(**fields)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so a crash leaves the old or the new content, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class RecordStore:
+    """Transfer records and the auto-accept list under `<home>/transfers/`."""
+
+    def __init__(self, home: Path) -> None:
+        self.dir = home / RECORDS_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def save(self, transfer: Transfer) -> None:
+        """Persist one record."""
+        data = json.dumps(transfer.to_json(), ensure_ascii=False).encode()
+        write_atomic(self.dir / f"{transfer.id}.json", data)
+
+    def load(self, now: float) -> list[Transfer]:
+        """Every readable record; finished ones older than a week are removed."""
+        out = []
+        for path in sorted(self.dir.glob("*.json")):
+            if path.name == AUTOACCEPT_FILE:
+                continue
+            try:
+                transfer = Transfer.from_json(json.loads(path.read_bytes()))
+            except (OSError, KeyError, ValueError, TypeError) as exc:
+                log.warning("skipping unreadable transfer record %s: %s", path, exc)
+                continue
+            if transfer.state.finished and now - transfer.created > KEEP_FINISHED_S:
+                path.unlink(missing_ok=True)
+                continue
+            out.append(transfer)
+        return sorted(out, key=lambda t: t.created)
+
+    def autoaccept(self) -> set[str]:
+        """Peer ids whose offers are accepted without asking."""
+        try:
+            value = json.loads((self.dir / AUTOACCEPT_FILE).read_bytes())
+        except (OSError, ValueError):
+            return set()
+        return {str(v) for v in value} if isinstance(value, list) else set()
+
+    def set_autoaccept(self, ids: set[str]) -> None:
+        """Persist the auto-accept list."""
+        write_atomic(self.dir / AUTOACCEPT_FILE, json.dumps(sorted(ids)).encode())

@@ -1,0 +1,123 @@
+"""Files between real `lanchat run --json` processes on two lab hosts (veth): resume after
+SIGKILL of either side, and chat that stays prompt while a file moves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from lab import Lab, LanchatProc
+
+NO_DISCOVERY = ("--no-mdns", "--no-beacon")
+FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
+MiB = 1 << 20
+
+def big_file(path: Path, size: int) -> str:
+    """A file of `size` bytes (a repeated random block, written fast); return its SHA-256."""
+    block = os.urandom(MiB)
+    h = hashlib.sha256()
+    with open(path, "wb") as fh:
+        for i in range(size // MiB):
+            chunk = block[i % 7:] + block[:i % 7]  # no two blocks alike
+            fh.write(chunk)
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * MiB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def start_pair(lab: Lab) -> tuple[LanchatProc, LanchatProc]:
+    h1, h2 = lab.hosts[:2]
+    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=FAST)
+    bob.wait_event("ready")
+    alice = h1.start_node(*NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}", nick="alice",
+                          env=FAST)
+    alice.wait_event("peer_joined", peer={"nick": "bob"})
+    bob.wait_event("peer_joined", peer={"nick": "alice"})
+    return alice, bob
+
+
+def offer(alice: LanchatProc, bob: LanchatProc, path: Path) -> str:
+    alice.command(f"/file bob {path}")
+    out = alice.wait_event("output", command=f"/file bob {path}")
+    tid = out["data"]["transfer"]
+    bob.wait_event("file_offer", transfer=tid)
+    return str(tid)
+
+
+def test_file_resumes_after_the_receiver_is_killed(lab_factory: object, tmp_path: Path) -> None:
+    """Bob is SIGKILLed mid-file and started again on the same home: the file completes,
+    verified, and his first progress after the restart starts where the .part ended."""
+    lab = lab_factory(2)
+    alice, bob = start_pair(lab)
+    src = tmp_path / "movie.bin"
+    digest = big_file(src, 1024 * MiB)
+    tid = offer(alice, bob, src)
+    bob.command(f"/accept {tid}")
+    bob.wait_event("file_progress", transfer=tid, pred=lambda e: e["done"] > 0, timeout=30)
+    bob.kill(signal.SIGKILL)
+    bob.wait_exit(10)
+    part = bob.home / "downloads" / "movie.bin.part"
+    kept = part.stat().st_size
+    assert 0 < kept < src.stat().st_size
+    bob = bob.restart()
+    done = bob.wait_event("file_done", transfer=tid, timeout=60)
+    assert done["sha256"] == digest == file_sha(Path(done["path"]))
+    first = bob.wait_event("file_progress", transfer=tid, consume=False)
+    assert first["done"] >= kept - 4 * MiB, "bytes already received were sent again"
+    alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
+
+
+def test_file_resumes_after_the_sender_is_killed(lab_factory: object, tmp_path: Path) -> None:
+    """Alice is SIGKILLed mid-file and started again on the same home: she offers again by
+    herself, bob resumes from his .part, and both see the file verified."""
+    lab = lab_factory(2)
+    alice, bob = start_pair(lab)
+    src = tmp_path / "disk.img"
+    digest = big_file(src, 1024 * MiB)
+    tid = offer(alice, bob, src)
+    bob.command(f"/accept {tid}")
+    bob.wait_event("file_progress", transfer=tid, pred=lambda e: e["done"] > 0, timeout=30)
+    alice.kill(signal.SIGKILL)
+    alice.wait_exit(10)
+    failed = bob.wait_event("file_failed", transfer=tid, timeout=20)
+    assert failed["resumable"]
+    kept = (bob.home / "downloads" / "disk.img.part").stat().st_size
+    mark = bob.mark()
+    alice = alice.restart()
+    done = bob.wait_event("file_done", transfer=tid, timeout=60)
+    assert done["sha256"] == digest == file_sha(Path(done["path"]))
+    first = bob.wait_event("file_progress", transfer=tid, since=mark, consume=False)
+    assert first["done"] >= kept - 4 * MiB, "bytes already received were sent again"
+    alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
+
+
+def test_chat_stays_prompt_during_a_200_mib_transfer(lab_factory: object,
+                                                     tmp_path: Path) -> None:
+    """Messages typed while 200 MiB move arrive before the file is done (latency printed)."""
+    lab = lab_factory(2)
+    alice, bob = start_pair(lab)
+    src = tmp_path / "data.bin"
+    big_file(src, 200 * MiB)
+    tid = offer(alice, bob, src)
+    bob.command(f"/accept {tid}")
+    alice.wait_event("file_progress", transfer=tid, direction="out", timeout=30)
+    sent = []
+    for i in range(5):
+        alice.command(f"/msg bob during-{i}")
+        sent.append(time.time())
+    got = [bob.wait_event("message", text=f"during-{i}", timeout=20) for i in range(5)]
+    done = bob.wait_event("file_done", transfer=tid, timeout=60)
+    latencies = [g["ts"] - s for g, s in zip(got, sent, strict=True)]
+    print(f"chat latency during transfer: max {max(latencies) * 1000:.1f} ms, "
+          f"file done {done['ts'] - got[-1]['ts']:.3f} s after the last message")
+    assert all(g["ts"] < done["ts"] for g in got), "messages waited for the file"
