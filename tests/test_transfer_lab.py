@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -121,3 +122,26 @@ def test_chat_stays_prompt_during_a_200_mib_transfer(lab_factory: object,
     print(f"chat latency during transfer: max {max(latencies) * 1000:.1f} ms, "
           f"file done {done['ts'] - got[-1]['ts']:.3f} s after the last message")
     assert all(g["ts"] < done["ts"] for g in got), "messages waited for the file"
+
+
+def test_lanchat_send_file_exits_zero_once_bob_verified_it(lab2: Lab, tmp_path: Path) -> None:
+    """A script offers a file with `lanchat send --file`; bob accepts; exit 0 means verified."""
+    h1, h2 = lab2.hosts
+    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=FAST)
+    bob.wait_event("ready")
+    src = tmp_path / "notes.txt"
+    src.write_bytes(os.urandom(3 * MiB))
+    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "script"), "--nick",
+           "script", "--port", "0", *NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}"]
+    sender = h1.popen([*cli, "send", "--to", "bob", "--file", str(src), "--wait", "60"])
+    got = bob.wait_event("file_offer", timeout=20)
+    assert got["name"] == "notes.txt" and got["size"] == 3 * MiB
+    bob.command(f"/accept {got['transfer']}")
+    done = bob.wait_event("file_done", timeout=60)
+    assert sender.wait(60) == 0
+    assert file_sha(Path(done["path"])) == file_sha(src) == done["sha256"]
+    declined = h1.popen([*cli, "send", "--to", "bob", "--file", str(src), "--wait", "60"])
+    offer2 = bob.wait_event("file_offer", timeout=20)
+    bob.command(f"/decline {offer2['transfer']}")
+    assert declined.wait(60) == 1
+    assert h1.run([*cli, "send", "--all", "--file", str(src)]).returncode == 2
