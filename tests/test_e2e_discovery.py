@@ -173,3 +173,40 @@ def test_an_independent_mdns_client_sees_the_txt_keys(lab2: Lab) -> None:
                              "_lanchat._tcp.local", "PTR"]).stdout
     assert "IN\tPTR\tn1\\@" in out or "PTR\tn1\\@" in out, out
     assert f'"id={alice_id}"' in out and '"nick=n1"' in out and '"v=1"' in out, out
+
+
+MDNS_ABUSE = r"""
+import socket, struct, sys
+target = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+def send(pkt):
+    for dst in ("224.0.0.251", target):
+        s.sendto(pkt, (dst, 5353))
+header = struct.pack(">HHHHHH", 0, 0x8400, 0, 1, 0, 0)
+rr_tail = struct.pack(">HHIH", 1, 1, 120, 4) + bytes([10, 0, 0, 9])
+send(header + b"\xc0\x0c" + rr_tail)                                # pointer to itself
+chain = b"".join(struct.pack(">H", 0xC000 | (12 + 2 * i - 2)) for i in range(1, 1500))
+send(header + b"\x01a\x00" + chain + rr_tail)                         # 1,500 chained pointers
+send(b"\xff" * 9500)                                                  # larger than any packet
+txt = b"\x0bn1@vm-evil\x08_lanchat\x04_tcp\x05local\x00"
+send(header + txt + struct.pack(">HHIH", 16, 1, 120, 2000) + b"\xff" * 2000)  # huge TXT
+for i in range(3000):                                                 # alternating A flood
+    name = b"\x04host\x05local\x00"
+    addr = bytes([10, 0, (i % 2), 1])
+    send(header + name + struct.pack(">HHIH", 1, 0x8001, 120, 4) + addr)
+print("abused")
+"""
+
+
+def test_malformed_mdns_packets_leave_discovery_working(lab3: Lab) -> None:
+    """Pointer loops, oversize packets, a huge TXT and an A/B flood: alice keeps going."""
+    alice = lab3.hosts[0].start_node("--no-beacon", nick="alice")
+    alice.wait_event("ready")
+    out = lab3.hosts[1].run([sys.executable, "-c", MDNS_ABUSE, lab3.hosts[0].ip], check=True)
+    assert "abused" in out.stdout
+    bob = lab3.hosts[2].start_node("--no-beacon", nick="bob")
+    assert alice.wait_event("peer_joined", timeout=15)["peer"]["nick"] == "bob"
+    alice.command("/msg bob still standing")
+    bob.wait_event("message", text="still standing")
+    assert alice.alive

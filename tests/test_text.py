@@ -1,0 +1,50 @@
+"""Text from peers never puts control or escape sequences on the terminal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lanchat.events import Event
+from lanchat.headless import describe
+from lanchat.text import safe_line, safe_text
+
+ATTACKS = {
+    "clear screen": "\x1b[2J\x1b[H",
+    "set title (OSC 0)": "\x1b]0;pwned\x07",
+    "hyperlink (OSC 8)": "\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\",
+    "clipboard (OSC 52)": "\x1b]52;c;cm0gLXJmIC8=\x07",
+    "C1 CSI": "\x9b2J",
+    "bidi override": "abc\u202edcba",
+    "backspace tricks": "safe\x08\x08\x08\x08evil",
+    "carriage return": "shown\rhidden",
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
+def test_no_raw_control_character_survives(attack: str) -> None:
+    """Every ESC, C1, BEL, BS, CR and bidi override is replaced by a visible token."""
+    for shown in (safe_text(attack), safe_line(attack)):
+        assert not any(ord(c) < 0x20 and c not in "\n\t" for c in shown)
+        assert not any(0x7F <= ord(c) <= 0x9F for c in shown)
+        assert "\u202e" not in shown
+
+
+def test_escape_shows_as_caret_bracket_and_newlines_stay_in_messages() -> None:
+    """ESC is ^[; a message keeps its lines, a one-line field does not."""
+    assert safe_text("a\x1b[31mred") == "a^[[31mred"
+    assert safe_text("two\nlines") == "two\nlines"
+    assert safe_line("two\nlines") == "two^Jlines"
+    assert safe_text("x\u202ey") == "x<U+202E>y"
+
+
+def test_events_for_people_are_sanitised_and_json_is_exact() -> None:
+    """The human line escapes the nick and text; the JSON line keeps them exactly."""
+    event = Event.make("message", id="1", to="direct", text="hi\x1b]0;pwned\x07",
+                       **{"from": {"id": "x", "nick": "ev\x1bil"}})
+    line = describe(event)
+    assert line is not None and "\x1b" not in line and "\x07" not in line
+    assert "^[" in line
+    raw = event.to_json()
+    assert "\x1b" not in raw and json.loads(raw)["text"] == "hi\x1b]0;pwned\x07"
