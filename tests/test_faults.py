@@ -104,3 +104,31 @@ def test_messages_survive_a_proxy_that_drops_holes_delays_and_trickles(
         alice.close()
         proxy.close()
         bob.close()
+
+
+def test_a_plugin_stuck_in_a_hook_does_not_hold_back_acks(tmp_path: Path) -> None:
+    """Bob's plugin blocks on every message; alice still gets every ack meanwhile."""
+    from lanchat.headless import plugin_bridge
+    from lanchat.hookspecs import hookimpl
+    from lanchat.plugins import Plugins
+
+    release = threading.Event()
+
+    class Stuck:
+        @hookimpl
+        def lanchat_message_received(self, node: object, message: dict) -> None:
+            release.wait(30)
+
+    bob, _ = make_node(tmp_path / "bob", "bob")
+    bob.subscribe(plugin_bridge(bob, Plugins(None, entry_points=False, extra=[Stuck()])))
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    try:
+        alice_log.wait("peer_joined")
+        ids = {alice.send("bob", f"hello {i}") for i in range(3)}
+        acks = alice_log.wait("delivered", lambda e: e["id"] in ids, count=3, timeout=15)
+        assert {e["id"] for e in acks} == ids
+        assert not release.is_set()
+    finally:
+        release.set()
+        alice.close()
+        bob.close()
