@@ -53,12 +53,13 @@ class Context:
                 if not peers:
                     raise CommandError("nobody is known yet; wait for peers or use --peer")
                 return Output(f"-> all ({len(peers)}): {text}",
-                              {"id": msg_id, "to": "all", "peers": peers})
+                              {"id": msg_id, "to": "all", "peers": peers, "text": text})
             msg_id = self.node.send(to, text)
         except (LookupError, ValueError) as exc:
             raise CommandError(str(exc).strip("'\"")) from None
         peer = self.node.resolve(to)
-        return Output(f"-> {peer['nick']}: {text}", {"id": msg_id, "to": peer["id"]})
+        return Output(f"-> {safe_line(peer['nick'])}: {text}",
+                      {"id": msg_id, "to": peer["id"], "text": text})
 
 
 Handler = Callable[[Context, str], Output | None]

@@ -54,7 +54,7 @@ def describe(event: Event) -> str | None:
         verb = "is here" if event.name == "peer_joined" else f"left ({f['reason']})"
         return f"-- {safe_line(p['nick'])} [{p['number']}] {verb}"
     if event.name == "output":
-        return str(f["text"])
+        return safe_text(str(f["text"]))
     if event.name == "error":
         return f"!! {safe_text(str(f['message']))}"
     if event.name == "ready":

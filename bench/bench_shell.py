@@ -1,0 +1,254 @@
+"""Shell figures in a real terminal (tmux), in lab namespaces: start-up and typing latency.
+
+    python bench/bench_shell.py [--runs 5] [--keys 150] [--rate 200]
+
+Start-up: from starting `lanchat` to a drawn prompt with its toolbar. Typing: a key sent
+with `tmux send-keys` until capture-pane shows it on the prompt line, idle and while bob
+sends `--rate` messages per second, beside a bare prompt-toolkit prompt in the same tmux.
+Message latency: from bob's `/msg` to the line on alice's screen. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from test_shell_tmux import Tmux, shell_argv  # noqa: E402
+
+from lab import Lab, LanchatProc  # noqa: E402
+from lanchat.shell.printer import WRITER_ENV  # noqa: E402
+
+BARE_PROMPT = ("from prompt_toolkit import PromptSession\n"
+               "s = PromptSession(bottom_toolbar=' to: all')\n"
+               "while True:\n    s.prompt('all> ')\n")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+LOAD_LINE = re.compile(r"^\d\d:\d\d \[bob -> you\] load \d+$")
+TORN: list[str] = []
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank), in the values' unit."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def prompt_line(screen: str) -> str | None:
+    """The line that starts with the prompt, if it is on screen."""
+    found = [ln for ln in screen.splitlines() if ln.startswith("all>")]
+    return found[-1].rstrip() if found else None
+
+
+def wait_until(term: Tmux, pred: Callable[[str], bool], timeout: float = 20.0) -> float:
+    """Poll capture-pane until `pred(screen)`; return the monotonic time it first held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = term.screen()
+        now = time.monotonic()
+        if pred(screen):
+            return now
+        if now > deadline:
+            raise RuntimeError(f"not seen in {timeout}s:\n{screen}")
+
+
+def prompt_is(want: str, torn: set[str] | None = None) -> Callable[[str], bool]:
+    """A screen test: the prompt line reads exactly `want`; load lines that are not
+    exactly as sent (a typed key echoed into them) are collected in `torn`."""
+
+    def test(screen: str) -> bool:
+        if torn is not None:
+            torn.update(ln for ln in screen.splitlines()
+                        if "load" in ln and not LOAD_LINE.match(ln))
+        return prompt_line(screen) == want
+
+    return test
+
+
+def shows(text: str) -> Callable[[str], bool]:
+    """A screen test: `text` is visible."""
+    return lambda screen: text in screen
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pane_pid(term: Tmux) -> int:
+    """The pid of the pane's program (`ip netns exec` and `env` exec, not fork)."""
+    return int(term.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+
+
+def typing_latency(term: Tmux, keys: int, clear: str = "C-c") -> list[float]:
+    """Milliseconds from send-keys of one letter until the prompt line shows it; the
+    `clear` key empties the line now and then."""
+    typed = ""
+    samples: list[float] = []
+    torn: set[str] = set()
+    for i in range(keys):
+        if len(typed) >= 40:
+            term.key(clear)
+            wait_until(term, lambda s: prompt_line(s) == "all>")
+            typed = ""
+        ch = LETTERS[i % len(LETTERS)]
+        typed += ch
+        want = "all> " + typed
+        start = time.monotonic()
+        term.type(ch)
+        seen = wait_until(term, prompt_is(want, torn))
+        samples.append((seen - start) * 1000)
+        time.sleep(random.uniform(0.02, 0.05))
+    term.key(clear)
+    TORN.extend(sorted(torn))
+    return samples
+
+
+class Sender:
+    """Bob sends `rate` direct messages per second to alice on a paced schedule."""
+
+    def __init__(self, bob: LanchatProc, rate: float) -> None:
+        self.bob, self.rate = bob, rate
+        self.sent = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self.stop.is_set():
+            due = start + self.sent / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.bob.command(f"/msg alice load {self.sent}")
+            self.sent += 1
+
+    def __enter__(self) -> Sender:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def main() -> int:
+    """Run every measurement and print one table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="start-ups to time")
+    parser.add_argument("--keys", type=int, default=150, help="keystrokes per scenario")
+    parser.add_argument("--rate", type=float, default=200, help="messages per second")
+    parser.add_argument("--messages", type=int, default=50, help="message-latency samples")
+    parser.add_argument("--writers", default="erase,run_in_terminal",
+                        help="how batches are written: erase (the default), run_in_terminal")
+    args = parser.parse_args()
+    rows: list[tuple[str, str]] = []
+    base = Path(tempfile.mkdtemp(prefix="bench-shell-"))
+    with Lab(2) as lab:
+        h1, h2 = lab.hosts
+        bob = h2.start_node("--no-mdns", "--no-beacon", nick="bob")
+        bob.wait_event("ready")
+        peer = f"{h2.ip}:{bob.port}"
+
+        # start-up: bare prompt, then lanchat, each in a fresh tmux
+        for label, argv_of in (
+                ("bare prompt-toolkit prompt", lambda i: h1.wrap(
+                    [sys.executable, "-c", BARE_PROMPT])),
+                ("lanchat shell (known peer)", lambda i: shell_argv(
+                    h1, lab, base / "alice", "alice", peer))):
+            times = []
+            for i in range(args.runs):
+                term = Tmux(base)
+                try:
+                    start = time.monotonic()
+                    term.start(argv_of(i))
+                    seen = wait_until(term, lambda s: prompt_line(s) is not None
+                                      and "to: all" in s)
+                    times.append((seen - start) * 1000)
+                finally:
+                    term.close()
+                if "lanchat" in label:
+                    bob.wait_event("peer_left", peer={"nick": "alice"}, timeout=20)
+            rows.append((f"start-up to prompt, {label} (ms)",
+                         f"p50 {statistics.median(times):6.0f}  min {min(times):6.0f}  "
+                         f"max {max(times):6.0f}  (n={len(times)})"))
+
+        # typing: bare prompt baseline
+        term = Tmux(base)
+        try:
+            term.start(h1.wrap([sys.executable, "-c", BARE_PROMPT]))
+            wait_until(term, lambda s: prompt_line(s) is not None)
+            lat = typing_latency(term, args.keys, clear="C-u")
+            rows.append(("keystroke to screen, bare prompt, idle (ms)", summary(lat)))
+        finally:
+            term.close()
+
+        # typing and messages in the lanchat shell, once per way of writing the batch
+        for writer in args.writers.split(","):
+            rows += lanchat_rows(lab, bob, base, peer, writer, args)
+    width = max(len(r[0]) for r in rows)
+    print(f"\nlab mode: {lab.mode}; python {sys.version.split()[0]}")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
+                 args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Idle typing, message latency, typing under load and CPU, for one batch writer."""
+    rows: list[tuple[str, str]] = []
+    term = Tmux(base)
+    tag = f"lanchat [{writer}]"
+    try:
+        term.start(shell_argv(lab.hosts[0], lab, base / "alice", "alice", peer),
+                   env={WRITER_ENV: writer})
+        wait_until(term, lambda s: "bob [1] is here" in s and prompt_line(s) is not None)
+        bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=20)
+        lat = typing_latency(term, args.keys)
+        rows.append((f"keystroke to screen, {tag}, idle (ms)", summary(lat)))
+        msg = []
+        for i in range(args.messages):
+            start = time.monotonic()
+            bob.command(f"/msg alice mark{i}x")
+            seen = wait_until(term, shows(f"mark{i}x"))
+            msg.append((seen - start) * 1000)
+            time.sleep(random.uniform(0.02, 0.05))
+        rows.append((f"bob's /msg to alice's screen, {tag}, idle (ms)", summary(msg)))
+        pid = pane_pid(term)
+        TORN.clear()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        with Sender(bob, args.rate) as sender:
+            time.sleep(1.0)
+            lat = typing_latency(term, args.keys)
+            sent = sender.sent
+        cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
+        rows.append((f"keystroke to screen, {tag}, {args.rate:g} msg/s (ms)", summary(lat)))
+        rows.append((f"{tag} CPU while {args.rate:g} msg/s arrive",
+                     f"{cpu:5.1f} % of one core ({sent} messages sent)"))
+        rows.append((f"{tag} message lines torn by typed keys", f"{len(TORN)} {TORN[:3]}"))
+        wait_until(term, shows(f"load {sent - 1}"), timeout=30)
+        rows.append((f"{tag} last load message shown", "yes"))
+    finally:
+        term.close()
+    bob.wait_event("peer_left", peer={"nick": "alice"}, timeout=20)
+    return rows
+
+
+def summary(values: list[float]) -> str:
+    """p50 / p99 / max of milliseconds."""
+    return (f"p50 {pct(values, 50):6.1f}  p99 {pct(values, 99):6.1f}  "
+            f"max {max(values):6.1f}  (n={len(values)})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

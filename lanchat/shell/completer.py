@@ -1,0 +1,97 @@
+"""Tab completion: commands, peers (nicks and list numbers) and paths for file arguments.
+
+Reads only the registry and the peer snapshot the event thread replaces; never the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+
+from lanchat.commands import CommandRegistry
+from lanchat.shell.state import PeerView
+from lanchat.text import safe_line
+
+PATH_WORDS = ("PATH", "FILE")
+# Argument kinds of commands whose usage text does not say (or that may come later).
+KNOWN_ARGS = {"file": ("PEER", "PATH"), "msg": ("PEER",), "chat": ("PEER|all",),
+              "whois": ("PEER",), "history": ("PEER",)}
+
+
+class ShellCompleter(Completer):
+    """Completes the word before the cursor from in-memory snapshots."""
+
+    def __init__(self, registry: CommandRegistry,
+                 peers: Callable[[], Iterable[PeerView]]) -> None:
+        self.registry = registry
+        self.peers = peers
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterable[Completion]:
+        """Completions for the word before the cursor."""
+        text = document.text_before_cursor
+        if "\n" in text:
+            yield from self._peer_words(text.rsplit("\n", 1)[1].split(" ")[-1], (),
+                                        numbers=False)
+            return
+        if not text.startswith("/") or text.startswith("//"):
+            yield from self._peer_words(text.split(" ")[-1], (), numbers=False)
+            return
+        words = text.split(" ")
+        if len(words) == 1:
+            yield from self._commands(words[0][1:])
+            return
+        kinds = self._arg_kinds(words[0][1:])
+        index = len([w for w in words[1:-1] if w])
+        kind = kinds[index] if index < len(kinds) else ""
+        if any(w in kind for w in PATH_WORDS):
+            path_text = text.split(" ", index + 1)[-1].lstrip()
+            yield from self.paths.get_completions(Document(path_text, len(path_text)),
+                                                  complete_event)
+        elif "PEER" in kind:
+            extra = tuple(k for k in kind.split("|") if k.islower())
+            yield from self._peer_words(words[-1], extra)
+
+    def _commands(self, prefix: str) -> Iterable[Completion]:
+        for name in self.registry.names():
+            if name.startswith(prefix.lower()):
+                command = self.registry.get(name)
+                yield Completion("/" + name, start_position=-len(prefix) - 1,
+                                 display_meta=command.help if command else "")
+
+    def _arg_kinds(self, name: str) -> tuple[str, ...]:
+        command = self.registry.get(name)
+        if command is None:
+            return KNOWN_ARGS.get(name.lower(), ())
+        kinds = tuple(w.strip("[]") for w in command.usage.split()[1:])
+        return kinds if any("PEER" in k or k in PATH_WORDS for k in kinds) else \
+            KNOWN_ARGS.get(command.name, kinds)
+
+    def _peer_words(self, word: str, extra: tuple[str, ...], *,
+                    numbers: bool = True) -> Iterable[Completion]:
+        low = word.lower()
+        for name in extra:
+            if name.startswith(low):
+                yield Completion(name, start_position=-len(word))
+        for peer in self.peers():
+            shown = safe_line(peer.nick)
+            status = "" if peer.online else " (offline)"
+            if _typeable(peer.nick) and peer.nick.lower().startswith(low):
+                yield Completion(peer.nick, start_position=-len(word),
+                                 display_meta=f"[{peer.number}]{status}")
+            elif not numbers:
+                continue
+            elif word and str(peer.number).startswith(word):
+                yield Completion(str(peer.number), start_position=-len(word),
+                                 display=str(peer.number), display_meta=shown + status)
+            elif not word or (not _typeable(peer.nick) and shown.lower().startswith(low)):
+                yield Completion(str(peer.number), start_position=-len(word),
+                                 display=f"{peer.number} {shown}", display_meta=status.strip())
+
+
+def _typeable(nick: str) -> bool:
+    """A nick that can go on the line as it is: printable, no spaces or quotes."""
+    return safe_line(nick) == nick and not any(c in nick for c in " \t\"'")

@@ -1,0 +1,161 @@
+"""Events and command outputs as styled lines; every peer-provided string is made safe here.
+
+A line is a list of (style, text) fragments, the shape prompt-toolkit prints. This module
+imports nothing from prompt-toolkit, so the event thread can render without it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any
+
+from lanchat.events import Event
+from lanchat.identity import short_id
+from lanchat.shell.state import ShellState
+from lanchat.text import safe_line, safe_text
+
+Fragments = list[tuple[str, str]]
+
+NICK_COLOURS = ("ansigreen", "ansiyellow", "ansiblue", "ansimagenta", "ansicyan",
+                "ansibrightgreen", "ansibrightblue", "ansibrightmagenta")
+STYLE_RULES: dict[str, str] = {
+    **{f"nick{i}": f"{c} bold" for i, c in enumerate(NICK_COLOURS)},
+    "time": "ansibrightblack",
+    "notice": "ansibrightblack",
+    "error": "ansired bold",
+    "output": "",
+    "echo": "ansibrightblack",
+    "action": "italic",
+    "prompt": "bold",
+    "bottom-toolbar": "noreverse bg:ansiblack fg:ansiwhite",
+}
+INDENT = " " * 6
+
+
+def nick_class(node_id: str) -> str:
+    """The stable colour class of a node: a hash of its id picks one of the colours."""
+    return f"class:nick{zlib.crc32(node_id.encode()) % len(NICK_COLOURS)}"
+
+
+def clock(ts: float) -> str:
+    """Local time as HH:MM."""
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def _body(style: str, text: str) -> Fragments:
+    """Text whose continuation lines are indented under the first."""
+    return [(style, text.replace("\n", "\n" + INDENT))]
+
+
+def message_line(ts: float, sender_id: str, sender_nick: str, text: str, *,
+                 direct: bool, to_nick: str | None = None) -> Fragments:
+    """One chat line: time, coloured nick, text; `/me` text as an action."""
+    nick = safe_line(sender_nick)
+    body = safe_text(text)
+    style = nick_class(sender_id)
+    out: Fragments = [("class:time", clock(ts) + " ")]
+    if body.startswith("/me "):
+        out += [("class:action", "* "), (style, nick), ("class:action", " ")]
+        out += _body("class:action", body[4:])
+        if direct:
+            out.append(("class:notice", f" (to {safe_line(to_nick or 'you')})"))
+        return out
+    if direct:
+        out += [("", "["), (style, nick), ("", f" -> {safe_line(to_nick or 'you')}] ")]
+    else:
+        out += [("", "<"), (style, nick), ("", "> ")]
+    return out + _body("", body)
+
+
+def notice(text: str, ts: float | None = None) -> Fragments:
+    """A dim line of our own (the text must already be safe)."""
+    return [("class:time", clock(ts if ts is not None else time.time()) + " "),
+            ("class:notice", text)]
+
+
+def error(text: str) -> Fragments:
+    """A red line; the text is made safe."""
+    return [("class:error", "!! " + safe_text(text).replace("\n", "\n   "))]
+
+
+def output(text: str) -> Fragments:
+    """A command's answer; made safe because it may quote peers."""
+    return [("class:output", safe_text(text))]
+
+
+def echo(line: str) -> Fragments:
+    """The line the user typed, shown again above its answer."""
+    return [("class:echo", "> " + safe_text(line).replace("\n", "\n  "))]
+
+
+def event_lines(event: Event, state: ShellState) -> Fragments | None:
+    """The line for an event, or None; call before `state.apply(event)` (old nicks)."""
+    f = event.fields
+    name = event.name
+    if name == "message":
+        sender = f["from"]
+        return message_line(event.ts, str(sender["id"]), str(sender["nick"]), str(f["text"]),
+                            direct=f["to"] == "direct")
+    if name in ("peer_joined", "peer_left", "peer_updated"):
+        return _peer_line(event, state)
+    if name == "error":
+        return error(str(f.get("message", f.get("code", "error"))))
+    if name == "not_delivered":
+        peer = state.peer(str(f.get("to", "")))
+        who = safe_line(peer.nick) if peer else str(f.get("to", "?"))[:8]
+        return error(f"message {str(f['id'])[:8]} not delivered to {who}: {f['reason']}")
+    if name == "file_offer":
+        return notice(f"{_nick_of(state, f.get('from'))} offers "
+                      f"{safe_line(str(f.get('name', '?')))} ({_size(f.get('size'))}); "
+                      f"/accept {safe_line(str(f.get('transfer', '?')))}", event.ts)
+    if name == "file_done":
+        return notice(f"file {safe_line(str(f.get('path', '')))} "
+                      f"{'received' if f.get('direction') == 'in' else 'sent'}", event.ts)
+    if name == "file_failed":
+        return error(f"transfer {safe_line(str(f.get('transfer', '?')))} failed: "
+                     f"{f.get('reason')}")
+    return None
+
+
+def _peer_line(event: Event, state: ShellState) -> Fragments | None:
+    peer = event["peer"]
+    nick = safe_line(str(peer["nick"]))
+    tag: Fragments = [(nick_class(str(peer["id"])), nick),
+                      ("class:notice", f" [{peer['number']}]")]
+    if event.name == "peer_joined":
+        return notice("-- ", event.ts) + tag + [("class:notice", " is here")]
+    if event.name == "peer_left":
+        return (notice("-- ", event.ts) + tag
+                + [("class:notice", f" left ({safe_line(str(event['reason']))})")])
+    old = state.peer(str(peer["id"]))
+    if old is not None and old.nick != peer["nick"]:
+        return (notice(f"-- {safe_line(old.nick)} is now ", event.ts) + tag)
+    return None
+
+
+def _nick_of(state: ShellState, who: Any) -> str:
+    if isinstance(who, dict):
+        return safe_line(str(who.get("nick", "?")))
+    peer = state.peer(str(who))
+    return safe_line(peer.nick) if peer else safe_line(str(who))[:12]
+
+
+def _size(size: Any) -> str:
+    try:
+        n = float(size)
+    except (TypeError, ValueError):
+        return "? bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def banner(info: dict[str, Any]) -> Fragments:
+    """The first lines: who we are and how to get help."""
+    return [("", "lanchat: you are "), (nick_class(str(info["id"])), safe_line(info["nick"])),
+            ("class:notice", f" ({short_id(info['id'])}) on port {info['port']}\n"),
+            ("class:notice", "/help lists commands; Esc-Enter adds a line; Ctrl-D or /quit"
+                             " leaves")]

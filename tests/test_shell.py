@@ -1,0 +1,340 @@
+"""The shell in-process: pipe input, a recorded terminal, a real bob node on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput, Output
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from lanchat.commands import build_registry
+from lanchat.config import Config
+from lanchat.events import Event
+from lanchat.node import Node
+from lanchat.plugins import Plugins
+from lanchat.shell import render
+from lanchat.shell.app import Shell, add_bell_command
+from lanchat.shell.completer import ShellCompleter
+from lanchat.shell.state import PeerView, ShellState
+from nodes import EventLog, make_node
+
+ESC_ATTACK = "\x1b[2J\x1b]0;pwned\x07"
+
+
+class Screen(io.StringIO):
+    """What the shell wrote to its terminal (a thread-safe StringIO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            return super().write(s)
+
+    def text(self) -> str:
+        """Everything written so far."""
+        with self.lock:
+            return self.getvalue()
+
+
+class ShellRun:
+    """A Shell for alice on a thread, typed into through a pipe."""
+
+    def __init__(self, shell: Shell, inp: PipeInput, screen: Screen | None) -> None:
+        self.shell = shell
+        self.inp = inp
+        self.screen = screen
+        self.rc: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with create_app_session(input=self.inp, output=self.shell.session.output):
+            self.rc = self.shell.run()
+
+    def type(self, text: str) -> None:
+        """Keys as a terminal would send them (Enter is \\r)."""
+        self.inp.send_text(text)
+
+    def wait_for(self, pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        """Poll `pred` with small waits until it holds, or fail saying `what`."""
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                tail = self.screen.text()[-800:] if self.screen else ""
+                raise AssertionError(f"{what} not seen in {timeout}s; screen tail: {tail!r}")
+            time.sleep(0.01)
+
+    def wait_screen(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until `text` was written to the terminal."""
+        assert self.screen is not None
+        self.wait_for(lambda: text in self.screen.text(), repr(text), timeout)  # type: ignore[union-attr]
+
+
+def recorded_output(screen: Screen) -> Output:
+    """A VT100 terminal of 24x100 whose bytes land in `screen`."""
+    return Vt100_Output(screen, lambda: Size(rows=24, columns=100), term="xterm-256color")
+
+
+@pytest.fixture
+def bob(tmp_path: Path) -> Iterator[tuple[Node, EventLog]]:
+    node, log = make_node(tmp_path / "bob", "bob")
+    yield node, log
+    node.close()
+
+
+@pytest.fixture
+def alice_shell(tmp_path: Path, bob: tuple[Node, EventLog]
+                ) -> Iterator[Callable[..., ShellRun]]:
+    """Start alice's shell (optionally on a recorded terminal) knowing bob by address."""
+    runs: list[ShellRun] = []
+    pipes = []
+
+    def start(*, record: bool = False) -> ShellRun:
+        config = Config(home=tmp_path / "alice", nick="alice", port=0,
+                        interfaces=["127.0.0.1"], peers=[f"127.0.0.1:{bob[0].port}"],
+                        mdns=False, beacon=False)
+        cm = create_pipe_input()
+        inp = cm.__enter__()
+        pipes.append(cm)
+        screen = Screen() if record else None
+        output = recorded_output(screen) if screen is not None else DummyOutput()
+        shell = Shell(config, input=inp, output=output,
+                      plugins=Plugins(config.home, entry_points=False))
+        shell.start()
+        run = ShellRun(shell, inp, screen)
+        run.thread.start()
+        runs.append(run)
+        bob[1].wait("peer_joined", lambda e: e["peer"]["nick"] == "alice")
+        run.wait_for(lambda: shell.state.online() == 1, "bob online in alice's snapshot")
+        return run
+
+    yield start
+    for run in runs:
+        if run.thread.is_alive():
+            run.type("\x04")
+            run.thread.join(10)
+        if run.thread.is_alive():
+            run.shell.node.close()
+    for cm in pipes:
+        cm.__exit__(None, None, None)
+
+
+def test_msg_command_reaches_bob_and_quit_ends_the_shell(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """Alice types /msg bob hi; bob gets it; /quit says bye and returns 0."""
+    run = alice_shell()
+    run.type("/msg bob hi\r")
+    bob[1].wait("message", lambda e: e["text"] == "hi" and e["to"] == "direct")
+    run.type("/quit\r")
+    run.thread.join(10)
+    assert not run.thread.is_alive() and run.rc == 0
+    bob[1].wait("peer_left", lambda e: e["peer"]["nick"] == "alice" and e["reason"] == "bye")
+
+
+def test_plain_line_goes_to_the_chat_target(alice_shell: Callable[..., ShellRun],
+                                            bob: tuple[Node, EventLog]) -> None:
+    """A plain line goes to everyone; after /chat bob it goes to bob directly."""
+    run = alice_shell()
+    run.type("hello all\r")
+    bob[1].wait("message", lambda e: e["text"] == "hello all" and e["to"] == "broadcast")
+    run.type("/chat bob\r")
+    run.wait_for(lambda: run.shell.state.target == bob[0].node_id, "target bob")
+    run.type("just you\r")
+    bob[1].wait("message", lambda e: e["text"] == "just you" and e["to"] == "direct")
+
+
+def test_esc_enter_makes_a_multi_line_message(alice_shell: Callable[..., ShellRun],
+                                              bob: tuple[Node, EventLog]) -> None:
+    """Esc-Enter inserts a newline; Enter sends both lines as one message."""
+    run = alice_shell()
+    run.type("line one\x1b\rline two\r")
+    bob[1].wait("message", lambda e: e["text"] == "line one\nline two")
+
+
+def test_ctrl_c_clears_the_half_typed_line(alice_shell: Callable[..., ShellRun],
+                                           bob: tuple[Node, EventLog]) -> None:
+    """Ctrl-C drops what was typed; the next line is sent alone."""
+    run = alice_shell()
+    run.type("oops\x03")
+    run.type("clean\r")
+    got = bob[1].wait("message", lambda e: e["text"].endswith("clean"))
+    assert got[0]["text"] == "clean"
+
+
+def test_incoming_message_keeps_the_half_typed_line(alice_shell: Callable[..., ShellRun],
+                                                    bob: tuple[Node, EventLog]) -> None:
+    """Bob's message shows while alice is mid-line; her text survives and is sent whole."""
+    run = alice_shell(record=True)
+    run.type("half typ")
+    run.wait_for(lambda: run.shell.session.default_buffer.text == "half typ", "typed text")
+    bob[0].send("alice", "interrupting")
+    run.wait_screen("interrupting")
+    assert run.shell.session.default_buffer.text == "half typ"
+
+    def redrawn() -> bool:
+        screen = run.screen.text()  # type: ignore[union-attr]
+        return "half typ" in screen[screen.index("interrupting"):]
+
+    run.wait_for(redrawn, "the prompt with the typed text drawn again below the message")
+    run.type("ed\r")
+    bob[1].wait("message", lambda e: e["text"] == "half typed")
+
+
+def test_peer_escape_sequences_are_shown_not_obeyed(alice_shell: Callable[..., ShellRun],
+                                                    bob: tuple[Node, EventLog]) -> None:
+    """Clear-screen and set-title from a peer arrive as visible ^[ text, never raw."""
+    run = alice_shell(record=True)
+    bob[0].send("alice", f"look{ESC_ATTACK}there")
+    run.wait_screen("there")
+    screen = run.screen.text()  # type: ignore[union-attr]
+    assert "look^[[2J^[]0;pwned^Gthere" in screen
+    assert "\x1b[2J" not in screen and "\x1b]0;" not in screen and "pwned\x07" not in screen
+
+
+def test_direct_message_rings_and_counts_as_unread(alice_shell: Callable[..., ShellRun],
+                                                   bob: tuple[Node, EventLog]) -> None:
+    """A direct message rings the bell and is unread until /chat bob; /bell off stops it."""
+    run = alice_shell(record=True)
+    bob[0].send("alice", "ding")
+    run.wait_screen("ding")
+    run.wait_for(lambda: "\x07" in run.screen.text(), "bell")  # type: ignore[union-attr]
+    assert run.shell.state.unread_total() == 1
+    run.type("/chat bob\r")
+    run.wait_for(lambda: run.shell.state.unread_total() == 0, "unread cleared")
+    run.type("/bell off\r")
+    run.wait_screen("bell off")
+    mark = len(run.screen.text())  # type: ignore[union-attr]
+    bob[0].send("alice", "quiet")
+    run.wait_screen("quiet")
+    assert "\x07" not in run.screen.text()[mark:]  # type: ignore[union-attr]
+
+
+def test_unknown_command_is_a_red_error(alice_shell: Callable[..., ShellRun]) -> None:
+    """A mistyped command answers in red and the shell goes on."""
+    run = alice_shell(record=True)
+    run.type("/frobnicate\r")
+    run.wait_screen("unknown command /frobnicate")
+    run.type("/list\r")
+    run.wait_for(lambda: all(w in run.screen.text().split("> /list")[-1]  # type: ignore[union-attr]
+                             for w in ("bob", "online")), "bob online in /list")
+    assert run.thread.is_alive()
+
+
+# -- completion and rendering, without a node -------------------------------------------
+
+
+def completer(peers: tuple[PeerView, ...]) -> ShellCompleter:
+    """A completer over the built-in commands (and /bell) and a fixed peer snapshot."""
+    registry = build_registry(Plugins(None, entry_points=False))
+    add_bell_command(registry, ShellState())
+    return ShellCompleter(registry, lambda: peers)
+
+
+PEERS = (PeerView("a" * 52, "alice", 1, True), PeerView("b" * 52, "albert", 2, False),
+         PeerView("c" * 52, "evil\x1b[2J", 3, True))
+
+
+def complete(text: str, peers: tuple[PeerView, ...] = PEERS) -> set[str]:
+    """The texts the completer offers for `text` with the cursor at its end."""
+    doc = Document(text, len(text))
+    return {c.text for c in completer(peers).get_completions(doc, CompleteEvent(True))}
+
+
+def test_completes_command_names() -> None:
+    """A slash and a prefix complete to the commands that start with it."""
+    assert complete("/ms") == {"/msg"}
+    assert complete("/b") == {"/bell"}
+    assert {"/msg", "/chat", "/list", "/quit", "/help", "/bell"} <= complete("/")
+
+
+def test_completes_nicks_and_list_numbers() -> None:
+    """Peer arguments complete to nicks, numbers, and 'all' where the command takes it."""
+    assert complete("/msg al") == {"alice", "albert"}
+    assert complete("/msg 2") == {"2"}
+    assert complete("/chat a") == {"all", "alice", "albert"}
+    assert complete("/msg alice hel") == set()
+    assert complete("hi al") == {"alice", "albert"}
+
+
+def test_an_unsafe_nick_completes_to_its_number() -> None:
+    """A nick with an escape is offered as its list number, shown safely."""
+    comps = list(completer(PEERS).get_completions(Document("/whois "), CompleteEvent(True)))
+    evil = [c for c in comps if c.text == "3"]
+    assert evil and "^[" in evil[0].display_text and "\x1b" not in evil[0].display_text
+    assert not any("\x1b" in c.text for c in comps)
+
+
+def test_completes_paths_for_file(tmp_path: Path) -> None:
+    """The second argument of /file completes file names."""
+    (tmp_path / "report.pdf").write_bytes(b"x")
+    (tmp_path / "readme.txt").write_bytes(b"x")
+    assert complete(f"/file alice {tmp_path}/re") == {"port.pdf", "adme.txt"}
+
+
+def test_message_lines_are_safe_and_coloured_by_id() -> None:
+    """A peer's nick and text lose their escapes; the same id gets the same colour."""
+    event = Event.make("message", id="m1", to="broadcast", text="/me waves \u202e",
+                       **{"from": {"id": "x" * 52, "nick": "b\x1bob"}})
+    line = render.event_lines(event, ShellState())
+    assert line is not None
+    text = "".join(t for _, t in line)
+    assert text.endswith("* b^[ob waves <U+202E>")
+    assert render.nick_class("x" * 52) == render.nick_class("x" * 52)
+    assert len({render.nick_class(c * 52) for c in "abcdefghijklmnop"}) > 3
+
+
+def test_ctrl_d_leaves_and_lines_are_kept_in_history(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """Lines typed go to <home>/history; Ctrl-D on an empty line says bye and returns 0."""
+    run = alice_shell()
+    run.type("/msg bob remember me\r")
+    bob[1].wait("message", lambda e: e["text"] == "remember me")
+    run.type("\x04")
+    run.thread.join(10)
+    assert not run.thread.is_alive() and run.rc == 0
+    history = (run.shell.config.home / "history").read_text()
+    assert "+/msg bob remember me" in history
+    bob[1].wait("peer_left", lambda e: e["peer"]["nick"] == "alice" and e["reason"] == "bye")
+
+
+def test_home_in_use_is_one_line_on_stderr_and_exit_1(
+        tmp_path: Path, bob: tuple[Node, EventLog], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A second shell on bob's home prints why it cannot start and returns 1."""
+    from lanchat.shell import app
+
+    monkeypatch.setattr(app, "_is_terminal", lambda: True)
+    config = Config(home=bob[0].config.home, nick="bob2", port=0, interfaces=["127.0.0.1"],
+                    mdns=False, beacon=False)
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        assert app.run_shell(config) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in use by another lanchat" in err
+
+
+def test_toolbar_shows_target_peers_unread_and_transfers() -> None:
+    """The toolbar reads the snapshot: target nick, online peers, unread, transfers."""
+    from lanchat.shell.toolbar import create_toolbar_tokens_func
+
+    state = ShellState(transfers=lambda: 2)
+    state.load([{"id": "b" * 52, "nick": "bob", "number": 1, "online": True},
+                {"id": "c" * 52, "nick": "carol", "number": 2, "online": False}])
+    state.apply(Event.make("message", id="m", to="direct", text="psst",
+                           **{"from": {"id": "c" * 52, "nick": "carol"}}))
+    state.set_target("b" * 52)
+    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
+    assert "to: bob" in text and "1 online" in text and "1 unread" in text
+    assert "2 transfers" in text
+    state.set_target("c" * 52)
+    assert "0 unread" in "".join(t for _, t in create_toolbar_tokens_func(state)())

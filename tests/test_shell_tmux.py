@@ -1,0 +1,180 @@
+"""The shell end to end in a real terminal: tmux runs `lanchat` in a lab host, bob is headless."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import Host, Lab, LanchatProc, free_port
+
+TMUX = shutil.which("tmux") or ("/usr/bin/tmux" if os.access("/usr/bin/tmux", os.X_OK) else None)
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ATTACK = "\x1b[2J\x1b]0;pwned\x07\x1b[31mRED"
+TMUX_CONF = "set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n"
+
+
+class Tmux:
+    """One private tmux server (its own -L socket) with one pane; killed on close."""
+
+    def __init__(self, base: Path, width: int = 110, height: int = 32) -> None:
+        assert TMUX is not None
+        self.socket = f"lanchat-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.width, self.height = width, height
+        self.conf = base / "tmux.conf"
+        self.conf.write_text(TMUX_CONF)
+        self.started = False
+        self.socket_path = ""
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        """Run one tmux command against this server; return its stdout."""
+        assert TMUX is not None
+        res = subprocess.run([TMUX, "-L", self.socket, "-f", str(self.conf), *args],
+                             capture_output=True, text=True, timeout=10)
+        if check and res.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {res.stderr.strip()}")
+        return res.stdout
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start `argv` in a fresh pane."""
+        env_args = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(self.width), "-y",
+                  str(self.height), *env_args, shlex.join(argv))
+        self.started = True
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
+
+    def type(self, text: str) -> None:
+        """Type `text` literally."""
+        self.tmux("send-keys", "-t", "t", "-l", text)
+
+    def key(self, *keys: str) -> None:
+        """Press named keys (Enter, Escape, C-d...)."""
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def screen(self) -> str:
+        """The visible pane as text."""
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def title(self) -> str:
+        """The pane title (OSC 0/2 would change it)."""
+        return self.tmux("display-message", "-p", "-t", "t", "#{pane_title}").strip()
+
+    def dead(self) -> bool:
+        """Whether the pane's program has exited."""
+        return self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}").strip() == "1"
+
+    def wait_for(self, pred: Callable[[str], bool], what: str, timeout: float = 15.0,
+                 poll: float = 0.005) -> str:
+        """Poll the screen until `pred(screen)`; return that screen or fail with it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if pred(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not on screen in {timeout}s:\n{screen}")
+            time.sleep(poll)
+
+    def wait_text(self, text: str, timeout: float = 15.0) -> str:
+        """Wait until `text` is visible."""
+        return self.wait_for(lambda s: text in s, repr(text), timeout)
+
+    def close(self) -> None:
+        """Kill this tmux server (only ours: it has its own socket)."""
+        if self.started:
+            self.tmux("kill-server", check=False)
+            self.started = False
+            if self.socket_path:
+                Path(self.socket_path).unlink(missing_ok=True)
+
+
+def shell_argv(host: Host, lab: Lab, home: Path, nick: str, *peers: str) -> list[str]:
+    """`python -m lanchat` (the shell) inside `host`, never on a real interface."""
+    args = ["--home", str(home), "--nick", nick, "--no-mdns", "--no-beacon"]
+    if lab.mode == "loopback":
+        args += ["--interface", "127.0.0.1", "--port", str(free_port())]
+    for peer in peers:
+        args += ["--peer", peer]
+    return host.wrap(["env", "-u", "LANCHAT_HOME", f"PYTHONPATH={REPO_ROOT}",
+                      sys.executable, "-m", "lanchat", *args])
+
+
+def prompt_line(screen: str) -> str:
+    """The last line that shows the prompt."""
+    lines = [ln for ln in screen.splitlines() if "> " in ln and "lanchat:" not in ln]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def alice_in_tmux(lab2: Lab, tmp_path: Path) -> Iterator[tuple[Tmux, LanchatProc]]:
+    """Bob headless on h2; alice's shell in tmux on h1, naming bob by address."""
+    h1, h2 = lab2.hosts[:2]
+    bob = h2.start_node("--no-mdns", "--no-beacon", nick="bob")
+    bob.wait_event("ready")
+    term = Tmux(tmp_path)
+    try:
+        term.start(shell_argv(h1, lab2, tmp_path / "alice", "alice", f"{h2.ip}:{bob.port}"))
+        term.wait_text("lanchat: you are alice")
+        bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=15)
+        term.wait_text("bob [1] is here")
+        yield term, bob
+    finally:
+        term.close()
+
+
+def test_list_shows_bob_and_msg_reaches_him(alice_in_tmux: tuple[Tmux, LanchatProc]) -> None:
+    """Alice lists peers, sees bob, sends him a line; he gets it; /quit closes cleanly."""
+    term, bob = alice_in_tmux
+    term.type("/list")
+    term.key("Enter")
+    term.wait_for(lambda s: any("bob" in ln and "online" in ln for ln in s.splitlines()),
+                  "bob online in /list")
+    term.type("/msg bob hi")
+    term.key("Enter")
+    bob.wait_event("message", text="hi", to="direct")
+    term.wait_text("[alice -> bob] hi")
+    term.type("/quit")
+    term.key("Enter")
+    term.wait_for(lambda s: term.dead(), "the shell exiting")
+    bob.wait_event("peer_left", peer={"nick": "alice"}, reason="bye")
+
+
+def test_incoming_message_leaves_half_typed_line_intact(
+        alice_in_tmux: tuple[Tmux, LanchatProc]) -> None:
+    """Bob's line appears above the prompt while 'half typed' stays on alice's prompt line."""
+    term, bob = alice_in_tmux
+    term.type("half typed")
+    term.wait_for(lambda s: "half typed" in prompt_line(s), "half typed on the prompt")
+    bob.command("/msg alice hello from bob")
+    screen = term.wait_for(lambda s: "hello from bob" in s and "half typed" in prompt_line(s),
+                           "bob's message and the intact prompt line")
+    lines = screen.splitlines()
+    assert not any("half typed" in ln and "hello from bob" in ln for ln in lines), screen
+    term.key("Enter")
+    bob.wait_event("message", text="half typed", to="broadcast")
+
+
+def test_peer_escape_sequences_leave_screen_and_title_alone(
+        alice_in_tmux: tuple[Tmux, LanchatProc]) -> None:
+    """Clear-screen, OSC 0 title and colour codes from bob show as ^[ text and do nothing."""
+    term, bob = alice_in_tmux
+    title = term.title()
+    bob.command(f"/msg alice before{ATTACK}after")
+    screen = term.wait_text("after")
+    assert "before^[[2J^[]0;pwned^G^[[31mREDafter" in screen, screen
+    assert "lanchat: you are alice" in screen, "earlier lines were cleared:\n" + screen
+    assert term.title() == title != "pwned"
+    # control: the same bytes printed raw in this tmux do set the title
+    term.tmux("new-window", "-d", "-t", "t:9", "printf '\\033]0;pwned\\007'; sleep 30")
+    deadline = time.monotonic() + 5
+    while term.tmux("display-message", "-p", "-t", "t:9", "#{pane_title}").strip() != "pwned":
+        assert time.monotonic() < deadline, "control failed: raw OSC 0 did not set the title"
+        time.sleep(0.01)
