@@ -883,11 +883,13 @@ class Node:
         self._flush()
         for server in self._servers:
             server.close()
-        for ext in reversed(self.extensions):
-            try:
-                await ext.stop()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("stopping %s: %s", type(ext).__name__, exc)
+        # Extensions stop side by side: discovery's goodbye must not wait for a slower
+        # extension (a file server joining its threads).
+        results = await asyncio.gather(*(ext.stop() for ext in self.extensions),
+                                       return_exceptions=True)
+        for ext, result in zip(self.extensions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("stopping %s: %s", type(ext).__name__, result)
         sessions = list(self._all_sessions)
         for session in sessions:
             session.close("quit")

@@ -37,6 +37,8 @@ class Discovery:
         # node id -> (instance, address, last heard) of the beacon that speaks for it
         self._claims: dict[str, tuple[str, str, float]] = {}
         self.conflicts = 0
+        self._due = 0.0
+        self.max_lateness = 0.0
 
     async def start(self, node: Any) -> None:
         """Choose interfaces, start the beacon now and mDNS in the background."""
@@ -110,6 +112,7 @@ class Discovery:
             "mdns": self.mdns.stats() if self.mdns is not None else None,
             "heard": {k: dict(v) for k, v in self.heard.items()},
             "conflicts": self.conflicts,
+            "max_timer_lateness_s": round(self.max_lateness, 3),
         }
 
     def _seen(self, s: BeaconSighting | Any) -> None:
@@ -155,9 +158,15 @@ class Discovery:
     def _expire(self) -> None:
         node = self.node
         now = time.time()
-        for peer_id in node.table.stale("beacon", now - STALE_S):
+        loop = asyncio.get_running_loop()
+        # If this timer ran late, our own loop was starved (a loaded machine): beacons may
+        # sit unread in the socket, so give peers that much longer before calling them gone.
+        late = max(0.0, loop.time() - self._due) if self._due else 0.0
+        self.max_lateness = max(self.max_lateness, late)
+        for peer_id in node.table.stale("beacon", now - STALE_S - late):
             node._announce(node.table.lost(peer_id, "beacon", "timeout", now))
-        self._timer = asyncio.get_running_loop().call_later(EXPIRE_EVERY_S, self._expire)
+        self._due = loop.time() + EXPIRE_EVERY_S
+        self._timer = loop.call_at(self._due, self._expire)
 
 
 def attach(node: Any) -> Discovery:
