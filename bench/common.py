@@ -129,28 +129,39 @@ def start_py(host: Host, module: str, *args: str,
                       bufsize=1)
 
 
+_PENDING: dict[int, bytearray] = {}
+
+
 def read_json_line(proc: subprocess.Popen[str], timeout: float,
                    want: str | None = None) -> dict[str, Any]:
     """The next JSON object line on the child's stdout (skipping other lines); with `want`,
-    the next one whose "kind" is `want`. Raises TimeoutError / RuntimeError."""
+    the next one whose "kind" is `want`. Raises TimeoutError / RuntimeError.
+
+    Reads the pipe's file descriptor into its own buffer: select() cannot see lines that
+    a buffered text reader already holds, so mixing the two would hang."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = _PENDING.setdefault(proc.pid, bytearray())
     deadline = time.monotonic() + timeout
     while True:
+        while b"\n" in buf:
+            at = buf.index(b"\n")
+            line = bytes(buf[:at]).decode(errors="replace").strip()
+            del buf[:at + 1]
+            if line.startswith("{"):
+                obj = json.loads(line)
+                if want is None or obj.get("kind") == want:
+                    return obj
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"no {want or 'JSON'} line from pid {proc.pid} in {timeout} s")
-        ready, _, _ = select.select([proc.stdout], [], [], left)
+        ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             continue
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             raise RuntimeError(f"pid {proc.pid} ended (rc={proc.poll()}) before {want}")
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        obj = json.loads(line)
-        if want is None or obj.get("kind") == want:
-            return obj
+        buf += chunk
 
 
 def stop_child(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
