@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -338,3 +339,22 @@ def test_toolbar_shows_target_peers_unread_and_transfers() -> None:
     assert "2 transfers" in text
     state.set_target("c" * 52)
     assert "0 unread" in "".join(t for _, t in create_toolbar_tokens_func(state)())
+
+
+def test_toolbar_shows_a_progress_bar_with_rate_and_time_left() -> None:
+    """A file moving in shows as a bar with percent, rate and time left; gone when done."""
+    from lanchat.shell.toolbar import create_toolbar_tokens_func
+
+    state = ShellState("me", "alice")
+    state.apply(Event("file_offer", MappingProxyType(
+        {"transfer": "t1", "name": "report.pdf", "size": 100 << 20}), ts=100.0))
+    state.apply(Event("file_progress", MappingProxyType(
+        {"transfer": "t1", "done": 0, "size": 100 << 20}), ts=100.0))
+    state.apply(Event("file_progress", MappingProxyType(
+        {"transfer": "t1", "done": 50 << 20, "size": 100 << 20}), ts=101.0))
+    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
+    assert "report.pdf [######------]  50% 50.0 MiB/s 0:01 left" in text
+    assert "1 transfers" in text
+    state.apply(Event("file_done", MappingProxyType({"transfer": "t1"}), ts=102.0))
+    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
+    assert "report.pdf" not in text and "0 transfers" in text

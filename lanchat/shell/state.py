@@ -16,6 +16,36 @@ from lanchat.events import Event
 
 
 @dataclass(frozen=True)
+class Progress:
+    """One moving file as the toolbar draws it."""
+
+    transfer: str
+    name: str
+    done: int
+    size: int
+    first_ts: float
+    first_done: int
+    ts: float
+
+    @property
+    def fraction(self) -> float:
+        """How much has moved, 0..1."""
+        return min(1.0, self.done / self.size) if self.size else 1.0
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second since the first progress event seen."""
+        elapsed = self.ts - self.first_ts
+        return (self.done - self.first_done) / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, or None while unknown."""
+        rate = self.rate
+        return (self.size - self.done) / rate if rate > 0 else None
+
+
+@dataclass(frozen=True)
 class PeerView:
     """The few peer fields the shell needs."""
 
@@ -44,6 +74,8 @@ class ShellState:
         self._by_id: dict[str, PeerView] = {}
         self.peers: tuple[PeerView, ...] = ()
         self.unread: Mapping[str, int] = MappingProxyType({})
+        self.progress: Mapping[str, Progress] = MappingProxyType({})
+        self._names: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # -- writers (event thread, or the UI thread for `set_target`) ---------------------
@@ -73,6 +105,31 @@ class ShellState:
         elif name == "ready":
             self.own_id = str(event["id"])
             self.own_nick = str(event["nick"])
+        elif name == "file_offer":
+            self._names[str(event["transfer"])] = str(event.fields.get("name", ""))
+        elif name == "file_progress":
+            self._progress(event)
+        elif name in ("file_done", "file_failed"):
+            transfer = str(event["transfer"])
+            if transfer in self.progress:
+                with self._lock:
+                    moving = dict(self.progress)
+                    moving.pop(transfer, None)
+                    self.progress = MappingProxyType(moving)
+
+    def _progress(self, event: Event) -> None:
+        transfer = str(event["transfer"])
+        done, size = int(event["done"]), int(event["size"])
+        name = str(event.fields.get("name") or self._names.get(transfer) or transfer[:8])
+        with self._lock:
+            moving = dict(self.progress)
+            before = moving.get(transfer)
+            if before is None or done < before.done:
+                moving[transfer] = Progress(transfer, name, done, size, event.ts, done, event.ts)
+            else:
+                moving[transfer] = Progress(transfer, name, done, size, before.first_ts,
+                                            before.first_done, event.ts)
+            self.progress = MappingProxyType(moving)
 
     def set_target(self, target: str) -> None:
         """Plain lines now go to `target`; its messages count as read."""
@@ -101,9 +158,9 @@ class ShellState:
         return sum(self.unread.values())
 
     def transfers(self) -> int:
-        """Active file transfers (0 when nothing reports them)."""
+        """Active file transfers (those moving, when nothing else reports them)."""
         if self.transfers_source is None:
-            return 0
+            return len(self.progress)
         try:
             return int(self.transfers_source())
         except Exception:  # noqa: BLE001 - the toolbar never fails
