@@ -23,7 +23,7 @@ from lanchat.plugins import Plugins
 from lanchat.transfer import TransferManager, attach
 from lanchat.transfer import commands as transfer_commands
 from lanchat.transfer.records import Item, Transfer
-from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob
+from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, SendJob
 from nodes import EventLog
 
 MiB = 1 << 20
@@ -447,3 +447,25 @@ def test_receiver_restart_resumes_from_the_part(pair: Pair, tmp_path: Path) -> N
         assert first["done"] >= 1 * MiB, "bytes already received were not sent again"
     finally:
         bob2.close()
+
+
+def test_the_sender_keeps_the_hash_it_computed_while_streaming(pair: Pair,
+                                                                tmp_path: Path) -> None:
+    """The file is hashed once, while it streams; the record keeps that hash with the file's
+    (dev, inode, size, mtime) so a later confirm need not read the file again."""
+    alice, bob = pair()
+    src = random_file(tmp_path / "once.bin", 2 * MiB + 5)
+    t = alice.files.offer("bob", src)
+    bob.log.wait("file_offer")
+    bob.files.accept(t.id)
+    alice.log.wait("file_done", lambda e: e["transfer"] == t.id)
+    item = alice.files.get(t.id).items[0]  # type: ignore[union-attr]
+    st = src.stat()
+    assert item.sha256 == sha(src)
+    assert item.stamp == f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    job = SendJob(t.id, bob.node.node_id, 1, ((str(src), st.st_size),), ("once.bin",),
+                  st.st_size, ((item.stamp, item.sha256),))
+    streamer = FileStreamer(None, job, alice.files)  # type: ignore[arg-type]
+    assert streamer._cached(0) == sha(src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert streamer._cached(0) is None, "a changed file is hashed again"

@@ -47,7 +47,8 @@ class Item:
     size: int
     dest: tuple[str, ...] = ()  # in: components below the download folder
     final: str = ""  # in: the name it got when published
-    sha256: str = ""  # verified hash once complete
+    sha256: str = ""  # in: verified hash once complete; out: hash of the file at `stamp`
+    stamp: str = ""  # out: "dev:inode:size:mtime_ns" of the source when it was hashed
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class Transfer:
     def from_json(cls, d: dict[str, Any]) -> Transfer:
         """Read a record file's JSON (raises KeyError/ValueError/TypeError when malformed)."""
         items = tuple(Item(str(i["path"]), int(i["size"]), tuple(str(p) for p in i["dest"]),
-                           str(i["final"]), str(i["sha256"])) for i in d["items"])
+                           str(i["final"]), str(i["sha256"]), str(i.get("stamp", "")))
+                      for i in d["items"])
         fields = dict(d, items=items, state=State(d["state"]))
         return cls(**fields)
 

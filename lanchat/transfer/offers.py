@@ -1,0 +1,138 @@
+"""Control messages from peers: offers, answers, cancels, repeated offers and expiry.
+
+They run on the control thread (queued by `TransferManager.on_message`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from lanchat.protocol import (
+    MAX_PENDING_OFFERS,
+    FileAnswer,
+    FileCancel,
+    FileOffer,
+    Message,
+)
+from lanchat.transfer.core import ManagerCore, TransferError
+from lanchat.transfer.records import Item, State, Transfer
+
+log = logging.getLogger("lanchat.transfer.manager")
+
+
+class OfferControl(ManagerCore):
+    """Answers what peers say about offers (control thread)."""
+
+    def _handle(self, peer: str, nick: str, address: str, message: Message) -> None:
+        if isinstance(message, FileOffer):
+            self._on_offer(peer, nick, address, message)
+            return
+        with self._lock:
+            t = self._transfers.get(message.transfer)  # type: ignore[attr-defined]
+        if t is None or t.peer != peer:
+            self._count("control_unknown_transfer")
+            return
+        if isinstance(message, FileAnswer):
+            self._on_answer(t, message)
+        elif isinstance(message, FileCancel):
+            self._on_cancel(t, message)
+
+    def _on_offer(self, peer: str, nick: str, address: str, offer: FileOffer) -> None:
+        with self._lock:
+            t = self._transfers.get(offer.transfer)
+            if t is not None and (t.peer != peer or t.direction != "in"):
+                self._count("offers_refused")
+                return
+            if t is None:
+                pending = sum(1 for x in self._transfers.values() if x.peer == peer
+                              and x.direction == "in" and x.state is State.OFFERED)
+            if offer.port:
+                self._senders[offer.transfer] = (address, offer.port)
+        if t is not None:
+            self._repeat_offer(t)
+            return
+        if pending >= MAX_PENDING_OFFERS:
+            self._count("offers_refused")
+            self.node.send_control(peer, FileAnswer(offer.transfer, False,
+                                                    reason="too many pending offers"))
+            return
+        if offer.files:
+            items = tuple(Item(f.path, f.size) for f in offer.files)
+            if sum(f.size for f in offer.files) != offer.size:
+                self._count("offers_refused")
+                self.node.send_control(peer, FileAnswer(offer.transfer, False,
+                                                        reason="file sizes do not add up"))
+                return
+        else:
+            items = (Item(offer.name, offer.size),)
+        t = self._save(Transfer(offer.transfer, "in", peer, nick, offer.name, offer.size,
+                                items, folder=bool(offer.files), sha256=offer.sha256))
+        self._deadlines[t.id] = time.monotonic() + self.offer_timeout_s
+        self._count("offers_in")
+        self._emit("file_offer", transfer=t.id, **{"from": {"id": peer, "nick": nick}},
+                   name=t.name, size=t.size, sha256=t.sha256, files=len(items),
+                   folder=t.folder, number=self._numbers[t.id])
+        if peer in self._autoaccept:
+            try:
+                self.accept(t.id)
+            except TransferError as exc:
+                self.decline(t.id, str(exc))
+
+    def _repeat_offer(self, t: Transfer) -> None:
+        """The sender offered again (it reconnected or restarted): resume if we accepted."""
+        if t.state is State.ACCEPTED or t.state is State.DONE:
+            with self._lock:
+                if t.id in self._active:
+                    self._reoffered.add(t.id)
+                    return
+            self._start_receiver(t)
+        elif t.state.finished:
+            self.node.send_control(t.peer, FileCancel(t.id, t.reason or t.state.value))
+
+    def _on_answer(self, t: Transfer, answer: FileAnswer) -> None:
+        if t.direction != "out":
+            self._count("control_unknown_transfer")
+            return
+        if not answer.accept:
+            if not t.state.finished:
+                self._finish(t, State.DECLINED, "declined",
+                             detail=answer.reason or "the peer said no")
+            return
+        if t.state is State.OFFERED:
+            self._deadlines.pop(t.id, None)
+            self._save(t.with_(state=State.ACCEPTED))
+        elif t.state is State.ACCEPTED:
+            with self._lock:
+                busy = t.id in self._active
+            if not busy:
+                self._send_offer(t)
+
+    def _on_cancel(self, t: Transfer, cancel: FileCancel) -> None:
+        if t.state.finished:
+            return
+        if cancel.reason == "timeout":
+            self._finish(t, State.FAILED, "timeout")
+        else:
+            self._finish(t, State.CANCELLED, "cancelled by peer", detail=cancel.reason)
+        self._delete_parts(t)
+
+    def _peer_connected(self, peer: str) -> None:
+        with self._lock:
+            todo = [t for t in self._transfers.values() if t.peer == peer
+                    and t.direction == "out" and not t.state.finished
+                    and t.id not in self._active]
+        for t in todo:
+            self._send_offer(t)
+
+    def _expire(self, now: float) -> None:
+        with self._lock:
+            due = [tid for tid, when in self._deadlines.items() if when <= now]
+        for tid in due:
+            self._deadlines.pop(tid, None)
+            with self._lock:
+                t = self._transfers.get(tid)
+            if t is not None and t.state is State.OFFERED:
+                self._finish(t, State.FAILED, "timeout")
+                self.node.send_control(t.peer, FileCancel(t.id, "timeout"))
+

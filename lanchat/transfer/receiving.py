@@ -1,0 +1,103 @@
+"""The receiving side of the extension: start a fetch, record its progress and outcome.
+
+`_start_receiver` runs on the control thread or the caller's; the callbacks run on the
+receive stream's thread (stream.Receiver).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from lanchat.protocol import (
+    FileAnswer,
+    FileCancel,
+)
+from lanchat.transfer.core import ManagerCore
+from lanchat.transfer.records import State, Transfer
+from lanchat.transfer.stream import (
+    DataError,
+    Receiver,
+    RecvItem,
+    RecvJob,
+)
+
+log = logging.getLogger("lanchat.transfer.manager")
+
+
+class ReceivingSide(ManagerCore):
+    """Starts receivers and records what they report."""
+
+    def _resume(self, t: Transfer) -> None:
+        with self._lock:
+            known = t.id in self._senders
+        if known:
+            self._start_receiver(t)
+        else:
+            self.node.send_control(t.peer, FileAnswer(t.id, True, (t.index, 0), "resume"))
+
+    def _restart(self, transfer_id: str) -> None:
+        t = self.get(transfer_id)
+        if t is not None and t.state is State.ACCEPTED:
+            self._start_receiver(t)
+
+    def _start_receiver(self, t: Transfer) -> None:
+        with self._lock:
+            sender = self._senders.get(t.id)
+            if sender is None or t.id in self._active:
+                return
+            generation = next(self._generations)
+            self._active[t.id] = generation
+            self._reoffered.discard(t.id)
+        index = len(t.items) if t.state is State.DONE else t.index
+        job = RecvJob(t.id, t.peer, sender[0], sender[1], generation, t.dest_dir,
+                      tuple(RecvItem(i.path, i.size, i.dest, i.sha256) for i in t.items),
+                      index, t.sha256, t.size)
+        Receiver(job, self.node.identity, str(self.node.nick), self,
+                 stall_s=self.stall_s).start()
+
+    def file_complete(self, job: RecvJob, index: int, final: str, sha256: str) -> None:
+        """Persist that file `index` is published."""
+        with self._lock:
+            t = self._transfers[job.transfer]
+            items = list(t.items)
+            items[index] = items[index].__class__(items[index].path, items[index].size,
+                                                  items[index].dest, final, sha256)
+            path = t.path
+            if not t.folder:
+                path = os.path.join(t.dest_dir, *items[index].dest[:-1], final)
+            self._save(t.with_(items=tuple(items), index=index + 1, path=path))
+
+    def received(self, job: RecvJob, sha256: str) -> None:
+        """All verified: record and announce."""
+        with self._lock:
+            if self._active.get(job.transfer) == job.generation:
+                del self._active[job.transfer]
+            t = self._transfers[job.transfer]
+            if t.state is State.DONE:
+                return
+            t = self._save(t.with_(state=State.DONE, result=sha256, index=len(t.items)))
+        self._count("files_in")
+        self._emit("file_done", transfer=t.id, path=t.path, sha256=sha256, direction="in",
+                   peer=t.peer, name=t.name, size=t.size)
+
+    def receive_failed(self, job: RecvJob, error: DataError) -> None:
+        """A receive stream stopped: keep it resumable or fail it."""
+        with self._lock:
+            current = self._active.get(job.transfer) == job.generation
+            if current:
+                del self._active[job.transfer]
+            t = self._transfers[job.transfer]
+            again = current and error.resumable and job.transfer in self._reoffered
+        if not current or t.state.finished:
+            return
+        log.info("receiving %s stopped: %s", t.id, error.reason)
+        if error.resumable:
+            self._emit("file_failed", transfer=t.id, reason=error.reason, direction="in",
+                       resumable=True)
+            if again:
+                self._queue.put(("call", lambda: self._restart(t.id)))
+            return
+        self._finish(t, State.FAILED, error.reason)
+        self.node.send_control(t.peer, FileCancel(t.id, error.reason[:200]))
+

@@ -1,0 +1,83 @@
+"""The sending side of the extension: which data request is served, and how it ended.
+
+Every method here runs on a send stream's thread (stream.DataServer).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from lanchat.transfer.core import ManagerCore
+from lanchat.transfer.records import State
+from lanchat.transfer.stream import (
+    DataError,
+    SendJob,
+)
+
+log = logging.getLogger("lanchat.transfer.manager")
+
+
+class SendingSide(ManagerCore):
+    """Decides what a data request gets and records the outcome."""
+
+    def claim(self, transfer: str, peer: str) -> SendJob | str:
+        """Serve a data request only for a transfer offered to this very peer."""
+        with self._lock:
+            t = self._transfers.get(transfer)
+            if t is None or t.direction != "out" or t.peer != peer:
+                return "no such transfer offered to you"
+            if t.state.finished:
+                return f"transfer is {t.state.value}"
+            generation = next(self._generations)
+            self._active[transfer] = generation
+            self._deadlines.pop(transfer, None)
+            if t.state is State.OFFERED:
+                t = self._save(t.with_(state=State.ACCEPTED))
+        root = Path(t.source)
+        files = ((str(root), t.size),) if not t.folder else tuple(
+            (str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
+        return SendJob(t.id, peer, generation, files, tuple(i.path for i in t.items), t.size,
+                       tuple((i.stamp, i.sha256) for i in t.items))
+
+    def hashed(self, job: SendJob, index: int, stamp: str, sha256: str) -> None:
+        """Keep a file's hash with its stamp, so a confirm need not read it again."""
+        with self._lock:
+            t = self._transfers.get(job.transfer)
+            if t is None or index >= len(t.items) or t.items[index].stamp == stamp:
+                return
+            items = list(t.items)
+            items[index] = replace(items[index], stamp=stamp, sha256=sha256)
+            self._save(t.with_(items=tuple(items)))
+
+    def sent(self, job: SendJob, sha256: str) -> None:
+        """The receiver verified everything."""
+        with self._lock:
+            if self._active.get(job.transfer) == job.generation:
+                del self._active[job.transfer]
+            t = self._transfers[job.transfer]
+            if t.state is State.DONE:
+                return
+            t = self._save(t.with_(state=State.DONE, result=sha256))
+        self._count("files_out")
+        self._emit("file_done", transfer=t.id, path=t.source, sha256=sha256, direction="out",
+                   peer=t.peer, name=t.name, size=t.size)
+
+    def send_failed(self, job: SendJob, error: DataError) -> None:
+        """A send stream stopped."""
+        with self._lock:
+            current = self._active.get(job.transfer) == job.generation
+            if current:
+                del self._active[job.transfer]
+            t = self._transfers[job.transfer]
+        if not current or t.state.finished:
+            return
+        log.info("sending %s stopped: %s", t.id, error.reason)
+        if error.resumable:
+            self._emit("file_failed", transfer=t.id, reason=error.reason, direction="out",
+                       resumable=True)
+            return
+        self._finish(t, State.FAILED, error.reason)
+
+
