@@ -57,16 +57,13 @@ CREATE TABLE IF NOT EXISTS peers (
 CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
 """
 
-# Full-text search over the history (external content: the text is stored once).
+# Full-text search over the history (external content: the text is stored once). Rows are
+# indexed when a search runs, not on insert, so the message path pays nothing for it.
 _FTS = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, content='messages', content_rowid='seq', tokenize='unicode61 remove_diacritics 2');
-CREATE TRIGGER IF NOT EXISTS messages_fts_add AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_fts_del AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
-END;
+DROP TRIGGER IF EXISTS messages_fts_add;
+DROP TRIGGER IF EXISTS messages_fts_del;
 """
 
 
@@ -133,16 +130,29 @@ class Store:
             )
 
     def _add_search(self) -> bool:
-        """Create the full-text index (and fill it for an older history); False without FTS5."""
+        """Create the full-text index; False where SQLite has no FTS5."""
         try:
-            fresh = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE name='messages_fts'").fetchone() is None
             self._db.executescript(_FTS)
-            if fresh:
-                self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
         except sqlite3.OperationalError:
             return False
         return True
+
+    def _index_new(self) -> None:
+        """Add the messages stored since the last search to the full-text index."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='fts_seq'").fetchone()
+        done = int(row[0]) if row else 0
+        top = self._db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+        if top <= done:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO messages_fts (rowid, text) SELECT seq, text"
+                             " FROM messages WHERE seq > ? AND seq <= ?", (done, top))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_seq', ?)", (str(top),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -259,6 +269,8 @@ class Store:
                    " WHERE messages_fts MATCH ? ORDER BY m.seq DESC LIMIT ?")
             args = [match, limit]
         with self._lock:
+            if self.searchable:
+                self._index_new()
             rows = self._db.execute(sql, args).fetchall()
         return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
                 for r in reversed(rows)]
