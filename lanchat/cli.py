@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= config.port <= 65535:
         print("lanchat: --port takes 0..65535", file=sys.stderr)
         return 2
+    from lanchat.node import parse_targets
+
+    try:
+        parse_targets(config.peers)
+    except ValueError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)

@@ -44,7 +44,8 @@ def describe(event: Event) -> str | None:
     f = event.fields
     if event.name == "message":
         sender = safe_line(f["from"]["nick"])
-        text = safe_text(f["text"])
+        # Continuation lines are indented, so a peer cannot forge a line of its own.
+        text = safe_text(f["text"]).replace("\n", "\n    | ")
         where = "" if f["to"] == "direct" else " (all)"
         if text.startswith("/me "):
             return f"* {sender}{where} {text[4:]}"
@@ -192,6 +193,13 @@ class _Waiter:
 
 def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
     """Start, send one message (to a peer or everyone), wait for the ack(s), exit."""
+    from lanchat.node import check_text
+
+    try:
+        check_text(text)
+    except ValueError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 2
     node = open_node(config)
     waiter = _Waiter()
     node.subscribe(waiter)
@@ -212,11 +220,17 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
             targets = [peer["id"]]
         else:
             waiter.wait(lambda e: False, min(deadline, time.monotonic() + 1.5))
+            online = {p["id"] for p in node.peers() if p["online"]}
             msg_id, targets = node.broadcast(text)
-            if not targets:
-                print("lanchat: nobody found to send to; check `lanchat peers`",
-                      file=sys.stderr)
+            if not online:
+                print("lanchat: nobody is online to send to; check `lanchat peers`"
+                      + (" (queued for the known peers)" if targets else ""), file=sys.stderr)
                 return 1
+            offline = [p["nick"] for p in node.peers() if p["id"] in set(targets) - online]
+            if offline:
+                print(f"lanchat: queued for {len(offline)} offline peer(s), sent when they "
+                      f"are back: {', '.join(safe_line(n) for n in offline)}", file=sys.stderr)
+            targets = [t for t in targets if t in online]
         pending = set(targets)
         while pending:
             event = waiter.wait(lambda e: e.name == "delivered" and e["id"] == msg_id
@@ -225,7 +239,7 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
                 break
             pending.discard(event["to"])
         if pending:
-            names = ", ".join(sorted(pending))
+            names = ", ".join(sorted(safe_line(node.resolve(p)["nick"]) for p in pending))
             print(f"lanchat: not acked in time by {names}; the message stays queued in "
                   f"{config.home} and is resent the next time lanchat runs there",
                   file=sys.stderr)

@@ -20,6 +20,7 @@ import queue
 import random
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from lanchat.protocol import (
 )
 from lanchat.session import CloseReason, Session, client_context, server_context
 from lanchat.store import Store, StoreError
+from lanchat.text import safe_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +53,8 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 3.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
+STABLE_SESSION_S = 2.0
+STORE_RETRY_S = 1.0  # a session that lasted less does not reset the dial backoff
 CALL_TIMEOUT_S = 10.0
 CLOSE_GRACE_S = 1.0
 MAX_PENDING_HANDSHAKES = 256
@@ -166,6 +170,7 @@ class Node:
         self._server_ctx: Any = None
         self.extensions: list[Any] = []
         self._liveness = (config.heartbeat_s, config.dead_after_s)
+        self.instance = secrets.token_hex(8)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -520,13 +525,14 @@ class Node:
         assert self.identity is not None
         session = Session(self, self.identity, self.nick, self.port, server=True,
                           address=str(peer[0]), loop=self._loop, liveness=self._liveness)
+        session.instance = self.instance
         try:
             tls = await self._loop.start_tls(transport, session, self._server_ctx,
                                              server_side=True,
                                              ssl_handshake_timeout=CONNECT_TIMEOUT_S)
         except (OSError, ConnectionError, TimeoutError, ssl_error()) as exc:
             self._count("tls_failed")
-            log.info("TLS from %s failed: %s", peer[0], exc)
+            log.info("TLS from %s failed: %s", peer[0], safe_line(str(exc)))
             transport.abort()
             reason = "handshake not finished in time" if isinstance(exc, TimeoutError) else (
                 f"TLS handshake failed: {exc}")
@@ -539,10 +545,11 @@ class Node:
         self._all_sessions.add(session)
         session.connection_made(tls)
 
-    def _ensure_dialer(self, key: str) -> None:
-        kick = self._kicks.get(key)
-        if kick is not None:
-            kick.set()
+    def _ensure_dialer(self, key: str, *, kick: bool = True) -> None:
+        """Start a dial loop for `key`; `kick` cuts a running loop's backoff short."""
+        event = self._kicks.get(key)
+        if event is not None and kick:
+            event.set()
         task = self._dialers.get(key)
         if task is not None and not task.done():
             return
@@ -563,27 +570,34 @@ class Node:
         if target is None:
             return key
         assert self.store is not None
-        return target.expected_id or self.store.pinned(key)
+        return self.store.pinned(key) or target.expected_id
 
     async def _dial_loop(self, key: str) -> None:
+        """Keep a session to `key` while one is wanted; back off while none lasts."""
         backoff = BACKOFF_MIN_S
         kick = self._kicks[key]
-        while self._wants(key):
-            peer_id = self._static_peer_id(key)
-            live = self._sessions.get(peer_id) if peer_id else None
-            if live is not None:
-                await asyncio.shield(live.closed)
-                backoff = BACKOFF_MIN_S
-                continue
-            if await self._dial_once(key):
-                backoff = BACKOFF_MIN_S
-                continue
-            kick.clear()
-            try:
-                await asyncio.wait_for(kick.wait(), backoff * random.uniform(0.8, 1.2))
-                backoff = BACKOFF_MIN_S
-            except TimeoutError:
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        try:
+            while self._wants(key):
+                kick.clear()
+                peer_id = self._static_peer_id(key)
+                live = self._sessions.get(peer_id) if peer_id else None
+                if live is None:
+                    live = await self._dial_once(key)
+                if live is not None:
+                    began = self._loop.time()
+                    await asyncio.shield(live.closed)
+                    if self._loop.time() - began >= STABLE_SESSION_S:
+                        backoff = BACKOFF_MIN_S
+                        continue
+                try:
+                    await asyncio.wait_for(kick.wait(), backoff * random.uniform(0.8, 1.2))
+                    backoff = BACKOFF_MIN_S
+                except TimeoutError:
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            if self._dialers.get(key) is asyncio.current_task():
+                del self._dialers[key]
+                self._kicks.pop(key, None)
 
     def _dial_targets(self, key: str) -> list[tuple[str, int, str | None]]:
         target = self._statics.get(key)
@@ -591,23 +605,25 @@ class Node:
             return [(target.host, target.port, self._static_peer_id(key))]
         return [(addr, port, key) for addr, port in self._table.dial_order(key)]
 
-    async def _dial_once(self, key: str) -> bool:
+    async def _dial_once(self, key: str) -> Session | None:
         for host, port, expected in self._dial_targets(key):
             if self._closing:
-                return False
+                return None
             if expected and expected in self._sessions:
-                return True
-            ok = await self._connect(host, port, expected, key)
-            if ok:
-                return True
-        return False
+                return self._sessions[expected]
+            session = await self._connect(host, port, expected, key)
+            if session is not None:
+                return session
+        return None
 
-    async def _connect(self, host: str, port: int, expected: str | None, key: str) -> bool:
+    async def _connect(self, host: str, port: int, expected: str | None,
+                       key: str) -> Session | None:
         assert self.identity is not None
         session = Session(self, self.identity, self.nick, self.port, server=False,
                           address=host, expected_id=expected, loop=self._loop,
                           liveness=self._liveness)
         session.dial_key = key
+        session.instance = self.instance
         session.peer_port = port
         session.on_ready = self._loop.create_future()
         try:
@@ -618,15 +634,15 @@ class Node:
                 CONNECT_TIMEOUT_S + 1)
         except (OSError, TimeoutError, ConnectionError, ssl_error()) as exc:
             self._count("dial_failed")
-            log.info("connect %s:%d failed: %s", host, port, exc)
-            return False
+            log.info("connect %s:%d failed: %s", safe_line(host), port, safe_line(str(exc)))
+            return None
         self._all_sessions.add(session)
         await asyncio.wait([session.on_ready, session.closed], timeout=CONNECT_TIMEOUT_S * 2,
                            return_when=asyncio.FIRST_COMPLETED)
         if not session.ready:
             session.abort()
-            return False
-        return True
+            return None
+        return session
 
     # -- session owner ------------------------------------------------------------------
 
@@ -655,10 +671,13 @@ class Node:
         """Keep one session per peer, mark it online and send what waits for it."""
         pid = session.peer_id
         key = session.dial_key
+        assert self.store is not None
         if key is not None and key in self._statics:
-            assert self.store is not None
-            if self.store.pinned(key) is None:
-                self.store.pin(key, pid)
+            try:
+                if self.store.pinned(key) is None:
+                    self.store.pin(key, pid)
+            except sqlite3.Error as exc:
+                log.warning("could not pin %s: %s", key, exc)
         existing = self._sessions.get(pid)
         if existing is not None and existing is not session:
             if self._keep_new(existing, session):
@@ -672,8 +691,11 @@ class Node:
                                   address=session.address, port=session.peer_port,
                                   verified=True)
         peer = self._table.get(pid)
-        assert self.store is not None and peer is not None
-        self.store.remember_peer(pid, peer.nick, peer.host, peer.addresses, peer.port)
+        assert peer is not None
+        try:
+            self.store.remember_peer(pid, peer.nick, peer.host, peer.addresses, peer.port)
+        except sqlite3.Error as exc:
+            log.warning("could not remember peer %s: %s", pid[:16], exc)
         self._announce(change)
         for message in self._control.pop(pid, []):
             session.send(message)
@@ -682,12 +704,15 @@ class Node:
     def _keep_new(self, old: Session, new: Session) -> bool:
         def initiator(s: Session) -> str:
             return s.peer_id if s.server else self.node_id
-        if initiator(old) == initiator(new):
-            return True
+        if old.peer_instance != new.peer_instance or initiator(old) == initiator(new):
+            return True  # the peer restarted (the old session is stale), or redialled
         return initiator(new) == min(self.node_id, new.peer_id)
 
     def session_chats(self, session: Session, chats: list[Chat]) -> None:
         """Queue received messages for the next group commit."""
+        if not session.peer_id:
+            self._count("chats_unauthenticated")
+            return
         self._in.append((session, chats))
         self._schedule_flush()
 
@@ -726,10 +751,15 @@ class Node:
                                           time.time())
                 self._announce(change)
                 if self._wants(pid):
-                    self._ensure_dialer(pid)
+                    self._ensure_dialer(pid, kick=False)
         elif reason is CloseReason.ERROR:
             code = "refused" if detail.startswith("refused by peer") else "session_refused"
             self._report(code, session.address, detail)
+
+    def keeps_peer(self, peer_id: str) -> bool:
+        """True for a peer the table must not forget: known from a session or queued for."""
+        assert self.store is not None
+        return bool(self._outbox_count.get(peer_id)) or self.store.trust_of(peer_id) is not None
 
     def _report(self, code: str, address: str, reason: str) -> None:
         """An `error` event for a refused connection, at most one per address per second."""
@@ -804,6 +834,9 @@ class Node:
             fresh, done = self.store.commit_batch(incoming, outbound, acks)
         except Exception as exc:  # noqa: BLE001 - the node goes on without acking
             self._store_failed(exc, inbound, outbound)
+            if acks:  # the peers will not ack again: keep them for a later commit
+                self._acks[:0] = acks
+                self._loop.call_later(STORE_RETRY_S, self._schedule_flush)
             return
         self._count("duplicates", len(incoming) - len(fresh))
         for session, chats in inbound:
@@ -898,6 +931,11 @@ class Node:
             await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
         for session in sessions:
             session.abort()
+
+
+def check_text(text: str) -> None:
+    """Raise ValueError if `text` cannot be sent as one message."""
+    _check_text(text)
 
 
 def _check_text(text: str) -> None:

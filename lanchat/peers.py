@@ -195,6 +195,19 @@ class PeerTable:
                 if source in p.sources and p.sources[source] < older_than]
 
     @_locked
+    def prune(self, max_size: int, keep: Callable[[str], bool]) -> int:
+        """Drop the longest-offline peers not kept by `keep` until at most `max_size` remain;
+        return how many went. Bounds the table against floods of made-up ids."""
+        extra = len(self._peers) - max_size
+        if extra <= 0:
+            return 0
+        gone = sorted((p for p in self._peers.values() if not p.online and not keep(p.id)),
+                      key=lambda p: p.last_seen)[:extra]
+        for peer in gone:
+            del self._peers[peer.id]
+        return len(gone)
+
+    @_locked
     def forget(self, node_id: str) -> None:
         """Drop a peer from the table."""
         self._peers.pop(node_id, None)

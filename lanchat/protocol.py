@@ -102,14 +102,17 @@ class Hello(Message):
     nick: str
     nonce: str
     version: int = PROTOCOL_VERSION
+    instance: str = ""  # changes at each start: tells a restart from a stale session
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": self.version, "id": self.node_id, "nick": self.nick, "nonce": self.nonce}
+        return {"v": self.version, "id": self.node_id, "nick": self.nick, "nonce": self.nonce,
+                "inst": self.instance}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hello:
         return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
-                   _str(d, "nonce", 128), _int(d, "v", 0, 1 << 16))
+                   _str(d, "nonce", 128), _int(d, "v", 0, 1 << 16),
+                   _str(d, "inst", MAX_ID_CHARS, empty=True) if "inst" in d else "")
 
 
 @dataclass(frozen=True)
@@ -123,16 +126,18 @@ class Auth(Message):
     sig: str
     port: int
     version: int = PROTOCOL_VERSION
+    instance: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": self.version, "id": self.node_id, "nick": self.nick, "key": self.key,
-                "sig": self.sig, "port": self.port}
+                "sig": self.sig, "port": self.port, "inst": self.instance}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Auth:
         return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
                    _str(d, "key", 1024), _str(d, "sig", 1024), _int(d, "port", 0, 65535),
-                   _int(d, "v", 0, 1 << 16))
+                   _int(d, "v", 0, 1 << 16),
+                   _str(d, "inst", MAX_ID_CHARS, empty=True) if "inst" in d else "")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from lanchat.protocol import (
     check_allowed,
     encode,
 )
+from lanchat.text import safe_line
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +138,18 @@ class Session(asyncio.Protocol):
         self.frames_in = 0
         self.frames_out = 0
         self._partial_since: float | None = None
+        self._failed = False
+        self._was_ready = False
+        self._reading_paused = False
+        self.instance = ""
+        self.peer_instance = ""
         self.dial_key: str | None = None
         self.on_ready: asyncio.Future[bool] | None = None
 
     def __repr__(self) -> str:
         role = "in" if self.server else "out"
-        return f"<Session {role} {self.peer_nick or '?'} {self.address} {self.state.value}>"
+        return (f"<Session {role} {safe_line(self.peer_nick or '?')} {self.address} "
+                f"{self.state.value}>")
 
     @property
     def ready(self) -> bool:
@@ -164,7 +171,8 @@ class Session(asyncio.Protocol):
                 pass
         self._arm(HANDSHAKE_TIMEOUT_S)
         if self.server:
-            self.send(Hello(self.identity.node_id, self.nick, self._nonce))
+            self.send(Hello(self.identity.node_id, self.nick, self._nonce,
+                            instance=self.instance))
             return
         ssl_obj = transport.get_extra_info("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
@@ -198,7 +206,7 @@ class Session(asyncio.Protocol):
             self._partial_since = now
         chats: list[Chat] = []
         for message in messages:
-            if self.state is SessionState.CLOSED:
+            if self._failed or self.state is SessionState.CLOSED:
                 return
             self.frames_in += 1
             try:
@@ -207,13 +215,16 @@ class Session(asyncio.Protocol):
                 self.fail(exc.reason)
                 return
             if isinstance(message, Chat):
+                if not self._was_ready:
+                    self.fail("chat message before authentication")
+                    return
                 chats.append(message)
                 continue
             if chats:
                 self.owner.session_chats(self, chats)
                 chats = []
             self._dispatch(message)
-        if chats and self.state is not SessionState.CLOSED:
+        if chats and not self._failed and self.state is not SessionState.CLOSED:
             self.owner.session_chats(self, chats)
 
     def eof_received(self) -> bool | None:
@@ -242,11 +253,16 @@ class Session(asyncio.Protocol):
     def pause_reading(self) -> None:
         """Stop reading from the peer (its TCP window fills; nothing is lost)."""
         if self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = True
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        """Read again."""
+        """Read again; the silence while paused was ours, not the peer's."""
         if self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = False
+            self._heartbeat.received(self.loop.time())
+            if self._partial_since is not None:
+                self._partial_since = self.loop.time()
             self._transport.resume_reading()
 
     def pause_writing(self) -> None:
@@ -299,7 +315,8 @@ class Session(asyncio.Protocol):
         """Close because of a fault; the peer is told why when it can be."""
         if self.state is SessionState.CLOSED:
             return
-        log.info("session %r closed: %s", self, reason)
+        self._failed = True
+        log.info("session %r closed: %s", self, safe_line(reason))
         if tell_peer and self._transport is not None and not self._transport.is_closing():
             self.send(Refused(reason[:200]))
         self._close_reason, self._close_detail = CloseReason.ERROR, reason
@@ -325,9 +342,11 @@ class Session(asyncio.Protocol):
                 self.fail("hello id does not match the certificate")
                 return
             self.peer_nick = message.nick
+            self.peer_instance = message.instance
             payload = auth_payload(message.nonce, self.peer_id, self.identity.node_id)
             self.send(Auth(self.identity.node_id, self.nick, self.identity.key_b64,
-                           self.identity.sign(payload), self.own_port))
+                           self.identity.sign(payload), self.own_port,
+                           instance=self.instance))
         elif isinstance(message, Auth):
             payload = auth_payload(self._nonce, self.identity.node_id, message.node_id)
             try:
@@ -339,6 +358,7 @@ class Session(asyncio.Protocol):
                 self.fail("key proof is for another id")
                 return
             self.peer_id, self.peer_nick, self.peer_port = proven, message.nick, message.port
+            self.peer_instance = message.instance
             refusal = self.owner.check_client(self, proven)
             if refusal:
                 self.fail(refusal)
@@ -368,6 +388,7 @@ class Session(asyncio.Protocol):
 
     def _become_ready(self) -> None:
         self.state = SessionState.READY
+        self._was_ready = True
         self._heartbeat = Heartbeat(self.loop.time(), *self.liveness)
         self._arm(None)
         if self.on_ready is not None and not self.on_ready.done():
@@ -396,6 +417,10 @@ class Session(asyncio.Protocol):
     def _on_timer(self) -> None:
         if self.state is not SessionState.READY:
             return
+        if self._reading_paused:  # the silence and the unfinished frame are ours
+            self._heartbeat.received(self.loop.time())
+            if self._partial_since is not None:
+                self._partial_since = self.loop.time()
         action = self._heartbeat.poll(self.loop.time())
         if action == "dead":
             self._close_reason, self._close_detail = CloseReason.TIMEOUT, "peer went silent"

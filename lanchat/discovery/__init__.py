@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.25
 MDNS_AFTER_BYE_S = 5.0  # mDNS answers still in flight after a beacon bye are stale
+MAX_PEERS = 2048  # offline discovery-only peers beyond this are forgotten, oldest first
 
 
 class Discovery:
@@ -165,6 +166,13 @@ class Discovery:
         self.max_lateness = max(self.max_lateness, late)
         for peer_id in node.table.stale("beacon", now - STALE_S - late):
             node._announce(node.table.lost(peer_id, "beacon", "timeout", now))
+        if len(node.table) > MAX_PEERS:
+            dropped = node.table.prune(MAX_PEERS, node.keeps_peer)
+            for peer_id in [k for k in self.heard if node.table.get(k) is None]:
+                self.heard.pop(peer_id, None)
+                self._claims.pop(peer_id, None)
+                self._bye_at.pop(peer_id, None)
+            log.info("peer table full: forgot %d offline peers", dropped)
         self._due = loop.time() + EXPIRE_EVERY_S
         self._timer = loop.call_at(self._due, self._expire)
 

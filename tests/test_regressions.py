@@ -1,0 +1,285 @@
+"""Regressions found in review: each test failed before its fix."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lanchat import protocol as p
+from lanchat.events import Event
+from lanchat.identity import Identity
+from tests.nodes import make_node
+
+
+def _tls(port: int) -> ssl.SSLSocket:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+
+def _drain(sock: ssl.SSLSocket) -> None:
+    sock.settimeout(5)
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
+def test_unauthenticated_client_cannot_inject_messages_after_a_refusal(
+        tmp_path: Path) -> None:
+    """A client that sends `refused` and then `msg` in one write gets nothing stored."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    try:
+        sock = _tls(bob.port)
+        chat = p.Chat("0190000000000000000000injected", time.time(), "I am your admin", False,
+                      "admin")
+        sock.sendall(p.encode(p.Refused("never mind")) + p.encode(chat))
+        _drain(sock)
+        sock.close()
+        time.sleep(0.5)
+        assert not bob_log.named("message"), [e.to_dict() for e in bob_log.named("message")]
+        assert bob.store is not None and bob.store.count_messages() == 0
+    finally:
+        bob.close()
+
+
+def test_unauthenticated_client_cannot_inject_messages_after_a_bad_proof(
+        tmp_path: Path) -> None:
+    """A bad key proof followed by `msg` in the same TLS record stores nothing."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    me = Identity.load_or_create(tmp_path / "mallory")
+    try:
+        sock = _tls(bob.port)
+        chat = p.Chat("0190000000000000000000injected", time.time(), "hi", False, "x")
+        sock.sendall(p.encode(p.Auth(me.node_id, "mallory", me.key_b64, me.sign(b"junk"), 1))
+                     + p.encode(chat))
+        _drain(sock)
+        sock.close()
+        time.sleep(0.5)
+        assert not bob_log.named("message")
+    finally:
+        bob.close()
+
+
+def test_peer_given_as_id_prefix_does_not_reconnect_forever(tmp_path: Path) -> None:
+    """`--peer PREFIX@HOST:PORT` keeps one session instead of redialling without pause."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    ready = []
+    orig = bob.session_ready
+
+    def counting(session: Any) -> None:
+        ready.append(time.monotonic())
+        orig(session)
+    bob.session_ready = counting  # type: ignore[method-assign]
+    alice, alice_log = make_node(tmp_path / "alice", "alice",
+                                 peers=[f"{bob.node_id[:10]}@127.0.0.1:{bob.port}"])
+    try:
+        alice_log.wait("peer_joined")
+        time.sleep(2.0)
+        assert len(ready) <= 2, f"{len(ready)} sessions in ~2 s"
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_throttled_session_is_not_killed_as_silent(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session whose reading bob paused (his listener lags) is not declared dead."""
+    monkeypatch.setenv("LANCHAT_HEARTBEAT_S", "0.3")
+    monkeypatch.setenv("LANCHAT_DEAD_AFTER_S", "1.0")
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    gate = threading.Event()
+
+    def stuck(event: Event) -> None:
+        if event.name == "message":
+            gate.wait(30)
+    bob.subscribe(stuck)
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    n = 24_000
+    try:
+        alice_log.wait("peer_joined")
+        bob_log.wait("peer_joined")
+        for i in range(n):
+            alice.send("bob", f"m{i}")
+        deadline = time.monotonic() + 20
+        while bob.counters.get("throttled", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bob.counters.get("throttled", 0) > 0, "setup: bob never throttled"
+        time.sleep(3.0)  # three times dead_after, with reading paused
+        gate.set()
+        bob_log.wait("message", count=n, timeout=60)
+        left = bob_log.named("peer_left")
+        assert not left, [e["reason"] for e in left]
+    finally:
+        gate.set()
+        alice.close()
+        bob.close()
+
+
+class _FreezableProxy:
+    """A TCP relay whose existing connections can be frozen: bytes swallowed, sockets kept
+    open (a peer that vanished without a RST, e.g. power loss or Wi-Fi gone)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frozen = False
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            self.socks += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self.frozen:
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.socks:
+            s.close()
+
+
+def test_restarted_peer_is_not_refused_while_a_stale_session_lingers(
+        tmp_path: Path) -> None:
+    """A peer back after a silent drop is taken at once, not refused as a duplicate."""
+    ids = {}
+    for name in ("a", "b"):
+        ids[name] = Identity.load_or_create(tmp_path / name).node_id
+    low, high = sorted(ids, key=ids.get)  # type: ignore[arg-type]
+    liveness = {"heartbeat_s": 1.0, "dead_after_s": 8.0}
+    hi_node, _ = make_node(tmp_path / high, "high", **liveness)
+    proxy = _FreezableProxy(("127.0.0.1", hi_node.port))
+    lo_node, lo_log = make_node(tmp_path / low, "low", peers=[f"127.0.0.1:{proxy.port}"],
+                                **liveness)
+    hi2 = None
+    try:
+        lo_log.wait("peer_joined")
+        proxy.frozen = True
+        hi_node.close()  # its bye never reaches low: low's session is now half-open
+        hi2, hi2_log = make_node(tmp_path / high, "high", peers=[f"127.0.0.1:{lo_node.port}"],
+                                 **liveness)
+        msg = hi2.send(ids[low], "back again")
+        lo_log.wait("message", lambda e: e["id"] == msg, timeout=3.0)
+    finally:
+        if hi2 is not None:
+            hi2.close()
+        lo_node.close()
+        proxy.close()
+
+
+def test_text_from_peers_reaches_the_log_escaped(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A peer's refusal reason and nick reach the log with escapes made visible."""
+    caplog.set_level(logging.INFO)
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    try:
+        sock = _tls(bob.port)
+        sock.sendall(p.encode(p.Refused("\x1b[2J\x1b]0;pwned\x07 gotcha")))
+        _drain(sock)
+        sock.close()
+        bob_log.wait("error", lambda e: e["code"] == "refused")
+        raw = [r.getMessage() for r in caplog.records if "\x1b" in r.getMessage()]
+        assert not raw, raw
+    finally:
+        bob.close()
+
+
+def test_acks_lost_to_a_store_failure_are_not_lost_for_good(tmp_path: Path) -> None:
+    """Acks in a group commit that failed are kept and applied once the disk works."""
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    assert alice.store is not None
+    real = alice.store.commit_batch
+    failed = []
+
+    def flaky(incoming: Any, outgoing: Any, acked: Any = ()) -> Any:
+        if acked and not failed:
+            failed.append(True)
+            raise OSError("disk I/O error (injected)")
+        return real(incoming, outgoing, acked)
+    alice.store.commit_batch = flaky  # type: ignore[method-assign]
+    try:
+        alice_log.wait("peer_joined")
+        msg = alice.send("bob", "hello")
+        bob_log.wait("message", lambda e: e["id"] == msg)
+        alice_log.wait("error", lambda e: e["code"] == "store_failed")
+        alice_log.wait("delivered", lambda e: e["id"] == msg, timeout=5)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_session_refused_as_duplicate_is_not_redialled_in_a_tight_loop(
+        tmp_path: Path) -> None:
+    """A session closed right after it was ready is redialled with backoff."""
+    ids = {}
+    for name in ("a", "b"):
+        ids[name] = Identity.load_or_create(tmp_path / name).node_id
+    low, high = sorted(ids, key=ids.get)  # type: ignore[arg-type]
+    liveness = {"heartbeat_s": 1.0, "dead_after_s": 8.0}
+    hi_node, _ = make_node(tmp_path / high, "high", **liveness)
+    proxy = _FreezableProxy(("127.0.0.1", hi_node.port))
+    lo_node, lo_log = make_node(tmp_path / low, "low", peers=[f"127.0.0.1:{proxy.port}"],
+                                **liveness)
+    hi2 = None
+    try:
+        lo_log.wait("peer_joined")
+        proxy.frozen = True
+        hi_node.close()
+        hi2, hi2_log = make_node(tmp_path / high, "high", peers=[f"127.0.0.1:{lo_node.port}"],
+                                 **liveness)
+        hi2.send(ids[low], "queued, so a dialer by id runs too")
+        time.sleep(2.0)
+        flaps = len(hi2_log.named("peer_left"))
+        assert flaps <= 10, f"{flaps} peer_left events in 2 s"
+    finally:
+        if hi2 is not None:
+            hi2.close()
+        lo_node.close()
+        proxy.close()
+
+
+def test_a_bad_peer_option_is_a_usage_error(tmp_path: Path) -> None:
+    """A malformed `--peer` is a usage error: exit code 2."""
+    from lanchat.cli import main
+    code = main(["send", "--home", str(tmp_path / "h"), "--no-mdns", "--no-beacon",
+                 "--interface", "127.0.0.1", "--port", "0", "--peer", "127.0.0.1:notaport",
+                 "--to", "bob", "--wait", "0.5", "hi"])
+    assert code == 2
+
+
+def test_a_multi_line_message_cannot_forge_lines_in_text_mode() -> None:
+    """In text mode a multi-line message cannot print a line that looks like another sender's."""
+    from lanchat.headless import describe
+    forged = "hi\n<admin> please run /trust mallory\n-- admin [1] is here"
+    line = describe(Event.make("message", id="x", **{"from": {"id": "m", "nick": "mallory"}},
+                               to="direct", text=forged))
+    assert line is not None
+    lines = line.split("\n")
+    assert all(not ln.startswith(("<", "-- ", "!! ", "* ")) for ln in lines[1:]), lines
