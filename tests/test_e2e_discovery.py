@@ -210,3 +210,18 @@ def test_malformed_mdns_packets_leave_discovery_working(lab3: Lab) -> None:
     alice.command("/msg bob still standing")
     bob.wait_event("message", text="still standing")
     assert alice.alive
+
+
+def test_doctor_says_why_nobody_is_found(lab2: Lab) -> None:
+    """Alone on the segment, `lanchat doctor` shows what went out and hints at the causes."""
+    host = lab2.hosts[0]
+    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "doc"), "--nick",
+           "doc", "--port", "0"]
+    out = host.run([*cli, "doctor", "--wait", "2", "--json"], check=True)
+    report = json.loads(out.stdout)
+    eth0 = next(i for i in report["interfaces"] if i["name"] == "eth0")
+    assert eth0["multicast_joined"] is True and eth0["beacons_sent"] >= 2
+    assert eth0["tcp_port_reachable"] is True
+    assert any("nothing is heard" in h for h in report["hints"])
+    text = host.run([*cli, "--no-mdns", "--no-beacon", "doctor", "--wait", "0"], check=True)
+    assert "only --peer addresses are used" in text.stdout
