@@ -87,7 +87,7 @@ class Shell:
         self.state.own_id, self.state.own_nick = info["id"], info["nick"]
         self.state.transfers_source = _transfers_source(self.node)
         self.state.load(self.node.peers())
-        self.printer.put(render.banner(info))
+        self.printer.put(render.banner(info), first=True)
 
     def run(self) -> int:
         """Prompt until /quit or Ctrl-D; then say bye and close the node."""

@@ -44,10 +44,14 @@ class Printer:
         self._wake_pending = False
         self.via_run_in_terminal = os.environ.get(WRITER_ENV) == "run_in_terminal"
 
-    def put(self, line: Fragments, *, bell: bool = False) -> None:
-        """Queue one line (any thread); the loop task writes it soon."""
+    def put(self, line: Fragments, *, bell: bool = False, first: bool = False) -> None:
+        """Queue one line (any thread); the loop task writes it soon. `first` puts it
+        ahead of lines not yet written (the banner, before early join notices)."""
         with self._lock:
-            self._lines.append(line)
+            if first:
+                self._lines.insert(0, line)
+            else:
+                self._lines.append(line)
             self._bell = self._bell or bell
             if self._wake_pending or self._loop is None:
                 return
