@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 from typing import Any
 
@@ -130,14 +129,10 @@ def format_text(report: dict[str, Any]) -> str:
 
 def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
     """Start a node, listen for `wait_s` seconds, print the report."""
-    from lanchat.headless import open_node
-    from lanchat.node import NodeError
+    from lanchat.headless import started_node
 
-    node = open_node(config)
-    try:
-        node.start()
-    except NodeError as exc:
-        print(f"lanchat: {exc}", file=sys.stderr)
+    node = started_node(config)
+    if node is None:
         return 1
     try:
         time.sleep(max(0.0, wait_s))

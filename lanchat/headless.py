@@ -118,6 +118,19 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
     return node
 
 
+def started_node(config: Config, *listeners: Callable[[Event], None]) -> Node | None:
+    """Open and start a node with these listeners; on failure print one line, return None."""
+    node = open_node(config)
+    for listener in listeners:
+        node.subscribe(listener)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return None
+    return node
+
+
 def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout) -> int:
     """A node without the shell: commands on stdin, events on stdout."""
@@ -163,7 +176,7 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     return 0
 
 
-class _Waiter:
+class EventWaiter:
     """Collects events so the main thread can wait for one with a deadline."""
 
     def __init__(self) -> None:
@@ -200,13 +213,9 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
     except ValueError as exc:
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
-    node = open_node(config)
-    waiter = _Waiter()
-    node.subscribe(waiter)
-    try:
-        node.start()
-    except NodeError as exc:
-        print(f"lanchat: {exc}", file=sys.stderr)
+    waiter = EventWaiter()
+    node = started_node(config, waiter)
+    if node is None:
         return 1
     deadline = time.monotonic() + wait_s
     try:
@@ -252,7 +261,7 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
         node.close()
 
 
-def _wait_for_peer(node: Node, waiter: _Waiter, ref: str,
+def _wait_for_peer(node: Node, waiter: EventWaiter, ref: str,
                    deadline: float) -> dict[str, Any] | None:
     """Wait until `ref` names an online peer; at the deadline return it offline, or None."""
     while True:
@@ -270,16 +279,11 @@ def _wait_for_peer(node: Node, waiter: _Waiter, ref: str,
 
 def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
     """Discover for `wait_s` seconds, print the peers, exit."""
-    node = open_node(config)
-    try:
-        node.start()
-    except NodeError as exc:
-        print(f"lanchat: {exc}", file=sys.stderr)
+    node = started_node(config)
+    if node is None:
         return 1
     try:
-        end = time.monotonic() + wait_s
-        waiter = _Waiter()
-        waiter.wait(lambda e: False, end)
+        time.sleep(max(0.0, wait_s))
         found = [p for p in node.peers() if p["online"]]
     finally:
         node.close()

@@ -3,55 +3,26 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from lanchat.config import Config
-from lanchat.events import Event
 from lanchat.node import NodeError
 from lanchat.transfer import TransferError, attach
 
 PEER_WAIT_SHARE = 0.5
 
 
-class _Events:
-    """Collects events so the main thread can wait with a deadline."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-
-    def wait(self, pred: Any, deadline: float) -> Event | None:
-        seen = 0
-        with self.cond:
-            while True:
-                for event in self.events[seen:]:
-                    if pred(event):
-                        return event
-                seen = len(self.events)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-
-
 def send_file(config: Config, *, to: str, path: Path, wait_s: float) -> int:
     """Start a node, offer `path` to `to`, wait until the peer verified it; 0 done, 1 not."""
-    from lanchat.headless import open_node
+    from lanchat.headless import EventWaiter, open_node
 
     if not path.expanduser().exists():
         print(f"lanchat: no such file or folder: {path}", file=sys.stderr)
         return 1
     node = open_node(config)
     manager = attach(node)
-    events = _Events()
+    events = EventWaiter()
     node.subscribe(events)
     try:
         node.start()
