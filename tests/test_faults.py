@@ -17,12 +17,12 @@ from tests.proxy import FaultProxy, random_plan
 
 def test_a_flood_is_slowed_to_what_the_listener_takes_and_nothing_is_lost(
         tmp_path: Path) -> None:
-    """Alice floods 60,000 messages at bob, whose screen is slow: bob's backlog stays
+    """Alice floods 100,000 messages at bob, whose screen is slow: bob's backlog stays
     bounded (he stops reading), and every message still arrives once, in order."""
     bob, bob_log = make_node(tmp_path / "bob", "bob")
     seen: list[str] = []
     done = threading.Event()
-    n = 60_000
+    n = 100_000
 
     def slow_screen(event: Event) -> None:
         if event.name == "message":
