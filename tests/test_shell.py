@@ -358,3 +358,26 @@ def test_toolbar_shows_a_progress_bar_with_rate_and_time_left() -> None:
     state.apply(Event("file_done", MappingProxyType({"transfer": "t1"}), ts=102.0))
     text = "".join(t for _, t in create_toolbar_tokens_func(state)())
     assert "report.pdf" not in text and "0 transfers" in text
+
+
+def test_the_shell_answers_while_a_peer_floods_it(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """Bob floods alice's shell with 30,000 messages; a line alice types mid-flood still
+    goes out at once, the flood all arrives, and the screen is not buried line by line."""
+    run = alice_shell(record=True)
+    n = 30_000
+    for i in range(n):
+        bob[0].send("alice", f"flood {i}")
+    screen = run.screen
+    assert screen is not None
+    run.wait_for(lambda: "flood 100" in screen.text(), "the flood starting", timeout=30)
+    run.type("/msg bob still typing\r")
+    bob[1].wait("message", lambda e: e["text"] == "still typing", timeout=30)
+    delivered = bob[1].wait("delivered", count=n, timeout=120)
+    assert len(delivered) == n
+    with bob[1].cond:
+        order = [e.name == "message" for e in bob[1].events if e.name in ("message",
+                                                                           "delivered")]
+    assert order.index(True) < len(order) - 1, "alice's line did not wait for the flood"
+    assert run.shell.node.store is not None
+    assert run.shell.node.store.count_messages("in") == n
