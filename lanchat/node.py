@@ -17,115 +17,49 @@ import fcntl
 import logging
 import os
 import queue
-import random
 import secrets
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lanchat.config import DEFAULT_PORT, Config
+from lanchat.config import Config
+from lanchat.delivery import (  # noqa: F401 - re-exported: the node's public names
+    EVENTS_HIGH_WATER,
+    EVENTS_LOW_WATER,
+    Delivery,
+    check_text,
+    new_message_id,
+)
+from lanchat.dialing import Dialing, StaticTarget, parse_targets  # noqa: F401 - re-exported
+from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, safety_code
 from lanchat.peers import Change, Peer, PeerTable
-from lanchat.protocol import (
-    HEADER,
-    MAX_TEXT_CHARS,
-    Chat,
-    Message,
-    NickChange,
-    ProtocolError,
-    check_nick,
-    encode,
-)
+from lanchat.protocol import Chat, Message, NickChange, ProtocolError, check_nick
 from lanchat.session import CloseReason, Session, client_context, server_context
 from lanchat.store import Store, StoreError
-from lanchat.text import safe_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONNECT_TIMEOUT_S = 3.0
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
-STABLE_SESSION_S = 2.0
-STORE_RETRY_S = 1.0  # a session that lasted less does not reset the dial backoff
 CALL_TIMEOUT_S = 10.0
 CLOSE_GRACE_S = 1.0
-MAX_PENDING_HANDSHAKES = 256
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
-REPORT_EVERY_S = 1.0
-# Events not yet taken by the listeners: above the high mark the loop stops reading from
-# peers until the listeners (a terminal, a script) catch up to the low mark.
-EVENTS_HIGH_WATER = 20_000
-EVENTS_LOW_WATER = 2_000
 
 
-class NodeError(Exception):
-    """The node cannot do what was asked; the message says what to do."""
 
 
-def new_message_id() -> str:
-    """A time-ordered id: 12 hex digits of milliseconds, then 20 random hex digits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
+class Node(Dialing, Delivery):
+    """A lanchat node. Use as a context manager, or call start() and close().
 
-@dataclass(frozen=True)
-class StaticTarget:
-    """A peer typed by address (`--peer [ID@]HOST[:PORT]`)."""
-
-    host: str
-    port: int
-    expected_id: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Pin and dialer key."""
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> StaticTarget:
-        """Parse `[ID@]HOST[:PORT]`; raise ValueError with a usable message."""
-        expected = None
-        if "@" in text:
-            expected, text = text.split("@", 1)
-            expected = expected.strip().lower() or None
-        host, port = text, DEFAULT_PORT
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            if rest.startswith(":"):
-                port = int(rest[1:])
-        elif text.count(":") == 1:
-            host, _, p = text.partition(":")
-            try:
-                port = int(p)
-            except ValueError:
-                raise ValueError(f"bad port in --peer {text!r}") from None
-        if not host or not 0 < port < 65536:
-            raise ValueError(f"--peer takes HOST[:PORT], not {text!r}")
-        return cls(host, port, expected)
-
-
-class _Acceptor(asyncio.Protocol):
-    """Holds a fresh TCP connection until TLS takes over."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        self.node._accepted(transport)
-
-
-class Node:
-    """A lanchat node. Use as a context manager, or call start() and close()."""
+    Reaching peers is in `Dialing` (lanchat/dialing.py); messages in `Delivery`
+    (lanchat/delivery.py); sessions report here (the session owner)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -358,14 +292,14 @@ class Node:
 
     def send(self, ref: str, text: str) -> str:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
-        _check_text(text)
+        check_text(text)
         table = self._table
         peer_id = ref if table.get(ref) is not None else table.resolve(ref).id
         return self._queue([peer_id], text, broadcast=False)
 
     def broadcast(self, text: str) -> tuple[str, list[str]]:
         """Queue a message to every known peer; return its id and the peer ids."""
-        _check_text(text)
+        check_text(text)
         targets = [p.id for p in self._table.all()]
         if not targets:
             return "", []
@@ -486,164 +420,6 @@ class Node:
         self.emit("ready", id=self.node_id, nick=self.nick, port=self.port,
                   addresses=list(self.addresses), fingerprint=fingerprint(self.node_id))
 
-    async def _listen(self) -> None:
-        hosts = list(self.config.interfaces) or ["0.0.0.0"]
-        port = self.config.port
-        try:
-            await self._bind(hosts, port)
-        except OSError as exc:
-            if port != DEFAULT_PORT:
-                raise NodeError(
-                    f"cannot listen on port {port}: {exc.strerror}; choose another with "
-                    "--port, or --port 0 for any free port") from None
-            log.info("port %d busy, taking a free one", port)
-            await self._bind(hosts, 0)
-        if not self.addresses:
-            self.addresses = [h for h in hosts if h != "0.0.0.0"] or _local_addresses()
-
-    async def _bind(self, hosts: list[str], port: int) -> None:
-        for server in self._servers:
-            server.close()
-        self._servers = []
-        for host in hosts:
-            server = await self._loop.create_server(
-                lambda: _Acceptor(self), host, port, reuse_address=True, backlog=512)
-            self._servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-        self.port = port
-
-    def _accepted(self, transport: asyncio.Transport) -> None:
-        if self._closing or self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
-            self._count("handshakes_shed")
-            transport.abort()
-            return
-        self._pending_handshakes += 1
-        self._loop.create_task(self._upgrade(transport))
-
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        assert self.identity is not None
-        session = Session(self, self.identity, self.nick, self.port, server=True,
-                          address=str(peer[0]), loop=self._loop, liveness=self._liveness)
-        session.instance = self.instance
-        try:
-            tls = await self._loop.start_tls(transport, session, self._server_ctx,
-                                             server_side=True,
-                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S)
-        except (OSError, ConnectionError, TimeoutError, ssl_error()) as exc:
-            self._count("tls_failed")
-            log.info("TLS from %s failed: %s", peer[0], safe_line(str(exc)))
-            transport.abort()
-            reason = "handshake not finished in time" if isinstance(exc, TimeoutError) else (
-                f"TLS handshake failed: {exc}")
-            self._report("session_refused", str(peer[0]), reason)
-            return
-        finally:
-            self._pending_handshakes -= 1
-        if tls is None:
-            return
-        self._all_sessions.add(session)
-        session.connection_made(tls)
-
-    def _ensure_dialer(self, key: str, *, kick: bool = True) -> None:
-        """Start a dial loop for `key`; `kick` cuts a running loop's backoff short."""
-        event = self._kicks.get(key)
-        if event is not None and kick:
-            event.set()
-        task = self._dialers.get(key)
-        if task is not None and not task.done():
-            return
-        if self._closing:
-            return
-        self._kicks[key] = asyncio.Event()
-        self._dialers[key] = self._loop.create_task(self._dial_loop(key))
-
-    def _wants(self, key: str) -> bool:
-        if self._closing:
-            return False
-        if key in self._statics or self._control.get(key):
-            return True
-        return self._outbox_count.get(key, 0) > 0
-
-    def _static_peer_id(self, key: str) -> str | None:
-        target = self._statics.get(key)
-        if target is None:
-            return key
-        assert self.store is not None
-        return self.store.pinned(key) or target.expected_id
-
-    async def _dial_loop(self, key: str) -> None:
-        """Keep a session to `key` while one is wanted; back off while none lasts."""
-        backoff = BACKOFF_MIN_S
-        kick = self._kicks[key]
-        try:
-            while self._wants(key):
-                kick.clear()
-                peer_id = self._static_peer_id(key)
-                live = self._sessions.get(peer_id) if peer_id else None
-                if live is None:
-                    live = await self._dial_once(key)
-                if live is not None:
-                    began = self._loop.time()
-                    await asyncio.shield(live.closed)
-                    if self._loop.time() - began >= STABLE_SESSION_S:
-                        backoff = BACKOFF_MIN_S
-                        continue
-                try:
-                    await asyncio.wait_for(kick.wait(), backoff * random.uniform(0.8, 1.2))
-                    backoff = BACKOFF_MIN_S
-                except TimeoutError:
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
-        finally:
-            if self._dialers.get(key) is asyncio.current_task():
-                del self._dialers[key]
-                self._kicks.pop(key, None)
-
-    def _dial_targets(self, key: str) -> list[tuple[str, int, str | None]]:
-        target = self._statics.get(key)
-        if target is not None:
-            return [(target.host, target.port, self._static_peer_id(key))]
-        return [(addr, port, key) for addr, port in self._table.dial_order(key)]
-
-    async def _dial_once(self, key: str) -> Session | None:
-        for host, port, expected in self._dial_targets(key):
-            if self._closing:
-                return None
-            if expected and expected in self._sessions:
-                return self._sessions[expected]
-            session = await self._connect(host, port, expected, key)
-            if session is not None:
-                return session
-        return None
-
-    async def _connect(self, host: str, port: int, expected: str | None,
-                       key: str) -> Session | None:
-        assert self.identity is not None
-        session = Session(self, self.identity, self.nick, self.port, server=False,
-                          address=host, expected_id=expected, loop=self._loop,
-                          liveness=self._liveness)
-        session.dial_key = key
-        session.instance = self.instance
-        session.peer_port = port
-        session.on_ready = self._loop.create_future()
-        try:
-            await asyncio.wait_for(
-                self._loop.create_connection(lambda: session, host, port,
-                                             ssl=self._client_ctx, server_hostname=None,
-                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S),
-                CONNECT_TIMEOUT_S + 1)
-        except (OSError, TimeoutError, ConnectionError, ssl_error()) as exc:
-            self._count("dial_failed")
-            log.info("connect %s:%d failed: %s", safe_line(host), port, safe_line(str(exc)))
-            return None
-        self._all_sessions.add(session)
-        await asyncio.wait([session.on_ready, session.closed], timeout=CONNECT_TIMEOUT_S * 2,
-                           return_when=asyncio.FIRST_COMPLETED)
-        if not session.ready:
-            session.abort()
-            return None
-        return session
-
     # -- session owner ------------------------------------------------------------------
 
     def check_server(self, session: Session, peer_id: str) -> str | None:
@@ -708,19 +484,6 @@ class Node:
             return True  # the peer restarted (the old session is stale), or redialled
         return initiator(new) == min(self.node_id, new.peer_id)
 
-    def session_chats(self, session: Session, chats: list[Chat]) -> None:
-        """Queue received messages for the next group commit."""
-        if not session.peer_id:
-            self._count("chats_unauthenticated")
-            return
-        self._in.append((session, chats))
-        self._schedule_flush()
-
-    def session_acks(self, session: Session, ids: tuple[str, ...]) -> None:
-        """Queue acks: the outbox rows go in the next commit."""
-        self._acks.append((session.peer_id, ids))
-        self._schedule_flush()
-
     def session_message(self, session: Session, message: Message) -> None:
         """Nick changes and, later, file control."""
         if isinstance(message, NickChange):
@@ -733,10 +496,6 @@ class Node:
             if handler is not None and handler(session, message):
                 return
         self._count("unhandled_messages")
-
-    def session_writable(self, session: Session) -> None:
-        """The peer caught up: send more."""
-        self._pump(session)
 
     def session_closed(self, session: Session, reason: CloseReason, detail: str) -> None:
         """Forget the session; mark the peer offline if nothing else shows it."""
@@ -760,18 +519,6 @@ class Node:
         """True for a peer the table must not forget: known from a session or queued for."""
         assert self.store is not None
         return bool(self._outbox_count.get(peer_id)) or self.store.trust_of(peer_id) is not None
-
-    def _report(self, code: str, address: str, reason: str) -> None:
-        """An `error` event for a refused connection, at most one per address per second."""
-        now = self._loop.time()
-        if now - self._reported.get(address, -REPORT_EVERY_S) < REPORT_EVERY_S:
-            self._count("reports_suppressed")
-            return
-        if len(self._reported) > 1024:
-            self._reported.clear()
-        self._reported[address] = now
-        self.emit("error", code=code, address=address,
-                  message=f"connection from {address} refused: {reason}")
 
     def _announce(self, change: Change | None) -> None:
         if change is None:
@@ -797,116 +544,6 @@ class Node:
 
     # -- messages: group commit -------------------------------------------------------
 
-    def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
-        """Hand a message to the loop; the loop is woken once per batch, not per message."""
-        msg = Chat(new_message_id(), time.time(), text, broadcast, self.nick)
-        payload = encode(msg)[4:]
-        with self._submit_lock:
-            self._submitted.append((peers, msg, payload))
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._loop.call_soon_threadsafe(self._take_submitted)
-        return msg.msg_id
-
-    def _take_submitted(self) -> None:
-        with self._submit_lock:
-            batch, self._submitted = self._submitted, []
-            self._wake_pending = False
-        self._out.extend(batch)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Store what arrived and what is to be sent in one commit; then ack and send."""
-        self._flush_scheduled = False
-        inbound, outbound, acks = self._in, self._out, self._acks
-        self._in, self._out, self._acks = [], [], []
-        if not (inbound or outbound or acks):
-            return
-        assert self.store is not None
-        incoming = [(s.peer_id, c) for s, chats in inbound for c in chats]
-        try:
-            fresh, done = self.store.commit_batch(incoming, outbound, acks)
-        except Exception as exc:  # noqa: BLE001 - the node goes on without acking
-            self._store_failed(exc, inbound, outbound)
-            if acks:  # the peers will not ack again: keep them for a later commit
-                self._acks[:0] = acks
-                self._loop.call_later(STORE_RETRY_S, self._schedule_flush)
-            return
-        self._count("duplicates", len(incoming) - len(fresh))
-        for session, chats in inbound:
-            session.ack([c.msg_id for c in chats])
-        nicks = {s.peer_id: s.peer_nick for s, _ in inbound}
-        for peer_id, chat in fresh:
-            self.emit("message", id=chat.msg_id,
-                      **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
-                      to="broadcast" if chat.broadcast else "direct", text=chat.text,
-                      sent=chat.ts)
-        backlog = self._events.qsize()
-        self.counters["max_event_backlog"] = max(self.counters.get("max_event_backlog", 0),
-                                                 backlog)
-        if backlog > EVENTS_HIGH_WATER:
-            self._throttle([s for s, _ in inbound])
-        self._count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
-        for peer_id, msg_id in done:
-            self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 1) - 1
-            self.emit("delivered", id=msg_id, to=peer_id)
-        for peers, _, _ in outbound:
-            for peer_id in peers:
-                self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 0) + 1
-        touched = {p for peers, _, _ in outbound for p in peers}
-        for peer_id in touched:
-            ready = self._sessions.get(peer_id)
-            if ready is not None:
-                self._pump(ready)
-            else:
-                self._ensure_dialer(peer_id)
-
-    def _throttle(self, sessions: list[Session]) -> None:
-        """The listeners fell behind: stop reading from these peers for now."""
-        self._count("throttled")
-        for session in sessions:
-            if session not in self._throttled:
-                session.pause_reading()
-                self._throttled.add(session)
-        self._throttling = True
-        if self._events.qsize() < EVENTS_LOW_WATER:
-            self._throttling = False
-            self._unthrottle()
-
-    def _unthrottle(self) -> None:
-        for session in self._throttled:
-            session.resume_reading()
-        self._throttled.clear()
-
-    def _store_failed(self, exc: Exception, inbound: list[tuple[Session, list[Chat]]],
-                      outbound: list[tuple[list[str], Chat, bytes]]) -> None:
-        self._count("store_errors")
-        log.error("store failed: %s", exc)
-        self.emit("error", code="store_failed",
-                  message=f"could not write the history database: {exc}; check free space "
-                          "and permissions in the home")
-        for session, _ in inbound:
-            session.fail("receiver could not store messages", tell_peer=True)
-        for peers, msg, _ in outbound:
-            for peer_id in peers:
-                self.emit("not_delivered", id=msg.msg_id, to=peer_id, reason="store failed")
-
-    def _pump(self, session: Session) -> None:
-        """Send queued messages for the session's peer, in order, until the buffer fills."""
-        assert self.store is not None
-        while session.ready and not session.paused:
-            rows = self.store.outbox_after(session.peer_id, session.last_sent_seq)
-            if not rows:
-                return
-            session.write_frame(b"".join(HEADER.pack(len(p)) + p for _, _, p in rows))
-            session.last_sent_seq = rows[-1][0]
-
     async def _async_close(self) -> None:
         self._closing = True
         dialers = list(self._dialers.values())
@@ -931,36 +568,3 @@ class Node:
             await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
         for session in sessions:
             session.abort()
-
-
-def check_text(text: str) -> None:
-    """Raise ValueError if `text` cannot be sent as one message."""
-    _check_text(text)
-
-
-def _check_text(text: str) -> None:
-    if not text:
-        raise ValueError("nothing to send")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ValueError(f"message longer than {MAX_TEXT_CHARS} characters; send it as a file")
-
-
-def _local_addresses() -> list[str]:
-    try:
-        from lanchat.discovery.interfaces import usable_interfaces
-
-        return [i.ip for i in usable_interfaces()]
-    except Exception:  # noqa: BLE001 - best effort for the `ready` event
-        return [socket.gethostbyname(socket.gethostname())]
-
-
-def ssl_error() -> type[Exception]:
-    """The ssl module's error type (imported lazily for start-up time)."""
-    import ssl
-
-    return ssl.SSLError
-
-
-def parse_targets(texts: Sequence[str]) -> list[StaticTarget]:
-    """Parse every `--peer` value; raise ValueError on the first bad one."""
-    return [StaticTarget.parse(t) for t in texts]

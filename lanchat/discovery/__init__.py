@@ -43,7 +43,7 @@ class Discovery:
 
     async def start(self, node: Any) -> None:
         """Choose interfaces, start the beacon now and mDNS in the background."""
-        from lanchat.node import NodeError
+        from lanchat.errors import NodeError
 
         self.node = node
         config = node.config

@@ -18,9 +18,9 @@ from prompt_toolkit.styles import Style
 from lanchat.commands import CommandError, CommandRegistry, Context, build_registry, execute
 from lanchat.commands import Output as CommandOutput
 from lanchat.config import Config
+from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.headless import open_node, plugin_bridge
-from lanchat.node import NodeError
 from lanchat.plugins import Plugins
 from lanchat.shell import render
 from lanchat.shell.completer import ShellCompleter
