@@ -126,7 +126,7 @@ class Shell:
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
 
-    def _prompt(self) -> list[tuple[str, str]]:
+    def _prompt(self) -> render.Fragments:
         return [("class:prompt", f"{target_label(self.state)}> ")]
 
     # -- input ---------------------------------------------------------------------------

@@ -89,7 +89,8 @@ class Printer:
             self._wake_pending = False
         if len(lines) > MAX_BATCH_LINES:
             skipped = len(lines) - MAX_BATCH_LINES + 1
-            note = [("class:notice", f"... {skipped} lines not shown; /history has them")]
+            note: Fragments = [("class:notice",
+                                f"... {skipped} lines not shown; /history has them")]
             lines = [note, *lines[-(MAX_BATCH_LINES - 1):]]
         return lines, bell
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lanchat.events import Event
 from lanchat.identity import short_id
 from lanchat.shell.state import ShellState
 from lanchat.text import safe_line, safe_text
 
-Fragments = list[tuple[str, str]]
+if TYPE_CHECKING:  # the type only: rendering runs without importing prompt-toolkit
+    from prompt_toolkit.formatted_text import StyleAndTextTuples as Fragments
+else:
+    Fragments = list
 
 NICK_COLOURS = ("ansigreen", "ansiyellow", "ansiblue", "ansimagenta", "ansicyan",
                 "ansibrightgreen", "ansibrightblue", "ansibrightmagenta")
