@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from lanchat.config import Config
-from lanchat.node import NodeError
+from lanchat.errors import NodeError
 from lanchat.transfer import TransferError, attach
 
 PEER_WAIT_SHARE = 0.5

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from lanchat.transfer.records import RecordStore, State, Transfer
 from lanchat.transfer.stream import (
     STALL_S,
     DataServer,
+    Receiver,
     RecvJob,
     SendJob,
 )
@@ -34,6 +36,8 @@ OFFER_TIMEOUT_S = 300.0
 TICK_S = 0.5
 TRANSFER_ID_BYTES = 5
 STOP_JOIN_S = 2.0
+SAVE_EVERY_S = 2.0  # a whole record is rewritten at most this often while data moves
+MAX_FINISHED_PER_PEER = 64  # finished incoming records kept per peer; older ones go
 
 
 class TransferError(Exception):
@@ -52,6 +56,7 @@ class ManagerCore:
         self.server: DataServer | None = None
         self.counters: dict[str, int] = {}
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()  # taken after _lock, never before it
         self._transfers: dict[str, Transfer] = {}
         self._numbers: dict[str, int] = {}
         self._next_number = itertools.count(1)
@@ -64,8 +69,9 @@ class ManagerCore:
         self._autoaccept: set[str] = set()
         self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-
-
+        self._receivers: set[Receiver] = set()
+        self._saved_at: dict[str, float] = {}  # receive progress: when last written
+        self._dirty: set[str] = set()  # receive progress not yet written
 
     @property
     def port(self) -> int:
@@ -81,13 +87,29 @@ class ManagerCore:
     def _save(self, t: Transfer) -> Transfer:
         """Keep and persist a new version of a record."""
         self._remember(t)
-        assert self.records is not None
-        try:
-            self.records.save(t)
-        except OSError as exc:
-            self._count("record_errors")
-            log.error("cannot save transfer record %s: %s", t.id, exc)
+        self._persist(t.id)
         return t
+
+    def _persist(self, transfer_id: str) -> None:
+        """Write the latest version of a record; offers never accepted are not written.
+
+        Saves are serialised and always write what is current when they run, so two
+        threads saving one record cannot leave an older version on disk.
+        """
+        assert self.records is not None
+        with self._save_lock:
+            t = self._transfers.get(transfer_id)
+            if t is None:
+                return
+            try:
+                if t.direction == "in" and not t.dest_dir:
+                    if t.state.finished:
+                        self.records.delete(t.id)  # written by an older version, perhaps
+                    return
+                self.records.save(t)
+            except OSError as exc:
+                self._count("record_errors")
+                log.error("cannot save transfer record %s: %s", t.id, exc)
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -96,19 +118,85 @@ class ManagerCore:
     def _emit(self, event: str, /, **fields: Any) -> None:
         self.node.emit(event, **fields)
 
+    def _log_file(self, transfer_id: str, index: int) -> None:
+        """Persist that one file of a receive is published (a line, not the record)."""
+        assert self.records is not None
+        with self._save_lock:
+            t = self._transfers.get(transfer_id)
+            if t is None:
+                return
+            try:
+                self.records.log_file(t, index)
+            except OSError as exc:
+                self._count("record_errors")
+                log.error("cannot log progress of transfer %s: %s", t.id, exc)
+
+    def _persist_soon(self, transfer_id: str) -> None:
+        """Persist progress at most every SAVE_EVERY_S per record; `_flush` writes the rest."""
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._saved_at.get(transfer_id, -SAVE_EVERY_S) >= SAVE_EVERY_S
+            if due:
+                self._saved_at[transfer_id] = now
+                self._dirty.discard(transfer_id)
+            else:
+                self._dirty.add(transfer_id)
+        if due:
+            self._persist(transfer_id)
+
+    def _flush(self, transfer_id: str) -> None:
+        """Write progress that `_persist_soon` kept only in memory."""
+        with self._lock:
+            dirty = transfer_id in self._dirty
+            self._dirty.discard(transfer_id)
+            self._saved_at.pop(transfer_id, None)
+        if dirty:
+            self._persist(transfer_id)
+
     def _finish(self, t: Transfer, state: State, reason: str, *, detail: str = "",
                 resumable: bool = False) -> None:
         with self._lock:
             self._active.pop(t.id, None)
             self._deadlines.pop(t.id, None)
-        self._save(t.with_(state=state, reason=reason if not detail else f"{reason}: {detail}"))
+            self._senders.pop(t.id, None)
+            self._reoffered.discard(t.id)
+            self._dirty.discard(t.id)
+            self._saved_at.pop(t.id, None)
+            t = self._transfers.get(t.id, t)
+            changes: dict[str, Any] = {}
+            if t.direction == "in" and not t.dest_dir:
+                changes["items"] = ()  # never accepted: keep the summary, not the file list
+            t = t.with_(state=state, reason=reason if not detail else f"{reason}: {detail}",
+                        **changes)
+            self._remember(t)
+        self._persist(t.id)
+        if t.direction == "in":
+            self._prune(t.peer)
         fields: dict[str, Any] = {"transfer": t.id, "reason": reason,
                                   "direction": t.direction, "resumable": resumable}
         if detail:
             fields["detail"] = detail
         self._emit("file_failed", **fields)
 
+    def _prune(self, peer: str) -> None:
+        """Keep at most MAX_FINISHED_PER_PEER finished incoming records of one peer."""
+        with self._lock:
+            done = sorted((x for x in self._transfers.values() if x.peer == peer
+                           and x.direction == "in" and x.state.finished),
+                          key=lambda x: (x.created, self._numbers[x.id]))
+            drop = done[:max(0, len(done) - MAX_FINISHED_PER_PEER)]
+            for x in drop:
+                del self._transfers[x.id]
+                del self._numbers[x.id]
+        assert self.records is not None
+        for x in drop:
+            try:
+                self.records.delete(x.id)
+            except OSError as exc:
+                log.warning("cannot delete transfer record %s: %s", x.id, exc)
+
     def _delete_parts(self, t: Transfer) -> None:
+        t = self.get(t.id) or t
         if t.direction != "in" or not t.dest_dir:
             return
         for item in t.items[t.index:]:
@@ -143,12 +231,12 @@ class ManagerCore:
 
     # -- provided by the other parts ------------------------------------------------
 
-    def accept(self, ref: str | None = None, dest: Path | None = None) -> Transfer:
-        """Accept an offer (manager.py)."""
+    def _accept(self, t: Transfer, dest: Path | None = None) -> Transfer:
+        """Accept this offer (manager.py)."""
         raise NotImplementedError
 
-    def decline(self, ref: str | None, reason: str = "") -> Transfer:
-        """Decline an offer (manager.py)."""
+    def _decline(self, t: Transfer, reason: str = "") -> Transfer:
+        """Decline this offer (manager.py)."""
         raise NotImplementedError
 
     def _start_receiver(self, t: Transfer) -> None:

@@ -120,13 +120,25 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
                 node.send_control(t.peer, FileAnswer(t.id, True, (t.index, 0), "resume"))
 
     def _stop(self) -> None:
+        deadline = time.monotonic() + STOP_JOIN_S
         with self._lock:
             self._active.clear()
+            receivers = list(self._receivers)
+            self._receivers.clear()
         self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(STOP_JOIN_S)
+        for receiver in receivers:  # a stream blocked in recv ends now, not at its stall
+            receiver.stop()
         if self.server is not None:
             self.server.stop()
+        for receiver in receivers:
+            if receiver.thread is not None:
+                receiver.thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            dirty = list(self._dirty)
+        for tid in dirty:
+            self._flush(tid)
 
     # -- control thread -------------------------------------------------------------
 
@@ -188,7 +200,10 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
 
     def accept(self, ref: str | None = None, dest: Path | None = None) -> Transfer:
         """Accept an offer (default: the latest pending) into `dest` or the downloads."""
-        t = self.find(ref, direction="in", states=(State.OFFERED, State.ACCEPTED))
+        return self._accept(self.find(ref, direction="in",
+                                      states=(State.OFFERED, State.ACCEPTED)), dest)
+
+    def _accept(self, t: Transfer, dest: Path | None = None) -> Transfer:
         if t.state is State.ACCEPTED:
             with self._lock:
                 busy = t.id in self._active
@@ -203,25 +218,50 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
             free = shutil.disk_usage(root_s).free
         except OSError as exc:
             raise TransferError(f"cannot use {root}: {exc.strerror or exc}") from None
+        free -= self._promised(root_s, t.id)
         if free < t.size:
             raise TransferError(f"not enough space in {root}: {human_size(t.size)} needed, "
-                                f"{human_size(free)} free")
+                                f"{human_size(max(0, free))} free for it")
         try:
             items = plan(t, root_s)
         except OSError as exc:
             raise TransferError(f"cannot prepare {root}: {exc.strerror or exc}") from None
         with self._lock:
             self._deadlines.pop(t.id, None)
+            known = t.id in self._senders
         t = self._save(t.with_(state=State.ACCEPTED, dest_dir=root_s, items=items,
                                path=os.path.join(root_s, items[0].dest[0])))
-        self.node.send_control(t.peer, FileAnswer(t.id, True, (0, 0)))
+        # no data port known (an offer from before a restart): "resume" asks for it again
+        self.node.send_control(t.peer, FileAnswer(t.id, True, (0, 0),
+                                                  "" if known else "resume"))
         self._start_receiver(t)
         return t
 
+    def _promised(self, root: str, skip: str) -> int:
+        """Bytes other accepted transfers still have to write on the disk of `root`."""
+        with self._lock:
+            others = [t for t in self._transfers.values() if t.direction == "in"
+                      and t.state is State.ACCEPTED and t.id != skip]
+        try:
+            dev = os.stat(root).st_dev
+        except OSError:
+            return 0
+        total = 0
+        for t in others:
+            try:
+                same = os.stat(t.dest_dir).st_dev == dev
+            except OSError:
+                continue
+            if same:
+                total += sum(i.size for i in t.items[t.index:])
+        return total
+
     def decline(self, ref: str | None, reason: str = "") -> Transfer:
         """Decline a pending offer."""
-        t = self.find(ref, direction="in", states=(State.OFFERED,))
-        self.node.send_control(t.peer, FileAnswer(t.id, False, reason=reason))
+        return self._decline(self.find(ref, direction="in", states=(State.OFFERED,)), reason)
+
+    def _decline(self, t: Transfer, reason: str = "") -> Transfer:
+        self.node.send_control(t.peer, FileAnswer(t.id, False, reason=reason[:200]))
         self._finish(t, State.DECLINED, "declined", detail=reason)
         return t
 
@@ -280,7 +320,7 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
                 hits = [t for t in pool if self._numbers[t.id] == int(ref)]
                 if hits:
                     return hits[0]
-            hits = [t for t in pool if t.id.startswith(ref)]
+            hits = [t for t in pool if t.id.lower().startswith(ref)]
         if len(hits) == 1:
             return hits[0]
         if not hits:

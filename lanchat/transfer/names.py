@@ -82,7 +82,7 @@ def numbered(name: str, n: int) -> str:
     return f"{stem} ({n}){ext}"
 
 
-def _exists(dir_fd: int, name: str) -> bool:
+def exists(dir_fd: int, name: str) -> bool:
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -97,7 +97,7 @@ def unique_name(dir_fd: int, name: str, taken: set[str] | None = None) -> str:
         candidate = numbered(name, n)
         if candidate in taken:
             continue
-        if not _exists(dir_fd, candidate) and not _exists(dir_fd, candidate + PART_SUFFIX):
+        if not exists(dir_fd, candidate) and not exists(dir_fd, candidate + PART_SUFFIX):
             return candidate
     raise FileExistsError(errno.EEXIST, f"no free name like {name!r}")
 
@@ -147,7 +147,7 @@ def publish(dir_fd: int, part: str, name: str) -> str:
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
-            if _exists(dir_fd, candidate):  # no hard links here: check, then rename
+            if exists(dir_fd, candidate):  # no hard links here: check, then rename
                 continue
             os.rename(part, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             return candidate

@@ -47,7 +47,7 @@ class OfferControl(ManagerCore):
             if t is None:
                 pending = sum(1 for x in self._transfers.values() if x.peer == peer
                               and x.direction == "in" and x.state is State.OFFERED)
-            if offer.port:
+            elif offer.port and t.state in (State.OFFERED, State.ACCEPTED, State.DONE):
                 self._senders[offer.transfer] = (address, offer.port)
         if t is not None:
             self._repeat_offer(t)
@@ -68,16 +68,19 @@ class OfferControl(ManagerCore):
             items = (Item(offer.name, offer.size),)
         t = self._save(Transfer(offer.transfer, "in", peer, nick, offer.name, offer.size,
                                 items, folder=bool(offer.files), sha256=offer.sha256))
-        self._deadlines[t.id] = time.monotonic() + self.offer_timeout_s
+        with self._lock:
+            if offer.port:  # kept only for offers we hold; dropped when they finish
+                self._senders[t.id] = (address, offer.port)
+            self._deadlines[t.id] = time.monotonic() + self.offer_timeout_s
         self._count("offers_in")
         self._emit("file_offer", transfer=t.id, **{"from": {"id": peer, "nick": nick}},
                    name=t.name, size=t.size, sha256=t.sha256, files=len(items),
                    folder=t.folder, number=self._numbers[t.id])
-        if peer in self._autoaccept:
+        if peer in self._autoaccept:  # by the record itself: ids are not references
             try:
-                self.accept(t.id)
+                self._accept(t)
             except TransferError as exc:
-                self.decline(t.id, str(exc))
+                self._decline(t, str(exc))
 
     def _repeat_offer(self, t: Transfer) -> None:
         """The sender offered again (it reconnected or restarted): resume if we accepted."""
@@ -86,9 +89,14 @@ class OfferControl(ManagerCore):
                 if t.id in self._active:
                     self._reoffered.add(t.id)
                     return
+                known = t.id in self._senders
+            if not known and t.state is State.ACCEPTED:
+                self._finish(t, State.FAILED, "the sender gave no data port")
+                self.node.send_control(t.peer, FileCancel(t.id, "no data port in the offer"))
+                return
             self._start_receiver(t)
         elif t.state.finished:
-            self.node.send_control(t.peer, FileCancel(t.id, t.reason or t.state.value))
+            self.node.send_control(t.peer, FileCancel(t.id, (t.reason or t.state.value)[:200]))
 
     def _on_answer(self, t: Transfer, answer: FileAnswer) -> None:
         if t.direction != "out":
@@ -100,13 +108,20 @@ class OfferControl(ManagerCore):
                              detail=answer.reason or "the peer said no")
             return
         if t.state is State.OFFERED:
-            self._deadlines.pop(t.id, None)
+            with self._lock:
+                self._deadlines.pop(t.id, None)
             self._save(t.with_(state=State.ACCEPTED))
+            if answer.reason == "resume":  # the receiver does not know our port yet
+                self._send_offer(t)
         elif t.state is State.ACCEPTED:
             with self._lock:
                 busy = t.id in self._active
             if not busy:
                 self._send_offer(t)
+        elif t.state is State.DONE:  # it missed our end: offer again, it confirms
+            self._send_offer(t)
+        else:  # it asks again for what we ended while it was away: tell it so
+            self.node.send_control(t.peer, FileCancel(t.id, (t.reason or t.state.value)[:200]))
 
     def _on_cancel(self, t: Transfer, cancel: FileCancel) -> None:
         if t.state.finished:

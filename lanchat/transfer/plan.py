@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -33,28 +34,63 @@ def walk(root: Path) -> tuple[Item, ...]:
 
 
 def plan(t: Transfer, root: str) -> tuple[Item, ...]:
-    """Choose safe, unused destination names below `root` for every file of an offer."""
+    """Choose safe, unused destination names below `root` for every file of an offer.
+
+    The top name is reserved on disk at once (`<name>.part` or the folder, created
+    exclusively), so two offers accepted back to back never share a destination.
+    """
     with names.open_dir(root, (), create=False) as fd:
-        leaf = names.unique_name(fd, names.safe_relpath(t.name)[-1])
-        if not t.folder:
-            item = t.items[0]
-            return (Item(item.path, item.size, (leaf,)),)
-        os.mkdir(leaf, 0o755, dir_fd=fd)
-    used: dict[tuple[str, ...], set[str]] = {}
+        leaf = _reserve(fd, names.safe_relpath(t.name)[-1], folder=t.folder)
+    if not t.folder:
+        item = t.items[0]
+        return (Item(item.path, item.size, (leaf,)),)
+    folders: dict[tuple[tuple[str, ...], str], str] = {}  # (parent, safe name) -> chosen
+    taken: dict[tuple[str, ...], set[str]] = {}  # names used in a folder, files and folders
     out = []
     for item in t.items:
         parts = names.safe_relpath(item.path)
         parent: tuple[str, ...] = (leaf,)
         for comp in parts[:-1]:
-            used.setdefault(parent, set()).add(comp)
-            parent = (*parent, comp)
-        taken = used.setdefault(parent, set())
-        name = next(names.numbered(parts[-1], n) for n in range(names.MAX_UNIQUE_TRIES)
-                    if names.numbered(parts[-1], n) not in taken
-                    and (*parent, names.numbered(parts[-1], n)) not in used)
-        taken.add(name)
+            chosen = folders.get((parent, comp))
+            if chosen is None:
+                chosen = _free(comp, taken.setdefault(parent, set()), file=False)
+                folders[(parent, comp)] = chosen
+            parent = (*parent, chosen)
+        name = _free(parts[-1], taken.setdefault(parent, set()), file=True)
         out.append(Item(item.path, item.size, (*parent, name)))
     return tuple(out)
+
+
+def _free(name: str, taken: set[str], *, file: bool) -> str:
+    """The first of 'name', 'name (1)', ... not in `taken`, which it then joins (a file
+    takes its `.part` name too, so no other file of the folder can resume from it)."""
+    for n in range(names.MAX_UNIQUE_TRIES):
+        candidate = names.numbered(name, n)
+        part = candidate + names.PART_SUFFIX
+        if candidate not in taken and not (file and part in taken):
+            taken.update((candidate, part) if file else (candidate,))
+            return candidate
+    raise TransferError(f"too many files named like {name!r} in one folder")
+
+
+def _reserve(dir_fd: int, name: str, *, folder: bool) -> str:
+    """Create the folder, or the empty `.part` of a file, under a free name; return it."""
+    for n in range(names.MAX_UNIQUE_TRIES):
+        candidate = names.numbered(name, n)
+        if names.exists(dir_fd, candidate) or names.exists(dir_fd,
+                                                            candidate + names.PART_SUFFIX):
+            continue
+        try:
+            if folder:
+                os.mkdir(candidate, 0o755, dir_fd=dir_fd)
+            else:
+                os.close(os.open(candidate + names.PART_SUFFIX, os.O_WRONLY | os.O_CREAT
+                                 | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                                 dir_fd=dir_fd))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(errno.EEXIST, f"no free name like {name!r}")
 
 
 def human_size(n: float) -> str:

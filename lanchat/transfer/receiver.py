@@ -9,11 +9,13 @@ cores) and written with os.write. One fsync per file, before it is published.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,12 +95,27 @@ class Receiver:
         self.owner = owner
         self.stall_s = stall_s
         self.buf = bytearray(RECV_BUFFER_BYTES)
+        self.sock: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self._stopped = False
+        job_total = job.total
+        self.progress = Throttle(lambda n: owner.progress(job, min(n, job_total)))
 
     def start(self) -> threading.Thread:
         """Run on a new daemon thread."""
-        thread = threading.Thread(target=self.run, name="lanchat-files-recv", daemon=True)
-        thread.start()
-        return thread
+        self.thread = threading.Thread(target=self.run, name="lanchat-files-recv", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def stop(self) -> None:
+        """End the stream now (its socket is shut down); the thread reports and exits."""
+        self._stopped = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def run(self) -> None:
         """Connect, authenticate, fetch, verify, publish; report the outcome."""
@@ -110,8 +127,11 @@ class Receiver:
     def _connect(self) -> TlsChannel:
         job = self.job
         raw = socket.create_connection((job.address, job.port), timeout=CONNECT_TIMEOUT_S)
+        self.sock = raw
         tls = TlsChannel(raw, client_context(), server_side=False)
         try:
+            if self._stopped:
+                raise DataError("stopped", resumable=True)
             raw.settimeout(self.stall_s)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls.handshake()
@@ -141,8 +161,7 @@ class Receiver:
             while index < len(job.items):
                 shas[index] = self._fetch_file(tls, index, first=index == job.index)
                 index += 1
-            if job.offer_sha and len(job.items) == 1 and shas[0] != job.offer_sha:
-                raise DataError("file does not match the offered SHA-256", resumable=False)
+            self.progress(job.total, force=True)
             result = shas[0] if len(job.items) == 1 and not self._folder() else tree_hash(
                 tuple(i.path for i in job.items), tuple(shas))
             write_frame(tls, FileDone(job.transfer, result))
@@ -169,8 +188,12 @@ class Receiver:
         parent, leaf = item.dest[:-1], item.dest[-1]
         part = leaf + names.PART_SUFFIX
         done_before = sum(i.size for i in job.items[:index])
-        progress = Throttle(lambda n: self.owner.progress(job, done_before + n))
-        with names.open_dir(job.root, parent, create=True) as dir_fd:
+        throttle = self.progress
+
+        def progress(n: int, force: bool = False) -> None:
+            throttle(done_before + n, force)
+
+        with _local(item.path), names.open_dir(job.root, parent, create=True) as dir_fd:
             try:
                 fd = names.open_part(dir_fd, part, create=False)
             except FileNotFoundError:
@@ -197,10 +220,13 @@ class Receiver:
                 elif offset:
                     os.ftruncate(fd, 0)
                     offset = 0
-                if fd < 0:  # written only once the sender has answered
-                    fd = names.open_part(dir_fd, part)
+                if fd < 0:  # written only once the sender has answered, if still wanted
+                    if not self.owner.wanted(job.transfer, job.generation):
+                        raise DataError("cancelled", resumable=False)
+                    with _local(item.path):
+                        fd = names.open_part(dir_fd, part)
                 h = hasher or hashlib.sha256()
-                progress(offset, force=True)
+                progress(offset, force=first)
                 self._copy(tls, fd, h, offset, item.size, progress)
                 keep_part = False
                 try:
@@ -214,21 +240,26 @@ class Receiver:
                 if end.sha256 != sha:
                     raise DataError(f"SHA-256 mismatch for {item.path}: the data is not what "
                                     "the sender hashed; .part deleted", resumable=False)
-                os.fsync(fd)  # once per file, before the rename publishes it
+                if job.offer_sha and len(job.items) == 1 and sha != job.offer_sha:
+                    raise DataError("file does not match the offered SHA-256; .part deleted",
+                                    resumable=False)
+                with _local(item.path):
+                    os.fsync(fd)  # once per file, before the rename publishes it
             except DataError as exc:
                 if not exc.resumable and not keep_part:
-                    os.unlink(part, dir_fd=dir_fd)
+                    _unlink(dir_fd, part)
                 raise
             except Exception as exc:
                 error = classify(exc)
                 if not error.resumable and not keep_part:
-                    os.unlink(part, dir_fd=dir_fd)
+                    _unlink(dir_fd, part)
                 raise error from exc
             finally:
                 if fd >= 0:
                     os.close(fd)
-            final = names.publish(dir_fd, part, leaf)
-        progress(item.size, force=True)
+            with _local(item.path):
+                final = names.publish(dir_fd, part, leaf)
+        progress(item.size)
         self.owner.file_complete(job, index, final, sha)
         return sha
 
@@ -249,15 +280,21 @@ class Receiver:
             while got < want:
                 k = recv_into(view[got:want], want - got)
                 if not k:
-                    _write_all(fd, view[:got])
+                    try:
+                        _write_all(fd, view[:got])
+                    except OSError as exc:
+                        raise local_error(exc, "the file") from exc
                     update(view[:got])
                     raise DataError(f"sender closed the connection after {pos + got} of "
                                     f"{size} bytes", resumable=True)
                 got += k
             chunk = view[:got]
-            n = write(fd, chunk)
-            if n != got:  # a short write: only on a nearly full disk
-                _write_all(fd, chunk[n:])
+            try:
+                n = write(fd, chunk)
+                if n != got:  # a short write: only on a nearly full disk
+                    _write_all(fd, chunk[n:])
+            except OSError as exc:
+                raise local_error(exc, "the file") from exc
             update(chunk)
             pos += got
             progress(pos)
@@ -267,3 +304,31 @@ def _write_all(fd: int, data: memoryview) -> None:
     written = 0
     while written < len(data):
         written += os.write(fd, data[written:])
+
+
+def _unlink(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def local_error(exc: OSError, what: str) -> DataError:
+    """A failure of our own disk or folders: only a full disk is worth resuming."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataError("disk full; free some space and accept again to resume",
+                         resumable=True)
+    return DataError(f"cannot write {what} here: {exc.strerror or exc}", resumable=False)
+
+
+@contextmanager
+def _local(what: str) -> Iterator[None]:
+    """Report OSErrors in this block as local (disk, folder) failures, not network ones."""
+    try:
+        yield
+    except DataError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, TimeoutError | ConnectionError):
+            raise
+        raise local_error(exc, what) from exc

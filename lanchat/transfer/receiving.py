@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from lanchat.protocol import (
     FileAnswer,
@@ -49,37 +50,61 @@ class ReceivingSide(ManagerCore):
             generation = next(self._generations)
             self._active[t.id] = generation
             self._reoffered.discard(t.id)
+            t = self._transfers.get(t.id, t)
         index = len(t.items) if t.state is State.DONE else t.index
         job = RecvJob(t.id, t.peer, sender[0], sender[1], generation, t.dest_dir,
                       tuple(RecvItem(i.path, i.size, i.dest, i.sha256) for i in t.items),
                       index, t.sha256, t.size)
-        Receiver(job, self.node.identity, str(self.node.nick), self,
-                 stall_s=self.stall_s).start()
+        receiver = Receiver(job, self.node.identity, str(self.node.nick), self,
+                            stall_s=self.stall_s)
+        with self._lock:
+            self._receivers = {r for r in self._receivers
+                               if r.thread is None or r.thread.is_alive()}
+            self._receivers.add(receiver)
+        receiver.start()
+
+    def _current(self, job: RecvJob) -> Transfer | None:
+        """The record, if this stream is still the one that moves it (hold the lock)."""
+        t = self._transfers.get(job.transfer)
+        if t is None or self._active.get(job.transfer) != job.generation:
+            return None
+        return t
 
     def file_complete(self, job: RecvJob, index: int, final: str, sha256: str) -> None:
-        """Persist that file `index` is published."""
+        """Note that file `index` is published (written to the record at most every
+        SAVE_EVERY_S, and the disk I/O outside the lock)."""
         with self._lock:
-            t = self._transfers[job.transfer]
+            t = self._current(job)
+            if t is None or t.state.finished or index >= len(t.items):
+                return
             items = list(t.items)
-            items[index] = items[index].__class__(items[index].path, items[index].size,
-                                                  items[index].dest, final, sha256)
+            items[index] = replace(items[index], final=final, sha256=sha256)
             path = t.path
             if not t.folder:
                 path = os.path.join(t.dest_dir, *items[index].dest[:-1], final)
-            self._save(t.with_(items=tuple(items), index=index + 1, path=path))
+            self._remember(t.with_(items=tuple(items), index=index + 1, path=path))
+        self._log_file(t.id, index)
+        self._persist_soon(t.id)
 
     def received(self, job: RecvJob, sha256: str) -> None:
-        """All verified: record and announce."""
+        """All verified: record and announce (unless cancelled or superseded meanwhile)."""
         with self._lock:
-            if self._active.get(job.transfer) == job.generation:
-                del self._active[job.transfer]
-            t = self._transfers[job.transfer]
-            if t.state is State.DONE:
+            t = self._current(job)
+            if t is None:
                 return
-            t = self._save(t.with_(state=State.DONE, result=sha256, index=len(t.items)))
+            del self._active[job.transfer]
+            self._senders.pop(job.transfer, None)
+            self._dirty.discard(job.transfer)
+            self._saved_at.pop(job.transfer, None)
+            if t.state.finished:
+                return
+            t = t.with_(state=State.DONE, result=sha256, index=len(t.items))
+            self._remember(t)
+        self._persist(t.id)
         self._count("files_in")
         self._emit("file_done", transfer=t.id, path=t.path, sha256=sha256, direction="in",
                    peer=t.peer, name=t.name, size=t.size)
+        self._prune(t.peer)
 
     def receive_failed(self, job: RecvJob, error: DataError) -> None:
         """A receive stream stopped: keep it resumable or fail it."""
@@ -87,9 +112,15 @@ class ReceivingSide(ManagerCore):
             current = self._active.get(job.transfer) == job.generation
             if current:
                 del self._active[job.transfer]
-            t = self._transfers[job.transfer]
+            t = self._transfers.get(job.transfer)
             again = current and error.resumable and job.transfer in self._reoffered
+        if t is None:
+            return
+        self._flush(t.id)
         if not current or t.state.finished:
+            if t.state in (State.CANCELLED, State.FAILED, State.DECLINED):
+                # the stream may have made a .part after the cancel removed the others
+                self._queue.put(("call", lambda: self._delete_parts(t)))
             return
         log.info("receiving %s stopped: %s", t.id, error.reason)
         if error.resumable:
@@ -100,4 +131,4 @@ class ReceivingSide(ManagerCore):
             return
         self._finish(t, State.FAILED, error.reason)
         self.node.send_control(t.peer, FileCancel(t.id, error.reason[:200]))
-
+        self._queue.put(("call", lambda: self._delete_parts(t)))

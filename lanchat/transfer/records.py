@@ -1,8 +1,11 @@
 """Transfer records: what a node knows about each offer, kept as JSON files in the home.
 
-Each record is one file `<home>/transfers/<id>.json`, written atomically (temporary file,
-fsync, rename), so a node killed at any moment restarts knowing its offers and accepted
-transfers; the bytes already received are the `.part` files themselves.
+Each record is one file `<home>/transfers/t-<id>.json` (the prefix keeps a peer-chosen id
+away from `autoaccept.json`; older `<id>.json` files are still read and renamed), written
+atomically (temporary file, fsync, rename), so a node killed at any moment restarts knowing
+its offers and accepted transfers; the bytes already received are the `.part` files
+themselves. Offers we never accepted are not written at all (a peer cannot fill the disk
+by offering and cancelling).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 
 RECORDS_DIR = "transfers"
 AUTOACCEPT_FILE = "autoaccept.json"
+RECORD_PREFIX = "t-"
 KEEP_FINISHED_S = 7 * 24 * 3600.0
 
 
@@ -113,15 +117,60 @@ class RecordStore:
         self.dir = home / RECORDS_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
 
+    def path(self, transfer_id: str) -> Path:
+        """Where the record of one transfer lives."""
+        return self.dir / f"{RECORD_PREFIX}{transfer_id}.json"
+
+    def log_path(self, transfer_id: str) -> Path:
+        """Files received since the record was last written, one JSON line each."""
+        return self.dir / f"{RECORD_PREFIX}{transfer_id}.log"
+
     def save(self, transfer: Transfer) -> None:
-        """Persist one record."""
+        """Persist one record (it holds everything its progress log held)."""
         data = json.dumps(transfer.to_json(), ensure_ascii=False).encode()
-        write_atomic(self.dir / f"{transfer.id}.json", data)
+        write_atomic(self.path(transfer.id), data)
+        self.log_path(transfer.id).unlink(missing_ok=True)
+
+    def log_file(self, transfer: Transfer, index: int) -> None:
+        """Note that file `index` is published: one short line, not a whole record (a
+        folder of many files would otherwise cost O(files^2)); no fsync, a killed process
+        loses nothing, and the record itself is rewritten now and then."""
+        item = transfer.items[index]
+        line = json.dumps({"index": index, "final": item.final, "sha256": item.sha256},
+                          ensure_ascii=False) + "\n"
+        with open(self.log_path(transfer.id), "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def delete(self, transfer_id: str) -> None:
+        """Forget one record (missing is fine)."""
+        self.path(transfer_id).unlink(missing_ok=True)
+        self.log_path(transfer_id).unlink(missing_ok=True)
+
+    def _replay(self, t: Transfer) -> Transfer:
+        """Apply the progress log written after the record."""
+        try:
+            lines = self.log_path(t.id).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return t
+        items, index, path = list(t.items), t.index, t.path
+        for line in lines:
+            try:
+                d = json.loads(line)
+                i, final, sha = int(d["index"]), str(d["final"]), str(d["sha256"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if not 0 <= i < len(items) or not items[i].dest:
+                continue
+            items[i] = replace(items[i], final=final, sha256=sha)
+            index = max(index, i + 1)
+            if not t.folder:
+                path = os.path.join(t.dest_dir, *items[i].dest[:-1], final)
+        return t.with_(items=tuple(items), index=index, path=path)
 
     def load(self, now: float) -> list[Transfer]:
         """Every readable record; finished ones older than a week are removed."""
         out = []
-        for path in sorted(self.dir.glob("*.json")):
+        for path in sorted(self.dir.glob("*.json")):  # not the .log files
             if path.name == AUTOACCEPT_FILE:
                 continue
             try:
@@ -132,6 +181,13 @@ class RecordStore:
             if transfer.state.finished and now - transfer.created > KEEP_FINISHED_S:
                 path.unlink(missing_ok=True)
                 continue
+            transfer = self._replay(transfer)
+            if path != self.path(transfer.id):  # an old-style `<id>.json`: rename it
+                try:
+                    self.save(transfer)
+                    path.unlink()
+                except OSError as exc:
+                    log.warning("cannot rename transfer record %s: %s", path, exc)
             out.append(transfer)
         return sorted(out, key=lambda t: t.created)
 

@@ -19,43 +19,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import select
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lanchat.identity import Identity, auth_payload, new_nonce, verify_proof
 from lanchat.protocol import (
-    Auth,
-    FileCancel,
     FileDone,
     FileEnd,
     FileRequest,
     FileStart,
-    Hello,
     ProtocolError,
 )
-from lanchat.session import server_context
 from lanchat.transfer.channel import TlsChannel
 from lanchat.transfer.wire import (
-    STALL_S,
     DataError,
     Offset,
     Throttle,
-    classify,
     expect,
     file_stamp,
     hash_prefix,
+    tree_hash,
     write_frame,
 )
 
 log = logging.getLogger(__name__)
 
 SEND_CHUNK_BYTES = 1 << 20  # fits the L2 cache between read, hash and encrypt; see channel.py
-ACCEPT_JOIN_S = 2.0
-MAX_STREAMS = 64
 
 
 @dataclass(frozen=True)
@@ -69,6 +58,7 @@ class SendJob:
     paths: tuple[str, ...]  # offer paths, for the folder hash
     total: int
     hashes: tuple[tuple[str, str], ...] = ()  # per file: (stamp, sha256) once known
+    folder: bool = False  # the result is a tree hash even for one file
 
 
 class SendOwner(Protocol):
@@ -126,6 +116,7 @@ class FileStreamer:
         write_frame(self.sock, FileStart(job.transfer, index, offset))
         done = sum(size for _, size in job.files[:index]) + offset
         progress = Throttle(lambda n: self.owner.progress(job, n))
+        shas: list[str | None] = [None] * len(job.files)
         for i in range(index, len(job.files)):
             path, size = job.files[i]
             if known is not None:  # the receiver has it all and the file is unchanged
@@ -135,12 +126,32 @@ class FileStreamer:
                 sha = self.stream_file(path, size, offset, hasher, Offset(progress, done))
                 if before and before == _stamp(path):
                     self.owner.hashed(job, i, before, sha)
+            shas[i] = sha
             done += size - offset
             write_frame(self.sock, FileEnd(job.transfer, i, sha))
             offset, hasher, known = 0, None, None
         progress(done, force=True)
         answer = expect(self.sock, FileDone)
+        if answer.sha256 != self._expected(shas):
+            raise DataError("the receiver reports a SHA-256 that is not the file's; "
+                            "not verified", resumable=False)
         self.owner.sent(job, answer.sha256)
+
+    def _expected(self, shas: list[str | None]) -> str:
+        """The result the receiver must report: the file's hash, or the folder's tree hash
+        (files received before this request are hashed again unless their hash is kept)."""
+        job = self.job
+        full = []
+        for i, sha in enumerate(shas):
+            if sha is None:
+                sha = self._cached(i)
+            if sha is None:
+                with open(job.files[i][0], "rb") as fh:
+                    sha = hash_prefix(fh.fileno(), job.files[i][1]).hexdigest()
+            full.append(sha)
+        if len(full) == 1 and not job.folder:
+            return full[0]
+        return tree_hash(job.paths, tuple(full))
 
     def _cached(self, index: int) -> str | None:
         if index >= len(self.job.hashes):
@@ -178,137 +189,3 @@ def _stamp(path: str) -> str:
         return file_stamp(os.stat(path))
     except OSError:
         return ""
-
-
-class DataServer:
-    """The sender's data listener: an accept thread and one thread per connection."""
-
-    streamer: type[FileStreamer] = FileStreamer
-
-    def __init__(self, identity: Identity, nick: Callable[[], str], hosts: list[str],
-                 owner: SendOwner, *, stall_s: float = STALL_S) -> None:
-        self.identity = identity
-        self.nick = nick
-        self.hosts = hosts or ["0.0.0.0"]
-        self.owner = owner
-        self.stall_s = stall_s
-        self.port = 0
-        self.counters: dict[str, int] = {}
-        self._ctx = server_context(identity)
-        self._socks: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._streams = 0
-        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the accept loop at once
-
-    def start(self) -> int:
-        """Bind every host on one ephemeral port and start accepting; return the port."""
-        for host in self.hosts:
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, self.port))
-            except OSError as exc:
-                sock.close()
-                log.warning("file data listener: cannot bind %s:%d: %s", host, self.port, exc)
-                continue
-            sock.listen(16)
-            self.port = sock.getsockname()[1]
-            self._socks.append(sock)
-        if not self._socks:
-            raise OSError("no address to listen on for file data")
-        self._thread = threading.Thread(target=self._accept_loop, name="lanchat-files-accept",
-                                        daemon=True)
-        self._thread.start()
-        return self.port
-
-    def stop(self) -> None:
-        """Stop accepting; running streams end at their next chunk or timeout."""
-        self._stop.set()
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(ACCEPT_JOIN_S)
-        for sock in self._socks:
-            sock.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + 1
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([*(s.fileno() for s in self._socks),
-                                             self._wake_r], [], [])
-            except (OSError, ValueError):
-                return
-            if self._wake_r in ready:
-                return
-            for sock in (s for s in self._socks if s.fileno() in ready):
-                try:
-                    conn, addr = sock.accept()
-                except OSError:
-                    continue
-                with self._lock:
-                    busy = self._streams >= MAX_STREAMS
-                    if not busy:
-                        self._streams += 1
-                if busy:
-                    self._count("data_shed")
-                    conn.close()
-                    continue
-                threading.Thread(target=self._serve, args=(conn, addr[0]), daemon=True,
-                                 name="lanchat-files-send").start()
-
-    def _serve(self, conn: socket.socket, address: str) -> None:
-        job: SendJob | None = None
-        try:
-            conn.settimeout(self.stall_s)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with TlsChannel(conn, self._ctx, server_side=True) as tls:
-                tls.handshake()
-                peer = self._authenticate(tls)
-                request = expect(tls, FileRequest)
-                claim = self.owner.claim(request.transfer, peer)
-                if isinstance(claim, str):
-                    self._count("data_refused")
-                    log.info("file data from %s for %s refused: %s", address,
-                             request.transfer, claim)
-                    write_frame(tls, FileCancel(request.transfer, claim))
-                    return
-                job = claim
-                self.streamer(tls, job, self.owner).run(request)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
-            error = classify(exc)
-            if job is None:
-                self._count("data_refused")
-                log.info("file data connection from %s dropped: %s", address, error.reason)
-            else:
-                self.owner.send_failed(job, error)
-        finally:
-            conn.close()
-            with self._lock:
-                self._streams -= 1
-
-    def _authenticate(self, tls: TlsChannel) -> str:
-        nonce = new_nonce()
-        write_frame(tls, Hello(self.identity.node_id, self.nick(), nonce))
-        auth = expect(tls, Auth)
-        payload = auth_payload(nonce, self.identity.node_id, auth.node_id)
-        try:
-            proven = verify_proof(auth.key, auth.sig, payload)
-        except ValueError as exc:
-            raise ProtocolError(f"key proof refused: {exc}") from None
-        if proven != auth.node_id:
-            raise ProtocolError("key proof is for another id")
-        return proven
-

@@ -28,18 +28,23 @@ class SendingSide(ManagerCore):
             t = self._transfers.get(transfer)
             if t is None or t.direction != "out" or t.peer != peer:
                 return "no such transfer offered to you"
-            if t.state.finished:
+            if t.state.finished and t.state is not State.DONE:
                 return f"transfer is {t.state.value}"
+            # DONE: the receiver missed our answer and confirms what it has
             generation = next(self._generations)
             self._active[transfer] = generation
             self._deadlines.pop(transfer, None)
-            if t.state is State.OFFERED:
-                t = self._save(t.with_(state=State.ACCEPTED))
+            accepted = t.state is State.OFFERED
+            if accepted:
+                t = t.with_(state=State.ACCEPTED)
+                self._remember(t)
+        if accepted:
+            self._persist(t.id)
         root = Path(t.source)
         files = ((str(root), t.size),) if not t.folder else tuple(
             (str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
         return SendJob(t.id, peer, generation, files, tuple(i.path for i in t.items), t.size,
-                       tuple((i.stamp, i.sha256) for i in t.items))
+                       tuple((i.stamp, i.sha256) for i in t.items), t.folder)
 
     def hashed(self, job: SendJob, index: int, stamp: str, sha256: str) -> None:
         """Keep a file's hash with its stamp, so a confirm need not read it again."""
@@ -49,7 +54,8 @@ class SendingSide(ManagerCore):
                 return
             items = list(t.items)
             items[index] = replace(items[index], stamp=stamp, sha256=sha256)
-            self._save(t.with_(items=tuple(items)))
+            self._remember(t.with_(items=tuple(items)))
+        self._persist_soon(job.transfer)
 
     def sent(self, job: SendJob, sha256: str) -> None:
         """The receiver verified everything."""
@@ -57,9 +63,14 @@ class SendingSide(ManagerCore):
             if self._active.get(job.transfer) == job.generation:
                 del self._active[job.transfer]
             t = self._transfers[job.transfer]
-            if t.state is State.DONE:
+            if t.state.finished:  # done before (a confirm), or cancelled meanwhile
+                self._dirty.discard(t.id)
                 return
-            t = self._save(t.with_(state=State.DONE, result=sha256))
+            t = t.with_(state=State.DONE, result=sha256)
+            self._remember(t)
+            self._dirty.discard(t.id)
+            self._saved_at.pop(t.id, None)
+        self._persist(t.id)
         self._count("files_out")
         self._emit("file_done", transfer=t.id, path=t.source, sha256=sha256, direction="out",
                    peer=t.peer, name=t.name, size=t.size)
@@ -71,6 +82,7 @@ class SendingSide(ManagerCore):
             if current:
                 del self._active[job.transfer]
             t = self._transfers[job.transfer]
+        self._flush(t.id)
         if not current or t.state.finished:
             return
         log.info("sending %s stopped: %s", t.id, error.reason)

@@ -1,7 +1,7 @@
 """The data channel: one TLS connection per transfer, owned by one thread, raw bytes.
 
 Split by side: `wire` (frames, errors, prefix hashing, progress), `channel` (TLS over
-memory BIOs), `sender` (the listener and FileStreamer), `receiver` (Receiver). This module
+memory BIOs), `sender` (FileStreamer), `server` (the listener), `receiver` (Receiver). This module
 keeps the names the rest of the project and the tests import.
 
     S: hello   C: auth   C: file_request   S: file_start
@@ -17,13 +17,12 @@ from __future__ import annotations
 from lanchat.transfer.channel import TlsChannel
 from lanchat.transfer.receiver import RECV_BUFFER_BYTES, Receiver, RecvItem, RecvJob, RecvOwner
 from lanchat.transfer.sender import (
-    MAX_STREAMS,
     SEND_CHUNK_BYTES,
-    DataServer,
     FileStreamer,
     SendJob,
     SendOwner,
 )
+from lanchat.transfer.server import MAX_STREAMS, DataServer
 from lanchat.transfer.wire import (
     STALL_S,
     DataError,
