@@ -17,35 +17,11 @@ import pytest
 
 from lanchat import protocol as p
 from lanchat.commands import Context, build_registry, execute
-from lanchat.config import Config
-from lanchat.node import Node
 from lanchat.plugins import Plugins
-from lanchat.transfer import TransferManager, attach
 from lanchat.transfer import commands as transfer_commands
 from lanchat.transfer.records import Item, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, SendJob
-from nodes import EventLog
-
-MiB = 1 << 20
-
-
-class Peer:
-    """One started node with its event log and transfer manager."""
-
-    def __init__(self, home: Path, nick: str, peers: list[str], **options: Any) -> None:
-        config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"], peers=peers,
-                        mdns=False, beacon=False)
-        self.node = Node(config)
-        self.log = EventLog()
-        self.node.subscribe(self.log)
-        self.files: TransferManager = attach(self.node, **options)
-        self.node.start()
-
-    def close(self) -> None:
-        self.node.close()
-
-
-Pair = Callable[..., tuple[Peer, Peer]]
+from transfer_peers import MiB, Pair, Peer, random_file, sha
 
 
 @pytest.fixture
@@ -65,15 +41,6 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     yield make
     for peer in reversed(made):
         peer.close()
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def random_file(path: Path, size: int) -> Path:
-    path.write_bytes(os.urandom(size))
-    return path
 
 
 def assert_chat_works(alice: Peer, bob: Peer) -> None:

@@ -6,8 +6,6 @@ In-process nodes on 127.0.0.1 only (mdns=False, beacon=False), as in tests/test_
 
 from __future__ import annotations
 
-import hashlib
-import os
 import socket
 import threading
 import time
@@ -18,34 +16,11 @@ from typing import Any
 import pytest
 
 from lanchat import protocol as p
-from lanchat.config import Config
-from lanchat.node import Node
-from lanchat.transfer import TransferManager, attach
+from lanchat.transfer import TransferManager
 from lanchat.transfer.records import Item, State, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, expect, write_frame
 from lanchat.transfer.wire import _recv_exact
-from nodes import EventLog
-
-MiB = 1 << 20
-
-
-class Peer:
-    """One started node with its event log and transfer manager."""
-
-    def __init__(self, home: Path, nick: str, peers: list[str], **options: Any) -> None:
-        config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"], peers=peers,
-                        mdns=False, beacon=False)
-        self.node = Node(config)
-        self.log = EventLog()
-        self.node.subscribe(self.log)
-        self.files: TransferManager = attach(self.node, **options)
-        self.node.start()
-
-    def close(self) -> None:
-        self.node.close()
-
-
-Pair = Callable[..., tuple[Peer, Peer]]
+from transfer_peers import MiB, Pair, Peer, random_file, sha
 
 
 @pytest.fixture
@@ -70,16 +45,6 @@ def pair(tmp_path: Path, made: list[Peer]) -> Pair:
         return alice, bob
 
     return make
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def random_file(path: Path, size: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(os.urandom(size))
-    return path
 
 
 def drain(manager: TransferManager, timeout: float = 10.0) -> None:

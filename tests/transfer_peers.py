@@ -1,0 +1,47 @@
+"""In-process file-transfer peers for tests: a started node with its transfer manager."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lanchat.config import Config
+from lanchat.node import Node
+from lanchat.transfer import TransferManager, attach
+from nodes import EventLog
+
+MiB = 1 << 20
+
+
+class Peer:
+    """One started node on 127.0.0.1 (no discovery) with its event log and transfers."""
+
+    def __init__(self, home: Path, nick: str, peers: list[str], **options: Any) -> None:
+        config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"], peers=peers,
+                        mdns=False, beacon=False)
+        self.node = Node(config)
+        self.log = EventLog()
+        self.node.subscribe(self.log)
+        self.files: TransferManager = attach(self.node, **options)
+        self.node.start()
+
+    def close(self) -> None:
+        self.node.close()
+
+
+Pair = Callable[..., tuple[Peer, Peer]]
+
+
+def sha(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def random_file(path: Path, size: int) -> Path:
+    """A file of random bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
