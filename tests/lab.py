@@ -472,10 +472,22 @@ class Host:
 
     # -- commands
     def wrap(self, cmd: Sequence[str]) -> list[str]:
-        """``cmd`` prefixed so that it runs in this host's namespace."""
+        """``cmd`` prefixed so that it runs in this host's namespace.
+
+        Without a namespace (loopback mode) a lanchat command must be held to 127.0.0.1:
+        one that is not is refused here (network safety), not run on the real interface."""
         if self.ns is None:
-            return list(cmd)
+            cmd = list(cmd)
+            if _runs_lanchat(cmd) and not _on_loopback(cmd):
+                raise LabError(f"loopback mode: {cmd!r} lacks --interface {LOOPBACK_IP} "
+                               "(network safety); build it with host.lanchat(...)")
+            return cmd
         return [self._lab._ip, "netns", "exec", self.ns, *cmd]
+
+    def lanchat(self, *args: str) -> list[str]:
+        """``python -m lanchat ARGS`` for this host (held to 127.0.0.1 in loopback mode)."""
+        held = ("--interface", LOOPBACK_IP) if self.ns is None else ()
+        return [sys.executable, "-m", "lanchat", *held, *args]
 
     def run(self, cmd: Sequence[str], *, check: bool = False, timeout: float = 30.0,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -578,6 +590,19 @@ class Host:
         self.nodes.append(proc)
         lab._nodes.append(proc)
         return proc
+
+
+def _runs_lanchat(cmd: Sequence[str]) -> bool:
+    """True if ``cmd`` starts lanchat (``-m lanchat`` or a ``lanchat`` script)."""
+    return any(a == "lanchat" and i > 0 and cmd[i - 1] == "-m" for i, a in enumerate(cmd)) or (
+        any(Path(a).name == "lanchat" for a in cmd[:3]))
+
+
+def _on_loopback(cmd: Sequence[str]) -> bool:
+    """True if every ``--interface`` in ``cmd`` is 127.0.0.1 and there is at least one."""
+    values = [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--interface"]
+    values += [a.split("=", 1)[1] for a in cmd if a.startswith("--interface=")]
+    return bool(values) and all(v == LOOPBACK_IP for v in values)
 
 
 # --------------------------------------------------------------------------- the lab

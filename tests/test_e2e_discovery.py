@@ -13,6 +13,12 @@ import pytest
 from lab import Lab, LanchatProc
 
 
+def needs_netns(lab: Lab) -> None:
+    """Raw packets are only ever sent inside the namespace lab, never from the root one."""
+    if lab.mode != "netns":
+        pytest.skip("sends raw multicast: needs the namespace lab")
+
+
 def start_all(lab: Lab, *args: str) -> list[LanchatProc]:
     """One node per host, named after the host."""
     procs = [h.start_node(*args, nick=f"n{i}") for i, h in enumerate(lab.hosts, 1)]
@@ -79,9 +85,10 @@ def test_restarted_node_comes_back_as_the_same_peer(lab2: Lab) -> None:
 
 FORGE = """
 import json, socket, sys, time
-node_id, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+node_id, port, count, ifaddr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ifaddr))
 for seq in range(count):
     d = {"v": 1, "t": "hello", "id": node_id, "nick": "bob", "host": "evil", "port": port,
          "inst": "f0f0f0f0f0f0f0f0", "seq": 10**9 + seq}
@@ -93,6 +100,7 @@ print("forged")
 
 def test_forged_beacon_does_not_redirect_traffic(lab3: Lab) -> None:
     """Mallory announces bob's id at her address: messages still reach the real bob."""
+    needs_netns(lab3)
     alice, bob, mallory = start_all(lab3, "--no-mdns")
     bob_id = bob.events_named("ready")[0]["id"]
     alice.wait_event("peer_joined", peer={"nick": "n2"})
@@ -100,7 +108,8 @@ def test_forged_beacon_does_not_redirect_traffic(lab3: Lab) -> None:
                                 "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
                                 "socket.SO_REUSEADDR,1);s.bind(('',47900));s.listen();"
                                 "time.sleep(60)"])
-    forged = lab3.hosts[2].run([sys.executable, "-c", FORGE, bob_id, "47900", "20"])
+    forged = lab3.hosts[2].run([sys.executable, "-c", FORGE, bob_id, "47900", "20",
+                                lab3.hosts[2].ip])
     assert "forged" in forged.stdout
     alice.command("/msg n2 is it really you")
     got = bob.wait_event("message", text="is it really you", timeout=15)
@@ -151,7 +160,7 @@ def test_lanchat_peers_lists_the_segment(lab3: Lab) -> None:
     """`lanchat peers --json` discovers for a moment and prints who is here."""
     start_all(lab3)
     host = lab3.hosts[0]
-    out = host.run([sys.executable, "-m", "lanchat", "--home", str(lab3.base_dir / "cli"),
+    out = host.run([*host.lanchat("--home", str(lab3.base_dir / "cli")),
                     "--nick", "cli", "--port", "0", "peers", "--wait", "1.5", "--json"],
                    check=True)
     nicks = {p["nick"] for p in json.loads(out.stdout)["peers"]}
@@ -160,6 +169,7 @@ def test_lanchat_peers_lists_the_segment(lab3: Lab) -> None:
 
 def test_an_independent_mdns_client_sees_the_txt_keys(lab2: Lab) -> None:
     """`dig` (BIND's resolver, not python-zeroconf) queries lanchat's records over mDNS."""
+    needs_netns(lab2)  # on one loopback, dig would reach whichever responder holds 5353
     dig = shutil.which("dig")
     if dig is None:
         pytest.skip("dig is not installed (Debian package bind9-dnsutils)")
@@ -177,9 +187,10 @@ def test_an_independent_mdns_client_sees_the_txt_keys(lab2: Lab) -> None:
 
 MDNS_ABUSE = r"""
 import socket, struct, sys
-target = sys.argv[1]
+target, ifaddr = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ifaddr))
 def send(pkt):
     for dst in ("224.0.0.251", target):
         s.sendto(pkt, (dst, 5353))
@@ -201,9 +212,11 @@ print("abused")
 
 def test_malformed_mdns_packets_leave_discovery_working(lab3: Lab) -> None:
     """Pointer loops, oversize packets, a huge TXT and an A/B flood: alice keeps going."""
+    needs_netns(lab3)
     alice = lab3.hosts[0].start_node("--no-beacon", nick="alice")
     alice.wait_event("ready")
-    out = lab3.hosts[1].run([sys.executable, "-c", MDNS_ABUSE, lab3.hosts[0].ip], check=True)
+    out = lab3.hosts[1].run([sys.executable, "-c", MDNS_ABUSE, lab3.hosts[0].ip,
+                             lab3.hosts[1].ip], check=True)
     assert "abused" in out.stdout
     bob = lab3.hosts[2].start_node("--no-beacon", nick="bob")
     assert alice.wait_event("peer_joined", timeout=15)["peer"]["nick"] == "bob"
@@ -214,8 +227,9 @@ def test_malformed_mdns_packets_leave_discovery_working(lab3: Lab) -> None:
 
 def test_doctor_says_why_nobody_is_found(lab2: Lab) -> None:
     """Alone on the segment, `lanchat doctor` shows what went out and hints at the causes."""
+    needs_netns(lab2)
     host = lab2.hosts[0]
-    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "doc"), "--nick",
+    cli = [*host.lanchat("--home", str(lab2.base_dir / "doc")), "--nick",
            "doc", "--port", "0"]
     out = host.run([*cli, "doctor", "--wait", "2", "--json"], check=True)
     report = json.loads(out.stdout)

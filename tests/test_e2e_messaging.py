@@ -210,7 +210,7 @@ def test_lanchat_send_speaks_in_exit_codes(lab2: Lab) -> None:
     h1, h2 = lab2.hosts
     bob = h2.start_node(*NO_DISCOVERY, nick="bob")
     bob.wait_event("ready")
-    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "script"), "--nick",
+    cli = [*h1.lanchat("--home", str(lab2.base_dir / "script")), "--nick",
            "script", "--port", "0", *NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}"]
     sent = h1.run([*cli, "send", "--to", "bob", "hello from a script"])
     assert sent.returncode == 0, sent.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def test_lanchat_send_file_exits_zero_once_bob_verified_it(lab2: Lab, tmp_path: 
     bob.wait_event("ready")
     src = tmp_path / "notes.txt"
     src.write_bytes(os.urandom(3 * MiB))
-    cli = [sys.executable, "-m", "lanchat", "--home", str(lab2.base_dir / "script"), "--nick",
+    cli = [*h1.lanchat("--home", str(lab2.base_dir / "script")), "--nick",
            "script", "--port", "0", *NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}"]
     sender = h1.popen([*cli, "send", "--to", "bob", "--file", str(src), "--wait", "60"])
     got = bob.wait_event("file_offer", timeout=20)
