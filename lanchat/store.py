@@ -194,16 +194,17 @@ class Store:
                         (msg.msg_id, peer, msg.broadcast, msg.nick, msg.text, msg.ts, now))
                     if cur.rowcount == 1:
                         fresh.append((peer, msg))
-                for peers, msg, payload in outgoing:
-                    target = "*" if msg.broadcast else peers[0]
-                    db.execute(
+                if outgoing:
+                    db.executemany(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
                         " text, ts, stored) VALUES (?, ?, 'out', ?, ?, ?, ?, ?)",
-                        (msg.msg_id, target, msg.broadcast, msg.nick, msg.text, msg.ts, now))
+                        [(msg.msg_id, "*" if msg.broadcast else peers[0], msg.broadcast,
+                          msg.nick, msg.text, msg.ts, now) for peers, msg, _ in outgoing])
                     db.executemany(
                         "INSERT OR IGNORE INTO outbox (msg_id, peer, payload, created)"
                         " VALUES (?, ?, ?, ?)",
-                        [(msg.msg_id, p, payload, now) for p in peers])
+                        [(msg.msg_id, p, payload, now) for peers, msg, payload in outgoing
+                         for p in peers])
                 for peer, ids in acked:
                     for msg_id in ids:
                         cur = db.execute("DELETE FROM outbox WHERE peer=? AND msg_id=?",
