@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import socket
-import ssl
 import struct
 import sys
 import threading
@@ -46,6 +45,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from bench._tls_baseline import client_ctx, recv_exact, server_ctx
 
 clock = time.perf_counter
 HEADER = struct.Struct(">I")
@@ -281,24 +282,8 @@ def nodes(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- TLS baseline
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise ConnectionError("peer closed")
-        got += k
-    return bytes(buf)
-
-
 def tlsserve(args: argparse.Namespace) -> None:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.num_tickets = 0
+    ctx = server_ctx(args.cert, args.key)
     listener = socket.create_server((args.ip, 0), backlog=256)
 
     def serve(conn: socket.socket) -> None:
@@ -338,10 +323,7 @@ def tlsserve(args: argparse.Namespace) -> None:
 
 
 def tlsfan(args: argparse.Namespace) -> None:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = client_ctx()
     targets = []
     for t in args.targets.split(","):
         host, _, port = t.rpartition(":")

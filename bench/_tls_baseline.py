@@ -23,31 +23,20 @@ import argparse
 import json
 import os
 import socket
-import ssl
 import struct
 import sys
 import threading
 import time
 
+from lanchat.session import client_context, tls_server_context
+
 HEADER = struct.Struct(">I")
 START = struct.Struct(">cI")
 
 
-def server_ctx(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(cert, key)
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.num_tickets = 0
-    return ctx
-
-
-def client_ctx() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+# The same TLS settings as lanchat's sessions, by construction.
+server_ctx = tls_server_context
+client_ctx = client_context
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

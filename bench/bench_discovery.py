@@ -45,9 +45,8 @@ from bench.common import (
     Figure,
     Host,
     Lab,
+    finish,
     lab_namespaces_of,
-    machine_info,
-    markdown_table,
     percentile,
     start_py,
     stop_child,
@@ -620,23 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{conv['host_tx_pps']:.1f} and received {conv['host_rx_pps']:.1f} pkt/s, least busy "
         f"node {conv['cpu_pct_min']:.2f} % CPU",
     ]
-    print(f"\n## Discovery ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)\n")
-    m = machine_info()
-    print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}, "
-          f"kernel {m['kernel']}\n")
-    print(markdown_table(figs))
-    print()
-    for n in notes:
-        print(f"- {n}")
-    if left:
-        print(f"\nWARNING: lab namespaces left behind: {left}", file=sys.stderr)
-    result = {"machine": m, "quick": args.quick, "sizes": sizes, "elapsed_s": elapsed,
-              "results": r, "figures": [f.to_dict() for f in figs], "notes": notes}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nJSON: {out}", file=sys.stderr)
-    return 0
+    return finish("Discovery", quick=args.quick, elapsed=elapsed, figures=figs, notes=notes,
+                  left=left, json_path=args.json,
+                  result={"sizes": sizes, "results": r})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Timings are reported, never asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
 import sys
@@ -40,9 +39,8 @@ from bench.common import (
     Figure,
     Lab,
     chat_frame_size,
+    finish,
     lab_namespaces_of,
-    machine_info,
-    markdown_table,
     read_json_line,
     rss_kib,
     start_py,
@@ -285,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         prefix = lab.prefix
     left = lab_namespaces_of(prefix)
     figs = figures(base, lc, mem)
-    table = markdown_table(figs)
     elapsed = time.monotonic() - started
     notes = [
         f"lab mode: {mode}{' (' + reason + ')' if reason else ''}; chat frame {frame} bytes "
@@ -299,25 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         f"swarm process hosting the {mem['sessions']} peer nodes: "
         f"{mem['swarm_process_kib'] / 1024:.1f} MiB",
     ]
-    print(f"\n## Messaging ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)\n")
-    m = machine_info()
-    print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}, "
-          f"SQLite {m['sqlite']}, {m['openssl']}, kernel {m['kernel']}\n")
-    print(table)
-    print()
-    for n in notes:
-        print(f"- {n}")
-    if left:
-        print(f"\nWARNING: lab namespaces left behind: {left}", file=sys.stderr)
-    result = {"machine": m, "quick": args.quick, "sizes": sizes, "elapsed_s": elapsed,
-              "lab_mode": mode, "frame_bytes": frame, "fsync_floor": floor,
-              "baseline": base, "lanchat": lc, "memory": mem,
-              "figures": [f.to_dict() for f in figs], "notes": notes}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nJSON: {out}", file=sys.stderr)
-    return 0
+    return finish("Messaging", quick=args.quick, elapsed=elapsed, figures=figs, notes=notes,
+                  left=left, json_path=args.json,
+                  result={"sizes": sizes, "lab_mode": mode, "frame_bytes": frame,
+                          "fsync_floor": floor, "baseline": base, "lanchat": lc,
+                          "memory": mem})
 
 
 if __name__ == "__main__":

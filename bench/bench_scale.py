@@ -55,8 +55,8 @@ from bench.common import (
     Lab,
     chat_frame_size,
     child_env,
+    finish,
     lab_namespaces_of,
-    machine_info,
     percentile,
     rss_kib,
     stop_child,
@@ -676,25 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{st['exit_s_p50'] * 1000:.0f} ms; slowest imports: "
         + ", ".join(f"{r['module']} {r['cumulative_us'] / 1000:.0f} ms"
                     for r in st["importtime_top"][:6]))
-    print(f"\n## Scale ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)\n")
-    m = machine_info()
-    print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}, "
-          f"kernel {m['kernel']}\n")
-    print(markdown_table(figs))
-    print()
-    for n in notes:
-        print(f"- {n}")
-    if left:
-        print(f"\nWARNING: lab namespaces left behind: {left}", file=sys.stderr)
-    result = {"machine": m, "quick": args.quick, "sizes": sizes, "elapsed_s": elapsed,
-              "lab_mode": mode, "frame_bytes": frame, "pair": base, "swarm": sw,
-              "fanout": fo, "startup": st, "figures": [f.to_dict() for f in figs],
-              "notes": notes}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nJSON: {out}", file=sys.stderr)
-    return 0
+    return finish("Scale", quick=args.quick, elapsed=elapsed, figures=figs, notes=notes,
+                  left=left, json_path=args.json,
+                  result={"sizes": sizes, "lab_mode": mode, "frame_bytes": frame, "pair": base,
+                          "swarm": sw, "fanout": fo, "startup": st})
 
 
 if __name__ == "__main__":

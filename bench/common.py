@@ -30,7 +30,8 @@ from lab import Host, Lab, lab_namespaces  # noqa: E402  (tests/lab.py)
 NO_DISCOVERY = ("--no-mdns", "--no-beacon")
 
 __all__ = ["Figure", "Host", "Lab", "NO_DISCOVERY", "REPO_ROOT", "chat_frame_size",
-           "child_env", "lab_namespaces_of", "machine_info", "markdown_table", "percentile",
+           "child_env", "finish", "lab_namespaces_of", "machine_info", "markdown_table",
+           "percentile",
            "read_json_line", "rss_kib", "start_py", "stop_child", "summary_us"]
 
 
@@ -243,3 +244,26 @@ def markdown_table(figures: Sequence[Figure]) -> str:
         lines.append(f"| {f.name} | {_fmt(f.lanchat, f.unit)} | {base} | {ratio} | "
                      f"{f.goal} |")
     return "\n".join(lines)
+
+
+def finish(title: str, *, quick: bool, elapsed: float, figures: Sequence[Figure],
+           notes: Sequence[str], left: Sequence[str], json_path: str,
+           result: dict[str, Any]) -> int:
+    """Print a benchmark's section (machine, table, notes) and write its JSON; return 0."""
+    print(f"\n## {title} ({'quick' if quick else 'full'} run, {elapsed:.0f} s)\n")
+    m = machine_info()
+    print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}, "
+          f"SQLite {m['sqlite']}, {m['openssl']}, kernel {m['kernel']}\n")
+    print(markdown_table(figures))
+    print()
+    for note in notes:
+        print(f"- {note}")
+    if left:
+        print(f"\nWARNING: lab namespaces left behind: {left}", file=sys.stderr)
+    out = Path(json_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": m, "quick": quick, "elapsed_s": elapsed, **result,
+                               "figures": [f.to_dict() for f in figures], "notes": list(notes)},
+                              indent=2, default=str))
+    print(f"\nJSON: {out}", file=sys.stderr)
+    return 0

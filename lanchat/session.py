@@ -84,9 +84,14 @@ class SessionOwner(Protocol):
 
 def server_context(identity: Identity) -> ssl.SSLContext:
     """TLS 1.3 server context showing this node's certificate."""
+    return tls_server_context(str(identity.cert_path), str(identity.key_path))
+
+
+def tls_server_context(cert: str, key: str) -> ssl.SSLContext:
+    """lanchat's TLS 1.3 server settings for a certificate and key (also the benchmarks')."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(identity.cert_path, identity.key_path)
+    ctx.load_cert_chain(cert, key)
     ctx.verify_mode = ssl.CERT_NONE
     ctx.num_tickets = 0
     return ctx
