@@ -7,6 +7,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +167,11 @@ class _FreezableProxy:
             s.close()
 
 
-def test_restarted_peer_is_not_refused_while_a_stale_session_lingers(
-        tmp_path: Path) -> None:
-    """A peer back after a silent drop is taken at once, not refused as a duplicate."""
+@contextmanager
+def stale_session(tmp_path: Path) -> Iterator[tuple[str, Any, Any, Any]]:
+    """"low" holds a session to "high" that went half-open (the line froze, high's bye never
+    arrived); high comes back on the same home. Yields (low's id, low's log, high again,
+    high's new log)."""
     ids = {}
     for name in ("a", "b"):
         ids[name] = Identity.load_or_create(tmp_path / name).node_id
@@ -184,13 +188,20 @@ def test_restarted_peer_is_not_refused_while_a_stale_session_lingers(
         hi_node.close()  # its bye never reaches low: low's session is now half-open
         hi2, hi2_log = make_node(tmp_path / high, "high", peers=[f"127.0.0.1:{lo_node.port}"],
                                  **liveness)
-        msg = hi2.send(ids[low], "back again")
-        lo_log.wait("message", lambda e: e["id"] == msg, timeout=3.0)
+        yield ids[low], lo_log, hi2, hi2_log
     finally:
         if hi2 is not None:
             hi2.close()
         lo_node.close()
         proxy.close()
+
+
+def test_restarted_peer_is_not_refused_while_a_stale_session_lingers(
+        tmp_path: Path) -> None:
+    """A peer back after a silent drop is taken at once, not refused as a duplicate."""
+    with stale_session(tmp_path) as (low_id, lo_log, hi2, _):
+        msg = hi2.send(low_id, "back again")
+        lo_log.wait("message", lambda e: e["id"] == msg, timeout=3.0)
 
 
 def test_text_from_peers_reaches_the_log_escaped(tmp_path: Path,
@@ -238,31 +249,11 @@ def test_acks_lost_to_a_store_failure_are_not_lost_for_good(tmp_path: Path) -> N
 def test_a_session_refused_as_duplicate_is_not_redialled_in_a_tight_loop(
         tmp_path: Path) -> None:
     """A session closed right after it was ready is redialled with backoff."""
-    ids = {}
-    for name in ("a", "b"):
-        ids[name] = Identity.load_or_create(tmp_path / name).node_id
-    low, high = sorted(ids, key=ids.get)  # type: ignore[arg-type]
-    liveness = {"heartbeat_s": 1.0, "dead_after_s": 8.0}
-    hi_node, _ = make_node(tmp_path / high, "high", **liveness)
-    proxy = _FreezableProxy(("127.0.0.1", hi_node.port))
-    lo_node, lo_log = make_node(tmp_path / low, "low", peers=[f"127.0.0.1:{proxy.port}"],
-                                **liveness)
-    hi2 = None
-    try:
-        lo_log.wait("peer_joined")
-        proxy.frozen = True
-        hi_node.close()
-        hi2, hi2_log = make_node(tmp_path / high, "high", peers=[f"127.0.0.1:{lo_node.port}"],
-                                 **liveness)
-        hi2.send(ids[low], "queued, so a dialer by id runs too")
-        time.sleep(2.0)
+    with stale_session(tmp_path) as (low_id, _, hi2, hi2_log):
+        hi2.send(low_id, "queued, so a dialer by id runs too")
+        time.sleep(2.0)  # a window to count reconnects in, not a wait for a condition
         flaps = len(hi2_log.named("peer_left"))
         assert flaps <= 10, f"{flaps} peer_left events in 2 s"
-    finally:
-        if hi2 is not None:
-            hi2.close()
-        lo_node.close()
-        proxy.close()
 
 
 def test_a_bad_peer_option_is_a_usage_error(tmp_path: Path) -> None:

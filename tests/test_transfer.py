@@ -21,7 +21,7 @@ from lanchat.plugins import Plugins
 from lanchat.transfer import commands as transfer_commands
 from lanchat.transfer.records import Item, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, SendJob
-from transfer_peers import MiB, Pair, Peer, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, random_file, sha
 
 
 @pytest.fixture
@@ -276,28 +276,6 @@ def test_a_lying_or_stalling_sender_leaves_no_corrupt_file(
     assert_chat_works(alice, bob)
 
 
-class _Sink:
-    """A receive owner that records failures and refuses any success."""
-
-    def __init__(self) -> None:
-        self.errors: list[Any] = []
-
-    def wanted(self, transfer: str, generation: int) -> bool:
-        return True
-
-    def progress(self, job: Any, done: int) -> None:
-        pass
-
-    def file_complete(self, *a: Any) -> None:
-        raise AssertionError("nothing may arrive")
-
-    def received(self, *a: Any) -> None:
-        raise AssertionError("nothing may arrive")
-
-    def receive_failed(self, job: Any, error: Any) -> None:
-        self.errors.append(error)
-
-
 def test_data_without_an_accepted_offer_is_dropped_and_counted(
         pair: Pair, tmp_path: Path) -> None:
     """A data request for a transfer never offered, or offered to someone else, is refused."""
@@ -310,7 +288,7 @@ def test_data_without_an_accepted_offer_is_dropped_and_counted(
             job = RecvJob(transfer, alice.node.node_id, "127.0.0.1", alice.files.port, 1,
                           str(tmp_path / "steal"), (RecvItem("x.bin", 1000, ("x.bin",)),), 0,
                           None, 1000)
-            sink = _Sink()
+            sink = ReceiveSink(strict=True)
             (tmp_path / "steal").mkdir(exist_ok=True)
             Receiver(job, thief.node.identity, "thief", sink).run()
             errors = sink.errors

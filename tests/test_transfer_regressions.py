@@ -20,7 +20,7 @@ from lanchat.transfer import TransferManager
 from lanchat.transfer.records import Item, State, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, expect, write_frame
 from lanchat.transfer.wire import _recv_exact
-from transfer_peers import MiB, Pair, Peer, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, random_file, sha
 
 
 @pytest.fixture
@@ -213,26 +213,6 @@ def test_a_peer_transfer_id_cannot_overwrite_the_autoaccept_list(pair: Pair) -> 
 
 # -- the sender checks the receiver's hash ---------------------------------------------
 
-class _Sink:
-    def __init__(self) -> None:
-        self.errors: list[Any] = []
-
-    def wanted(self, transfer: str, generation: int) -> bool:
-        return True
-
-    def progress(self, job: Any, done: int) -> None:
-        pass
-
-    def file_complete(self, *a: Any) -> None:
-        pass
-
-    def received(self, *a: Any) -> None:
-        pass
-
-    def receive_failed(self, job: Any, error: Any) -> None:
-        self.errors.append(error)
-
-
 def test_sender_does_not_report_done_when_the_receiver_hash_differs(
         pair: Pair, tmp_path: Path) -> None:
     """A receiver reporting a hash that is not the file's never makes the sender say done."""
@@ -242,7 +222,7 @@ def test_sender_does_not_report_done_when_the_receiver_hash_differs(
     bob.log.wait("file_offer")
     job = RecvJob(t.id, alice.node.node_id, "127.0.0.1", alice.files.port, 1, str(tmp_path),
                   (RecvItem("x.bin", 70_000, ("x.bin",)),), 0, None, 70_000)
-    receiver = Receiver(job, bob.node.identity, "bob", _Sink())
+    receiver = Receiver(job, bob.node.identity, "bob", ReceiveSink())
     tls = receiver._connect()
     try:
         write_frame(tls, p.FileRequest(t.id, 0, 0, None))

@@ -45,3 +45,27 @@ def random_file(path: Path, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(size))
     return path
+
+
+class ReceiveSink:
+    """A receive owner for a bare Receiver: records failures; with `strict`, any file that
+    arrives fails the test."""
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.errors: list[Any] = []
+
+    def wanted(self, transfer: str, generation: int) -> bool:
+        return True
+
+    def progress(self, job: Any, done: int) -> None:
+        pass
+
+    def file_complete(self, *a: Any) -> None:
+        assert not self.strict, "nothing may arrive"
+
+    def received(self, *a: Any) -> None:
+        assert not self.strict, "nothing may arrive"
+
+    def receive_failed(self, job: Any, error: Any) -> None:
+        self.errors.append(error)
