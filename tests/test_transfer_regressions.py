@@ -99,7 +99,7 @@ def test_two_same_named_offers_accepted_together_get_distinct_destinations(
     # whatever happens next, every file reported as verified must hold what was verified
     wait_for(lambda: len([e for e in bob.log.events if e.name in ("file_done", "file_failed")
                           and e["transfer"] in (t1.id, t2.id)]) >= 2, 15)
-    time.sleep(0.5)
+    time.sleep(0.5)  # a window for a late stream thread to publish something it should not
     for ev in bob.log.named("file_done"):
         assert sha(Path(ev["path"])) == ev["sha256"], "published file differs from its hash"
     assert dests[0] != dests[1], f"both accepted offers write the same file: {dests}"
@@ -123,7 +123,7 @@ def test_autoaccept_does_not_accept_another_peers_offer_by_number(
                             p.FileOffer(str(number), "alice.bin", 10, None, (), 0))
     bob.log.wait("file_offer", lambda e: e["transfer"] == str(number))
     drain(bob.files)
-    time.sleep(0.5)
+    time.sleep(0.5)  # a window for a wrong accept to start streaming
     state = bob.files.get(tc.id).state  # type: ignore[union-attr]
     assert state is State.OFFERED, f"carol's offer was {state.value} without /accept"
     assert not (bob.node.config.downloads_dir / "carol.bin").exists()
@@ -302,7 +302,7 @@ def test_cancel_before_the_first_byte_leaves_no_part(pair: Pair, tmp_path: Path)
     gate.set()
     dl = bob.node.config.downloads_dir
     assert wait_for(lambda: alice.files.server._streams == 0, 5)  # type: ignore[union-attr]
-    time.sleep(0.5)
+    time.sleep(0.5)  # a window for a late receive thread to create a .part
     assert list(dl.glob("*.part")) == [], "orphan .part left by a cancelled transfer"
 
 
