@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from lanchat.config import DEFAULT_PORT, Config, default_home, default_nick
+from lanchat.text import SafeLogFormatter
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -105,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
     signal.signal(signal.SIGTERM, _terminate)
     from lanchat import headless
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 # C0 controls except tab and newline, DEL, C1 controls, and Unicode bidi/format controls
@@ -32,3 +33,11 @@ def safe_text(text: str, *, newlines: bool = True) -> str:
 def safe_line(text: str) -> str:
     """`safe_text` for one-line fields: nicks, file names, host names."""
     return safe_text(text, newlines=False)
+
+
+class SafeLogFormatter(logging.Formatter):
+    """Log lines quote what peers sent (nicks, reasons, names): show it harmlessly."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The usual line with control, escape and bidi characters made visible."""
+        return safe_text(super().format(record))

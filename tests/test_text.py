@@ -48,3 +48,16 @@ def test_events_for_people_are_sanitised_and_json_is_exact() -> None:
     assert "^[" in line
     raw = event.to_json()
     assert "\x1b" not in raw and json.loads(raw)["text"] == "hi\x1b]0;pwned\x07"
+
+
+def test_log_lines_show_peer_text_harmlessly() -> None:
+    """The CLI's log formatter turns escapes quoted from peers into visible tokens."""
+    import logging
+
+    from lanchat.text import SafeLogFormatter
+
+    record = logging.LogRecord("lanchat.x", logging.INFO, __file__, 1,
+                               "refused by %s: %s", ("ev\x1bil", "\x1b]0;pwned\x07"), None)
+    line = SafeLogFormatter("%(name)s: %(message)s").format(record)
+    assert "\x1b" not in line and "\x07" not in line
+    assert line == "lanchat.x: refused by ev^[il: ^[]0;pwned^G"
