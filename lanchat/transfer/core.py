@@ -34,6 +34,8 @@ log = logging.getLogger("lanchat.transfer.manager")
 
 OFFER_TIMEOUT_S = 300.0
 TICK_S = 0.5
+RESUME_RETRY_S = 5.0  # an idle accepted transfer asks its connected sender again this often
+RESUME_RETRIES = 3  # ... at most this many times per connection
 TRANSFER_ID_BYTES = 5
 STOP_JOIN_S = 2.0
 SAVE_EVERY_S = 2.0  # a whole record is rewritten at most this often while data moves
@@ -64,6 +66,7 @@ class ManagerCore:
         self._active: dict[str, int] = {}
         self._deadlines: dict[str, float] = {}
         self._senders: dict[str, tuple[str, int]] = {}
+        self._retried: dict[str, tuple[float, int]] = {}  # id -> (last ask, asks so far)
         self._reoffered: set[str] = set()
         self._connected: set[str] = set()
         self._autoaccept: set[str] = set()
@@ -159,6 +162,7 @@ class ManagerCore:
             self._active.pop(t.id, None)
             self._deadlines.pop(t.id, None)
             self._senders.pop(t.id, None)
+            self._retried.pop(t.id, None)
             self._reoffered.discard(t.id)
             self._dirty.discard(t.id)
             self._saved_at.pop(t.id, None)
@@ -237,6 +241,10 @@ class ManagerCore:
 
     def _decline(self, t: Transfer, reason: str = "") -> Transfer:
         """Decline this offer (manager.py)."""
+        raise NotImplementedError
+
+    def _resume(self, t: Transfer) -> None:
+        """Fetch again, or ask the sender for its data port (receiving.py)."""
         raise NotImplementedError
 
     def _start_receiver(self, t: Transfer) -> None:

@@ -15,7 +15,7 @@ from lanchat.protocol import (
     FileOffer,
     Message,
 )
-from lanchat.transfer.core import ManagerCore, TransferError
+from lanchat.transfer.core import RESUME_RETRIES, RESUME_RETRY_S, ManagerCore, TransferError
 from lanchat.transfer.records import Item, State, Transfer
 
 log = logging.getLogger("lanchat.transfer.manager")
@@ -132,8 +132,28 @@ class OfferControl(ManagerCore):
             self._finish(t, State.CANCELLED, "cancelled by peer", detail=cancel.reason)
         self._delete_parts(t)
 
+    def _retry_idle(self, now: float) -> None:
+        """An accepted incoming transfer that nothing moves while its sender is connected
+        asks the sender again every RESUME_RETRY_S, a few times per connection (the sender
+        answers with a fresh offer, so a data port gone stale with a restart is replaced):
+        a re-offer lost in a race must not leave the transfer waiting for ever."""
+        with self._lock:
+            idle = [t for t in self._transfers.values() if t.direction == "in"
+                    and t.state is State.ACCEPTED and t.id not in self._active
+                    and t.peer in self._connected]
+            due = []
+            for t in idle:
+                when, count = self._retried.setdefault(t.id, (now, 0))
+                if count < RESUME_RETRIES and now - when >= RESUME_RETRY_S:
+                    self._retried[t.id] = (now, count + 1)
+                    due.append(t)
+        for t in due:
+            self.node.send_control(t.peer, FileAnswer(t.id, True, (t.index, 0), "resume"))
+
     def _peer_connected(self, peer: str) -> None:
         with self._lock:
+            for tid in [k for k, t in self._transfers.items() if t.peer == peer]:
+                self._retried.pop(tid, None)  # a new connection: a few more tries, later
             todo = [t for t in self._transfers.values() if t.peer == peer
                     and t.direction == "out" and not t.state.finished
                     and t.id not in self._active]
@@ -141,6 +161,7 @@ class OfferControl(ManagerCore):
             self._send_offer(t)
 
     def _expire(self, now: float) -> None:
+        self._retry_idle(now)
         with self._lock:
             due = [tid for tid, when in self._deadlines.items() if when <= now]
         for tid in due:
