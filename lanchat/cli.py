@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from lanchat.shell import run_shell
     except ImportError:
         return headless.run(config, json_mode=False)
-    return run_shell(config)
+    return run_shell(config, lambda c: headless.run(c, json_mode=False))
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -1,24 +1,24 @@
 """Messages through a node: group commit of what arrived and what is to be sent, the
 outbox pump, acks, and backpressure when listeners lag.
 
-A mixin of `Node` (lanchat/node.py); everything here runs on the node's loop thread,
-except `_queue`, which any thread may call.
+`Delivery` owns what is on its way: the batches for the next commit, the outbox count per
+peer, control messages waiting for a session, and which sessions are paused for
+backpressure. Everything runs on the loop thread except `queue`, which any thread may call.
+One mechanism for every message kind: direct, broadcast (and rooms) are outbox rows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import random
 import secrets
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
-from lanchat.events import Event
-from lanchat.protocol import HEADER, MAX_TEXT_CHARS, Chat, encode
-from lanchat.session import Session
+from lanchat.api import Capability, PeerSession, RuntimeApi
+from lanchat.protocol import MAX_TEXT_CHARS, Chat, Message, encode
+from lanchat.sessions import Sessions
 from lanchat.store import Store
 
 log = logging.getLogger("lanchat.node")
@@ -45,10 +45,6 @@ def new_message_id() -> str:
 
 def check_text(text: str) -> None:
     """Raise ValueError if `text` cannot be sent as one message."""
-    _check_text(text)
-
-
-def _check_text(text: str) -> None:
     if not text:
         raise ValueError("nothing to send")
     if len(text) > MAX_TEXT_CHARS:
@@ -56,62 +52,100 @@ def _check_text(text: str) -> None:
 
 
 class Delivery:
-    """Group commit and the outbox pump of a Node (a mixin: the attributes are the Node's)."""
+    """Group commit, the outbox pump, acks and backpressure of one node."""
 
-    nick: str
-    store: Store | None
-    counters: dict[str, int]
-    _loop: asyncio.AbstractEventLoop
-    _events: queue.SimpleQueue[Event | None]
-    _sessions: dict[str, Session]
-    _outbox_count: dict[str, int]
-    _in: list[tuple[Session, list[Chat]]]
-    _out: list[tuple[list[str], Chat, bytes]]
-    _acks: list[tuple[str, tuple[str, ...]]]
-    _flush_scheduled: bool
-    _submit_lock: threading.Lock
-    _submitted: list[tuple[list[str], Chat, bytes]]
-    _wake_pending: bool
-    _throttled: set[Session]
-    _throttling: bool
+    def __init__(self, runtime: RuntimeApi, store: Store, sessions: Sessions,
+                 nick: Callable[[], str], dial: Callable[[str], None],
+                 backlog: Callable[[], int],
+                 when_drained: Callable[[int, Callable[[], None]], None]) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.sessions = sessions
+        self._nick = nick
+        self._dial = dial
+        self._backlog = backlog
+        self._when_drained = when_drained
+        self.outbox_count: dict[str, int] = store.outbox_peers()
+        self._control: dict[str, list[Message]] = {}
+        self._in: list[tuple[PeerSession, list[Chat]]] = []
+        self._out: list[tuple[list[str], Chat, bytes]] = []
+        self._acks: list[tuple[str, tuple[str, ...]]] = []
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[list[str], Chat, bytes]] = []
+        self._wake_pending = False
+        self._throttled: set[PeerSession] = set()
+        self._flush_scheduled = False
 
-    def _count(self, key: str, n: int = 1) -> None:
-        raise NotImplementedError
+    # -- what waits for whom (loop thread) ------------------------------------------------
 
-    def emit(self, name: str, /, **fields: Any) -> None:
-        raise NotImplementedError
+    def queued(self, peer_id: str) -> int:
+        """Messages in the outbox for a peer."""
+        return self.outbox_count.get(peer_id, 0)
 
-    def _ensure_dialer(self, key: str, *, kick: bool = True) -> None:
-        raise NotImplementedError
+    def waiting(self) -> list[str]:
+        """Peers something waits for (outbox rows or control messages)."""
+        return [p for p, n in self.outbox_count.items() if n] + [
+            p for p, msgs in self._control.items() if msgs]
 
-    def session_chats(self, session: Session, chats: list[Chat]) -> None:
-        """Queue received messages for the next group commit."""
-        if not session.peer_id:
-            self._count("chats_unauthenticated")
-            return
-        self._in.append((session, chats))
-        self._schedule_flush()
+    def wants(self, peer_id: str) -> bool:
+        """True while something waits for the peer."""
+        return bool(self.outbox_count.get(peer_id) or self._control.get(peer_id))
 
-    def session_acks(self, session: Session, ids: tuple[str, ...]) -> None:
-        """Queue acks: the outbox rows go in the next commit."""
-        self._acks.append((session.peer_id, ids))
-        self._schedule_flush()
+    def forget(self, peer_id: str) -> None:
+        """The peer is forgotten: nothing waits for it any more."""
+        self.outbox_count.pop(peer_id, None)
+        self._control.pop(peer_id, None)
 
-    def session_writable(self, session: Session) -> None:
-        """The peer caught up: send more."""
-        self._pump(session)
+    # -- sending (any thread) ---------------------------------------------------------------
 
-    def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
+    def queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
         """Hand a message to the loop; the loop is woken once per batch, not per message."""
-        msg = Chat(new_message_id(), time.time(), text, broadcast, self.nick)
+        msg = Chat(new_message_id(), time.time(), text, broadcast, self._nick())
         payload = encode(msg)[4:]
         with self._submit_lock:
             self._submitted.append((peers, msg, payload))
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
-            self._loop.call_soon_threadsafe(self._take_submitted)
+            self.runtime.call_soon(self._take_submitted)
         return msg.msg_id
+
+    def send_control(self, peer_id: str, message: Message) -> None:
+        """Send a control message now, or keep it in memory until a session is up."""
+        session = self.sessions.get(peer_id)
+        if session is not None and Capability.CONTROL in session.capabilities:
+            session.send(message)
+            return
+        self._control.setdefault(peer_id, []).append(message)
+        self._dial(peer_id)
+
+    # -- sessions report (loop thread) ------------------------------------------------------
+
+    def session_ready(self, session: PeerSession) -> None:
+        """A session speaks for its peer: send what waits for it."""
+        if Capability.CONTROL in session.capabilities:
+            for message in self._control.pop(session.peer_id, []):
+                session.send(message)
+        self.pump(session)
+
+    def session_closed(self, session: PeerSession) -> None:
+        """A connection is gone."""
+        self._throttled.discard(session)
+
+    def session_chats(self, session: PeerSession, chats: list[Chat]) -> None:
+        """Queue received messages for the next group commit."""
+        if not session.peer_id:
+            self.runtime.count("chats_unauthenticated")
+            return
+        self._in.append((session, chats))
+        self._schedule_flush()
+
+    def session_acks(self, session: PeerSession, ids: tuple[str, ...]) -> None:
+        """Queue acks: the outbox rows go in the next commit."""
+        self._acks.append((session.peer_id, ids))
+        self._schedule_flush()
+
+    # -- group commit ---------------------------------------------------------------------
 
     def _take_submitted(self) -> None:
         with self._submit_lock:
@@ -123,16 +157,15 @@ class Delivery:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self.runtime.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Store what arrived and what is to be sent in one commit; then ack and send."""
         self._flush_scheduled = False
         inbound, outbound, acks = self._in, self._out, self._acks
         self._in, self._out, self._acks = [], [], []
         if not (inbound or outbound or acks):
             return
-        assert self.store is not None
         incoming = [(s.peer_id, c) for s, chats in inbound for c in chats]
         try:
             fresh, done = self.store.commit_batch(incoming, outbound, acks)
@@ -140,47 +173,47 @@ class Delivery:
             self._store_failed(exc, inbound, outbound)
             if acks:  # the peers will not ack again: keep them for a later commit
                 self._acks[:0] = acks
-                self._loop.call_later(STORE_RETRY_S, self._schedule_flush)
+                self.runtime.loop.call_later(STORE_RETRY_S, self._schedule_flush)
             return
-        self._count("duplicates", len(incoming) - len(fresh))
+        count = self.runtime.count
+        count("duplicates", len(incoming) - len(fresh))
         for session, chats in inbound:
             session.ack([c.msg_id for c in chats])
+        emit = self.runtime.emit
         nicks = {s.peer_id: s.peer_nick for s, _ in inbound}
         for peer_id, chat in fresh:
-            self.emit("message", id=chat.msg_id,
-                      **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
-                      to="broadcast" if chat.broadcast else "direct", text=chat.text,
-                      sent=chat.ts)
-        backlog = self._events.qsize()
-        self.counters["max_event_backlog"] = max(self.counters.get("max_event_backlog", 0),
-                                                 backlog)
+            emit("message", id=chat.msg_id,
+                 **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
+                 to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=chat.ts)
+        backlog = self._backlog()
+        counters = self.runtime.counters
+        counters["max_event_backlog"] = max(counters.get("max_event_backlog", 0), backlog)
         if backlog > EVENTS_HIGH_WATER:
             self._throttle([s for s, _ in inbound])
-        self._count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
+        count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
         for peer_id, msg_id in done:
-            self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 1) - 1
-            self.emit("delivered", id=msg_id, to=peer_id)
+            self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 1) - 1
+            emit("delivered", id=msg_id, to=peer_id)
         for peers, _, _ in outbound:
             for peer_id in peers:
-                self._outbox_count[peer_id] = self._outbox_count.get(peer_id, 0) + 1
+                self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 0) + 1
         touched = {p for peers, _, _ in outbound for p in peers}
         for peer_id in touched:
-            ready = self._sessions.get(peer_id)
+            ready = self.sessions.get(peer_id)
             if ready is not None:
-                self._pump(ready)
+                self.pump(ready)
             else:
-                self._ensure_dialer(peer_id)
+                self._dial(peer_id)
 
-    def _throttle(self, sessions: list[Session]) -> None:
+    def _throttle(self, sessions: list[PeerSession]) -> None:
         """The listeners fell behind: stop reading from these peers for now."""
-        self._count("throttled")
+        self.runtime.count("throttled")
         for session in sessions:
             if session not in self._throttled:
                 session.pause_reading()
                 self._throttled.add(session)
-        self._throttling = True
-        if self._events.qsize() < EVENTS_LOW_WATER:
-            self._throttling = False
+        self._when_drained(EVENTS_LOW_WATER, self._unthrottle)
+        if self._backlog() < EVENTS_LOW_WATER:
             self._unthrottle()
 
     def _unthrottle(self) -> None:
@@ -188,26 +221,28 @@ class Delivery:
             session.resume_reading()
         self._throttled.clear()
 
-    def _store_failed(self, exc: Exception, inbound: list[tuple[Session, list[Chat]]],
+    def _store_failed(self, exc: Exception, inbound: list[tuple[PeerSession, list[Chat]]],
                       outbound: list[tuple[list[str], Chat, bytes]]) -> None:
-        self._count("store_errors")
+        self.runtime.count("store_errors")
         log.error("store failed: %s", exc)
-        self.emit("error", code="store_failed",
-                  message=f"could not write the history database: {exc}; check free space "
-                          "and permissions in the home")
+        self.runtime.emit("error", code="store_failed",
+                          message=f"could not write the history database: {exc}; check free "
+                                  "space and permissions in the home")
         for session, _ in inbound:
             session.fail("receiver could not store messages", tell_peer=True)
         for peers, msg, _ in outbound:
             for peer_id in peers:
-                self.emit("not_delivered", id=msg.msg_id, to=peer_id, reason="store failed")
+                self.runtime.emit("not_delivered", id=msg.msg_id, to=peer_id,
+                                  reason="store failed")
 
-    def _pump(self, session: Session) -> None:
+    def pump(self, session: PeerSession) -> None:
         """Send queued messages for the session's peer, in order, until the buffer fills."""
-        assert self.store is not None
+        if (Capability.CHAT not in session.capabilities
+                or self.sessions.get(session.peer_id) is not session):
+            return
         while session.ready and not session.paused:
-            rows = self.store.outbox_after(session.peer_id, session.last_sent_seq)
+            rows = self.store.outbox_after(session.peer_id, self.sessions.position(session))
             if not rows:
                 return
-            session.write_frame(b"".join(HEADER.pack(len(p)) + p for _, _, p in rows))
-            session.last_sent_seq = rows[-1][0]
-
+            session.write_outbox([p for _, _, p in rows])
+            self.sessions.advance(session, rows[-1][0])

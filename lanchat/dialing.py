@@ -1,6 +1,7 @@
 """How a node reaches peers and lets them in: the listener, TLS upgrade, dial loops.
 
-A mixin of `Node` (lanchat/node.py); everything here runs on the node's loop thread.
+`Dialer` owns the listening sockets, the dial loops and the static targets; sessions it
+makes are registered in the node's `SessionRegistry`. Everything runs on the loop thread.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
+from lanchat.api import PeerSession, RuntimeApi, SessionOwner
 from lanchat.config import DEFAULT_PORT, Config
 from lanchat.errors import NodeError
 from lanchat.identity import Identity
 from lanchat.peers import PeerTable
-from lanchat.session import Session, SessionOwner
+from lanchat.session import Session, client_context, server_context
+from lanchat.sessions import SessionRegistry
 from lanchat.store import Store
 from lanchat.text import safe_line
 
@@ -27,7 +30,6 @@ CONNECT_TIMEOUT_S = 3.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 STABLE_SESSION_S = 2.0  # a session that lasted less does not reset the dial backoff
-MAX_PENDING_HANDSHAKES = 256
 REPORT_EVERY_S = 1.0
 
 
@@ -82,57 +84,51 @@ def ssl_error() -> type[Exception]:
 class _Acceptor(asyncio.Protocol):
     """Holds a fresh TCP connection until TLS takes over."""
 
-    def __init__(self, node: Dialing) -> None:
-        self.node = node
+    def __init__(self, dialer: Dialer) -> None:
+        self.dialer = dialer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()
-        self.node._accepted(transport)
+        self.dialer.accepted(transport)
 
 
-class Dialing:
-    """Listener and dialers of a Node (a mixin: the attributes are the Node's)."""
+class Dialer:
+    """Listener and dial loops of one node."""
 
-    config: Config
-    identity: Identity | None
-    store: Store | None
-    port: int
-    addresses: list[str]
-    nick: str
-    instance: str
-    _loop: asyncio.AbstractEventLoop
-    _servers: list[asyncio.AbstractServer]
-    _sessions: dict[str, Session]
-    _all_sessions: set[Session]
-    _pending_handshakes: int
-    _dialers: dict[str, asyncio.Task[None]]
-    _kicks: dict[str, asyncio.Event]
-    _statics: dict[str, StaticTarget]
-    _outbox_count: dict[str, int]
-    _control: dict[str, list[Any]]
-    _closing: bool
-    _server_ctx: Any
-    _client_ctx: Any
-    _liveness: tuple[float, float]
-    _reported: dict[str, float]
+    def __init__(self, *, config: Config, identity: Identity, runtime: RuntimeApi,
+                 sessions: SessionRegistry, owner: SessionOwner, store: Store,
+                 table: PeerTable, nick: Callable[[], str], instance: str,
+                 wanted: Callable[[str], bool]) -> None:
+        self.config = config
+        self.identity = identity
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.sessions = sessions
+        self.owner = owner
+        self.store = store
+        self.table = table
+        self._nick = nick
+        self.instance = instance
+        self._wanted = wanted
+        self.port = 0
+        self.closing = False
+        self.statics: dict[str, StaticTarget] = {}
+        for text in config.peers:
+            target = StaticTarget.parse(text)
+            self.statics[target.key] = target
+        self._servers: list[asyncio.AbstractServer] = []
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._kicks: dict[str, asyncio.Event] = {}
+        self._reported: dict[str, float] = {}
+        self._server_ctx = server_context(identity)
+        self._client_ctx = client_context()
+        self._liveness = (config.heartbeat_s, config.dead_after_s)
 
-    @property
-    def _owner(self) -> SessionOwner:
-        """This node as its sessions see it (Node implements SessionOwner)."""
-        return cast("SessionOwner", self)
+    # -- listening ------------------------------------------------------------------------
 
-    @property
-    def _table(self) -> PeerTable:
-        raise NotImplementedError
-
-    def _count(self, key: str, n: int = 1) -> None:
-        raise NotImplementedError
-
-    def emit(self, name: str, /, **fields: Any) -> None:
-        raise NotImplementedError
-
-    async def _listen(self) -> None:
+    async def listen(self) -> list[str]:
+        """Bind the listener; return the addresses it is reachable on (may be empty)."""
         hosts = list(self.config.interfaces) or ["0.0.0.0"]
         port = self.config.port
         try:
@@ -144,54 +140,69 @@ class Dialing:
                     "--port, or --port 0 for any free port") from None
             log.info("port %d busy, taking a free one", port)
             await self._bind(hosts, 0)
-        if not self.addresses:
-            self.addresses = [h for h in hosts if h != "0.0.0.0"] or _local_addresses()
+        return [h for h in hosts if h != "0.0.0.0"]
 
     async def _bind(self, hosts: list[str], port: int) -> None:
-        for server in self._servers:
-            server.close()
-        self._servers = []
+        self.close_listeners()
         for host in hosts:
-            server = await self._loop.create_server(
+            server = await self.loop.create_server(
                 lambda: _Acceptor(self), host, port, reuse_address=True, backlog=512)
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
         self.port = port
 
-    def _accepted(self, transport: asyncio.Transport) -> None:
-        if self._closing or self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
-            self._count("handshakes_shed")
+    def close_listeners(self) -> None:
+        """Stop accepting connections."""
+        for server in self._servers:
+            server.close()
+        self._servers = []
+
+    def accepted(self, transport: asyncio.Transport) -> None:
+        """A TCP connection came in: upgrade it to TLS, unless too many are pending."""
+        if self.closing or not self.sessions.handshake_begins():
+            self.runtime.count("handshakes_shed")
             transport.abort()
             return
-        self._pending_handshakes += 1
-        self._loop.create_task(self._upgrade(transport))
+        self.loop.create_task(self._upgrade(transport))
+
+    def _session(self, *, server: bool, address: str,
+                 expected_id: str | None = None) -> Session:
+        session = Session(self.owner, self.identity, self._nick(), self.port, server=server,
+                          address=address, expected_id=expected_id, loop=self.loop,
+                          liveness=self._liveness)
+        session.instance = self.instance
+        return session
 
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
-        assert self.identity is not None
-        session = Session(self._owner, self.identity, self.nick, self.port, server=True,
-                          address=str(peer[0]), loop=self._loop, liveness=self._liveness)
-        session.instance = self.instance
+        session = self._session(server=True, address=str(peer[0]))
         try:
-            tls = await self._loop.start_tls(transport, session, self._server_ctx,
-                                             server_side=True,
-                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S)
+            tls = await self.loop.start_tls(transport, session, self._server_ctx,
+                                            server_side=True,
+                                            ssl_handshake_timeout=CONNECT_TIMEOUT_S)
         except (OSError, ConnectionError, TimeoutError, ssl_error()) as exc:
-            self._count("tls_failed")
+            self.runtime.count("tls_failed")
             log.info("TLS from %s failed: %s", peer[0], safe_line(str(exc)))
             transport.abort()
             reason = "handshake not finished in time" if isinstance(exc, TimeoutError) else (
                 f"TLS handshake failed: {exc}")
-            self._report("session_refused", str(peer[0]), reason)
+            self.report("session_refused", str(peer[0]), reason)
             return
         finally:
-            self._pending_handshakes -= 1
+            self.sessions.handshake_ends()
         if tls is None:
             return
-        self._all_sessions.add(session)
+        self.sessions.add(session)
         session.connection_made(tls)
 
-    def _ensure_dialer(self, key: str, *, kick: bool = True) -> None:
+    # -- dialing --------------------------------------------------------------------------
+
+    def start(self, keys: list[str]) -> None:
+        """Dial every static target and these peers."""
+        for key in [*self.statics, *keys]:
+            self.ensure(key)
+
+    def ensure(self, key: str, *, kick: bool = True) -> None:
         """Start a dial loop for `key`; `kick` cuts a running loop's backoff short."""
         event = self._kicks.get(key)
         if event is not None and kick:
@@ -199,23 +210,39 @@ class Dialing:
         task = self._dialers.get(key)
         if task is not None and not task.done():
             return
-        if self._closing:
+        if self.closing:
             return
         self._kicks[key] = asyncio.Event()
-        self._dialers[key] = self._loop.create_task(self._dial_loop(key))
+        self._dialers[key] = self.loop.create_task(self._dial_loop(key))
 
-    def _wants(self, key: str) -> bool:
-        if self._closing:
+    def wants(self, key: str) -> bool:
+        """True while a session to `key` is wanted (a static target, or something waits)."""
+        if self.closing:
             return False
-        if key in self._statics or self._control.get(key):
-            return True
-        return self._outbox_count.get(key, 0) > 0
+        return key in self.statics or self._wanted(key)
+
+    async def stop(self) -> None:
+        """End every dial loop."""
+        self.closing = True
+        dialers = list(self._dialers.values())
+        for task in dialers:
+            task.cancel()
+        await asyncio.gather(*dialers, return_exceptions=True)
+
+    def pin_static(self, key: str | None, peer_id: str) -> None:
+        """A session made by a static dialer: pin the typed address to the peer's id."""
+        if key is None or key not in self.statics:
+            return
+        try:
+            if self.store.pinned(key) is None:
+                self.store.pin(key, peer_id)
+        except sqlite3.Error as exc:
+            log.warning("could not pin %s: %s", key, exc)
 
     def _static_peer_id(self, key: str) -> str | None:
-        target = self._statics.get(key)
+        target = self.statics.get(key)
         if target is None:
             return key
-        assert self.store is not None
         return self.store.pinned(key) or target.expected_id
 
     async def _dial_loop(self, key: str) -> None:
@@ -223,16 +250,16 @@ class Dialing:
         backoff = BACKOFF_MIN_S
         kick = self._kicks[key]
         try:
-            while self._wants(key):
+            while self.wants(key):
                 kick.clear()
                 peer_id = self._static_peer_id(key)
-                live = self._sessions.get(peer_id) if peer_id else None
+                live = self.sessions.get(peer_id) if peer_id else None
                 if live is None:
                     live = await self._dial_once(key)
                 if live is not None:
-                    began = self._loop.time()
+                    began = self.loop.time()
                     await asyncio.shield(live.closed)
-                    if self._loop.time() - began >= STABLE_SESSION_S:
+                    if self.loop.time() - began >= STABLE_SESSION_S:
                         backoff = BACKOFF_MIN_S
                         continue
                 try:
@@ -246,17 +273,18 @@ class Dialing:
                 self._kicks.pop(key, None)
 
     def _dial_targets(self, key: str) -> list[tuple[str, int, str | None]]:
-        target = self._statics.get(key)
+        target = self.statics.get(key)
         if target is not None:
             return [(target.host, target.port, self._static_peer_id(key))]
-        return [(addr, port, key) for addr, port in self._table.dial_order(key)]
+        return [(addr, port, key) for addr, port in self.table.dial_order(key)]
 
-    async def _dial_once(self, key: str) -> Session | None:
+    async def _dial_once(self, key: str) -> PeerSession | None:
         for host, port, expected in self._dial_targets(key):
-            if self._closing:
+            if self.closing:
                 return None
-            if expected and expected in self._sessions:
-                return self._sessions[expected]
+            live = self.sessions.get(expected) if expected else None
+            if live is not None:
+                return live
             session = await self._connect(host, port, expected, key)
             if session is not None:
                 return session
@@ -264,25 +292,21 @@ class Dialing:
 
     async def _connect(self, host: str, port: int, expected: str | None,
                        key: str) -> Session | None:
-        assert self.identity is not None
-        session = Session(self._owner, self.identity, self.nick, self.port, server=False,
-                          address=host, expected_id=expected, loop=self._loop,
-                          liveness=self._liveness)
+        session = self._session(server=False, address=host, expected_id=expected)
         session.dial_key = key
-        session.instance = self.instance
         session.peer_port = port
-        session.on_ready = self._loop.create_future()
+        session.on_ready = self.loop.create_future()
         try:
             await asyncio.wait_for(
-                self._loop.create_connection(lambda: session, host, port,
-                                             ssl=self._client_ctx, server_hostname=None,
-                                             ssl_handshake_timeout=CONNECT_TIMEOUT_S),
+                self.loop.create_connection(lambda: session, host, port,
+                                            ssl=self._client_ctx, server_hostname=None,
+                                            ssl_handshake_timeout=CONNECT_TIMEOUT_S),
                 CONNECT_TIMEOUT_S + 1)
         except (OSError, TimeoutError, ConnectionError, ssl_error()) as exc:
-            self._count("dial_failed")
+            self.runtime.count("dial_failed")
             log.info("connect %s:%d failed: %s", safe_line(host), port, safe_line(str(exc)))
             return None
-        self._all_sessions.add(session)
+        self.sessions.add(session)
         await asyncio.wait([session.on_ready, session.closed], timeout=CONNECT_TIMEOUT_S * 2,
                            return_when=asyncio.FIRST_COMPLETED)
         if not session.ready:
@@ -290,20 +314,20 @@ class Dialing:
             return None
         return session
 
-    def _report(self, code: str, address: str, reason: str) -> None:
+    def report(self, code: str, address: str, reason: str) -> None:
         """An `error` event for a refused connection, at most one per address per second."""
-        now = self._loop.time()
+        now = self.loop.time()
         if now - self._reported.get(address, -REPORT_EVERY_S) < REPORT_EVERY_S:
-            self._count("reports_suppressed")
+            self.runtime.count("reports_suppressed")
             return
         if len(self._reported) > 1024:
             self._reported.clear()
         self._reported[address] = now
-        self.emit("error", code=code, address=address,
-                  message=f"connection from {address} refused: {reason}")
+        self.runtime.emit("error", code=code, address=address,
+                          message=f"connection from {address} refused: {reason}")
 
 
-def _local_addresses() -> list[str]:
+def local_addresses() -> list[str]:
     try:
         from lanchat.discovery.interfaces import usable_interfaces
 

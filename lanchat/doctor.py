@@ -129,7 +129,7 @@ def format_text(report: dict[str, Any]) -> str:
 
 def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
     """Start a node, listen for `wait_s` seconds, print the report."""
-    from lanchat.headless import started_node
+    from lanchat.assembly import started_node
 
     node = started_node(config)
     if node is None:

@@ -1,31 +1,33 @@
-"""The Node: the one public API over sessions, store, peer table and discovery.
+"""The Node: the one public API over sessions, store, peer table and extensions.
 
-One background thread runs an asyncio loop that owns every socket and timer; a second
-thread delivers events to listeners in order. Public methods are thread-safe and return
-at once; outcomes arrive as events.
-
-Extensions (discovery, file transfer) are objects in `node.extensions`, added before
-`start()`. Each may define, all called on the loop thread:
-`async start(node)`, `async stop()`, `on_message(session, message) -> bool` (True when it
-handled a control message), `set_nick(nick)`, `stats() -> dict`.
+A small facade over objects that each own their state (docs/ARCHITECTURE.md, "The node"):
+`Runtime` (the loop and event threads), `SessionRegistry` (one session per peer, outbox
+positions), `Dialer` (listener and dial loops), `Delivery` (group commit, outbox, acks,
+backpressure) and `Presence` (the peer table and its events). Public methods are
+thread-safe and return at once; outcomes arrive as events. Extensions (discovery, file
+transfer, rooms, foreign peer kinds) implement `lanchat.api.Extension` and are added with
+`add_extension()` before `start()`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
-import queue
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lanchat.api import (
+    Capability,
+    CloseReason,
+    Extension,
+    PeerSession,
+    PresenceApi,
+    RuntimeApi,
+)
 from lanchat.config import Config
 from lanchat.delivery import (  # noqa: F401 - re-exported: the node's public names
     EVENTS_HIGH_WATER,
@@ -34,77 +36,57 @@ from lanchat.delivery import (  # noqa: F401 - re-exported: the node's public na
     check_text,
     new_message_id,
 )
-from lanchat.dialing import Dialing, StaticTarget, parse_targets  # noqa: F401 - re-exported
+from lanchat.dialing import Dialer, StaticTarget, local_addresses, parse_targets  # noqa: F401
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, safety_code
-from lanchat.peers import Change, Peer, PeerTable
+from lanchat.peers import PeerTable
+from lanchat.presence import Presence
 from lanchat.protocol import Chat, Message, NickChange, ProtocolError, check_nick
-from lanchat.session import CloseReason, Session, client_context, server_context
+from lanchat.runtime import CALL_TIMEOUT_S, Runtime
+from lanchat.sessions import SessionRegistry
 from lanchat.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CALL_TIMEOUT_S = 10.0
-CLOSE_GRACE_S = 1.0
+CLOSE_GRACE_S = 1.0  # how long sessions get to say bye at close
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
 
+__all__ = ["CALL_TIMEOUT_S", "EVENTS_HIGH_WATER", "EVENTS_LOW_WATER", "Node", "NodeError",
+           "StaticTarget", "check_text", "new_message_id", "parse_targets"]
 
 
+class _Parts:
+    """What exists only while the node runs (made in `start`)."""
+
+    def __init__(self, identity: Identity, store: Store, sessions: SessionRegistry,
+                 delivery: Delivery, presence: Presence, dialer: Dialer) -> None:
+        self.identity = identity
+        self.store = store
+        self.sessions = sessions
+        self.delivery = delivery
+        self.presence = presence
+        self.dialer = dialer
 
 
-class Node(Dialing, Delivery):
-    """A lanchat node. Use as a context manager, or call start() and close().
-
-    Reaching peers is in `Dialing` (lanchat/dialing.py); messages in `Delivery`
-    (lanchat/delivery.py); sessions report here (the session owner)."""
+class Node:
+    """A lanchat node. Use as a context manager, or call start() and close()."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nick = check_nick(config.nick)
-        self.identity: Identity | None = None
-        self.store: Store | None = None
-        self.table: PeerTable | None = None
         self.port = 0
-        self.addresses: list[str] = []
-        self.counters: dict[str, int] = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="lanchat-net", daemon=True)
-        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
-        self._event_thread = threading.Thread(target=self._run_events, name="lanchat-events",
-                                              daemon=True)
-        self._listeners: list[Callable[[Event], None]] = []
-        self._idle: list[Callable[[], None]] = []
+        self.instance = secrets.token_hex(8)
+        self._runtime = Runtime()
+        self.runtime: RuntimeApi = self._runtime
+        self.extensions: list[Extension] = []
+        self._addresses: list[str] = []
+        self._parts: _Parts | None = None
         self._lock_fd: int | None = None
-        self._servers: list[asyncio.AbstractServer] = []
-        self._sessions: dict[str, Session] = {}
-        self._all_sessions: set[Session] = set()
-        self._pending_handshakes = 0
-        self._dialers: dict[str, asyncio.Task[None]] = {}
-        self._kicks: dict[str, asyncio.Event] = {}
-        self._statics: dict[str, StaticTarget] = {}
-        self._outbox_count: dict[str, int] = {}
-        self._in: list[tuple[Session, list[Chat]]] = []
-        self._out: list[tuple[list[str], Chat, bytes]] = []
-        self._acks: list[tuple[str, tuple[str, ...]]] = []
-        self._control: dict[str, list[Message]] = {}
-        self._submit_lock = threading.Lock()
-        self._submitted: list[tuple[list[str], Chat, bytes]] = []
-        self._wake_pending = False
-        self._reported: dict[str, float] = {}
-        self._throttled: set[Session] = set()
-        self._throttling = False
-        self._flush_scheduled = False
-        self._started = False
         self._closing = False
         self._closed = False
-        self._client_ctx = client_context()
-        self._server_ctx: Any = None
-        self.extensions: list[Any] = []
-        self._liveness = (config.heartbeat_s, config.dead_after_s)
-        self.instance = secrets.token_hex(8)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -115,14 +97,12 @@ class Node(Dialing, Delivery):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def node_id(self) -> str:
-        """This node's id."""
-        assert self.identity is not None
-        return self.identity.node_id
+    def add_extension(self, extension: Extension) -> None:
+        """Plug in a capability (before `start()`)."""
+        self.extensions.append(extension)
 
     def start(self) -> None:
-        """Open the home, listen, dial static peers and start discovery; emit `ready`."""
+        """Open the home, listen, dial static peers and start extensions; emit `ready`."""
         home = self.config.home
         try:
             home.mkdir(parents=True, exist_ok=True)
@@ -130,54 +110,90 @@ class Node(Dialing, Delivery):
             raise NodeError(f"cannot create home {home}: {exc}") from None
         self._take_lock(home)
         try:
-            self.identity = Identity.load_or_create(home)
-            self.store = Store(home / "lanchat.db")
-            for text in self.config.peers:
-                target = StaticTarget.parse(text)
-                self._statics[target.key] = target
+            self._parts = self._assemble()
         except (StoreError, ValueError, OSError) as exc:
             self._release_lock()
             raise NodeError(str(exc)) from None
         except Exception:
             self._release_lock()
             raise
-        self._server_ctx = server_context(self.identity)
-        self.table = PeerTable(self.identity.node_id)
-        now = time.time()
-        for known in self.store.known_peers():
-            self.table.remember(known.id, known.nick, known.host, list(known.addresses),
-                                known.port, now)
-        self._outbox_count = self.store.outbox_peers()
-        self._thread.start()
-        self._event_thread.start()
+        self._runtime.start()
         try:
-            self._submit(self._async_start()).result(CALL_TIMEOUT_S)
+            self._runtime.submit(self._async_start()).result(CALL_TIMEOUT_S)
         except BaseException:
             self.close()
             raise
-        self._started = True
+
+    def _assemble(self) -> _Parts:
+        identity = Identity.load_or_create(self.config.home)
+        store = Store(self.config.home / "lanchat.db")
+        try:
+            sessions = SessionRegistry(identity.node_id)
+            delivery = Delivery(self.runtime, store, sessions, lambda: self.nick,
+                                self._dial, self._runtime.backlog,
+                                self._runtime.when_drained)
+            presence = Presence(identity.node_id, store, self.runtime,
+                                connected=sessions.connected, queued=delivery.queued,
+                                dial=self._dial)
+            dialer = Dialer(config=self.config, identity=identity, runtime=self.runtime,
+                            sessions=sessions, owner=self, store=store, table=presence.table,
+                            nick=lambda: self.nick, instance=self.instance,
+                            wanted=delivery.wants)
+        except BaseException:
+            store.close()
+            raise
+        return _Parts(identity, store, sessions, delivery, presence, dialer)
+
+    async def _async_start(self) -> None:
+        parts = self._running
+        self._addresses = await parts.dialer.listen()
+        self.port = parts.dialer.port
+        parts.dialer.start(parts.delivery.waiting())
+        for ext in self.extensions:
+            await ext.start(self)
+        if not self._addresses:
+            self._addresses = local_addresses()
+        self.emit("ready", id=self.node_id, nick=self.nick, port=self.port,
+                  addresses=list(self._addresses), fingerprint=fingerprint(self.node_id))
 
     def close(self) -> None:
         """Say bye to every peer, stop the threads and close the store; idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._thread.is_alive():
+        if self._runtime.running and self._parts is not None:
             try:
-                self._submit(self._async_close()).result(CALL_TIMEOUT_S)
+                self._runtime.submit(self._async_close()).result(CALL_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - closing must go on
                 log.warning("close: %s", exc)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(CALL_TIMEOUT_S)
-        if self._event_thread.is_alive():
-            self._events.put(None)
-            if threading.current_thread() is not self._event_thread:
-                self._event_thread.join(CALL_TIMEOUT_S)
-        if not self._thread.is_alive():
-            self._loop.close()
-        if self.store is not None:
-            self.store.close()
+        self._runtime.stop()
+        if self._parts is not None:
+            self._parts.store.close()
         self._release_lock()
+
+    async def _async_close(self) -> None:
+        import asyncio
+
+        parts = self._running
+        self._closing = True
+        await parts.dialer.stop()
+        parts.delivery.flush()
+        parts.dialer.close_listeners()
+        # Extensions stop side by side: discovery's goodbye must not wait for a slower
+        # extension (a file server joining its threads).
+        results = await asyncio.gather(*(ext.stop() for ext in self.extensions),
+                                       return_exceptions=True)
+        for ext, result in zip(self.extensions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("stopping %s: %s", type(ext).__name__, result)
+        sessions = parts.sessions.every()
+        for session in sessions:
+            session.close("quit")
+        waits = [s.closed for s in sessions if not s.closed.done()]
+        if waits:
+            await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
+        for session in sessions:
+            session.abort()
 
     def _take_lock(self, home: Path) -> None:
         fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -199,124 +215,109 @@ class Node(Dialing, Delivery):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.set_exception_handler(self._loop_exception)
-        self._loop.run_forever()
+    @property
+    def _running(self) -> _Parts:
+        if self._parts is None:
+            raise NodeError("the node is not started")
+        return self._parts
 
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
-        exc = ctx.get("exception")
-        self._count("loop_errors")
-        if isinstance(exc, ConnectionError | TimeoutError | OSError):
-            log.info("network: %s", ctx.get("message"))
-        else:
-            log.error("loop error: %s", ctx.get("message"), exc_info=exc)
+    # -- facts ------------------------------------------------------------------------
 
-    def _run_events(self) -> None:
-        closing = False
-        while True:
-            if closing:
-                try:
-                    event = self._events.get_nowait()
-                except queue.Empty:
-                    return
-            else:
-                event = self._events.get()
-            if event is None:
-                closing = True
-                continue
-            for listener in list(self._listeners):
-                try:
-                    listener(event)
-                except Exception:  # noqa: BLE001 - a listener never stops the others
-                    log.exception("event listener failed on %s", event.name)
-            if self._throttling and self._events.qsize() < EVENTS_LOW_WATER:
-                self._throttling = False
-                if not self._closed:
-                    self._loop.call_soon_threadsafe(self._unthrottle)
-            if self._events.empty():
-                for idle in list(self._idle):
-                    try:
-                        idle()
-                    except Exception:  # noqa: BLE001
-                        log.exception("idle hook failed")
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self._running.identity.node_id
 
-    def _submit(self, coro: Any) -> Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+    @property
+    def identity(self) -> Identity:
+        """This node's key and certificate."""
+        return self._running.identity
+
+    @property
+    def store(self) -> Store:
+        """The history database."""
+        return self._running.store
+
+    @property
+    def presence(self) -> PresenceApi:
+        """The peer table as extensions report to it (loop thread)."""
+        return self._running.presence
+
+    @property
+    def table(self) -> PeerTable:
+        """The peer table (reads on the loop thread)."""
+        return self._running.presence.table
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The node's counters."""
+        return self.runtime.counters
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses this node announces."""
+        return list(self._addresses)
+
+    def set_addresses(self, addresses: list[str]) -> None:
+        """Announce these addresses (an extension chose the interfaces)."""
+        self._addresses = list(addresses)
+
+    # -- threads and events -----------------------------------------------------------
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the loop thread and return its result (for table reads)."""
-        if threading.current_thread() is self._thread:
-            return fn(*args)
-
-        async def run() -> T:
-            return fn(*args)
-
-        result: T = self._submit(run()).result(CALL_TIMEOUT_S)
-        return result
-
-    # -- listeners ---------------------------------------------------------------------
+        return self._runtime.call(fn, *args)
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         """Call `listener(event)` for every event, on the event thread, in order."""
-        self._listeners.append(listener)
+        self._runtime.subscribe(listener)
 
     def on_idle(self, hook: Callable[[], None]) -> None:
         """Call `hook()` on the event thread whenever the event queue runs empty."""
-        self._idle.append(hook)
+        self._runtime.on_idle(hook)
 
     def emit(self, name: str, /, **fields: Any) -> None:
         """Queue an event for the listeners (any thread)."""
-        self._events.put(Event.make(name, **fields))
-
-    def _count(self, key: str, n: int = 1) -> None:
-        self.counters[key] = self.counters.get(key, 0) + n
+        self._runtime.emit(name, **fields)
 
     # -- public API (any thread) ---------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """Own id, nick, fingerprint, port and addresses."""
         return {"id": self.node_id, "nick": self.nick, "port": self.port,
-                "addresses": list(self.addresses),
+                "addresses": list(self._addresses),
                 "fingerprint": fingerprint(self.node_id)}
 
     def peers(self) -> list[dict[str, Any]]:
         """Snapshot of the peer table, by list number."""
-        with self._table.lock:
-            return [self._peer_view(p) for p in self._table.all()]
+        return self.call(self._running.presence.all)
 
     def resolve(self, ref: str) -> dict[str, Any]:
         """Find a peer by nick, number, id or id prefix; raise LookupError if none."""
-        with self._table.lock:
-            return self._peer_view(self._table.resolve(ref))
+        return self.call(self._running.presence.resolve, ref)
 
     def send(self, ref: str, text: str) -> str:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
         check_text(text)
-        table = self._table
+        table = self.table
         peer_id = ref if table.get(ref) is not None else table.resolve(ref).id
         return self._queue([peer_id], text, broadcast=False)
 
     def broadcast(self, text: str) -> tuple[str, list[str]]:
         """Queue a message to every known peer; return its id and the peer ids."""
         check_text(text)
-        targets = [p.id for p in self._table.all()]
+        targets = [p.id for p in self.table.all()]
         if not targets:
             return "", []
         return self._queue(targets, text, broadcast=True), targets
 
+    def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
+        return self._running.delivery.queue(peers, text, broadcast=broadcast)
+
     def send_control(self, peer_id: str, message: Message) -> None:
         """Send a control message to a peer (thread-safe); it waits in memory, not in the
         store, until a session to the peer is up."""
-        self._loop.call_soon_threadsafe(self._send_control, peer_id, message)
-
-    def _send_control(self, peer_id: str, message: Message) -> None:
-        session = self._sessions.get(peer_id)
-        if session is not None:
-            session.send(message)
-            return
-        self._control.setdefault(peer_id, []).append(message)
-        self._ensure_dialer(peer_id)
+        self._runtime.call_soon(self._running.delivery.send_control, peer_id, message)
 
     def set_nick(self, nick: str) -> None:
         """Change this node's nick and tell every peer."""
@@ -324,11 +325,17 @@ class Node(Dialing, Delivery):
             check_nick(nick)
         except ProtocolError as exc:
             raise ValueError(exc.reason) from None
-        self._loop.call_soon_threadsafe(self._set_nick, nick)
+        self._runtime.call_soon(self._set_nick, nick)
+
+    def _set_nick(self, nick: str) -> None:
+        self.nick = nick
+        for session in self._running.sessions:
+            session.set_nick(nick)
+        for ext in self.extensions:
+            ext.set_nick(nick)
 
     def history(self, ref: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Stored messages, oldest first, with one peer or all."""
-        assert self.store is not None
         peer_id = self.resolve(ref)["id"] if ref else None
         rows = self.store.history(peer_id, limit)
         names = {p["id"]: p["nick"] for p in self.peers()}
@@ -339,7 +346,6 @@ class Node(Dialing, Delivery):
 
     def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
         """Stored messages matching every word of `query`, oldest first."""
-        assert self.store is not None
         names = {p["id"]: p["nick"] for p in self.peers()}
         return [{"id": r.id, "peer": r.peer, "nick": r.nick if r.direction == "in" else
                  self.nick, "with": names.get(r.peer, r.peer), "direction": r.direction,
@@ -352,15 +358,10 @@ class Node(Dialing, Delivery):
 
     def set_trust(self, ref: str, trust: str) -> dict[str, Any]:
         """Mark a peer 'verified', 'trusted' or back to 'tofu'; return the peer."""
-        assert self.store is not None
         if trust not in TRUST_LEVELS:
             raise ValueError(f"trust is one of {', '.join(TRUST_LEVELS)}")
         peer = self.resolve(ref)
-        if not self.store.set_trust(peer["id"], trust):
-            self.store.remember_peer(peer["id"], peer["nick"], peer["host"],
-                                     peer["addresses"], peer["port"])
-            self.store.set_trust(peer["id"], trust)
-        return self.resolve(peer["id"])
+        return self.call(self._running.presence.set_trust, peer["id"], trust)
 
     def forget(self, ref: str) -> dict[str, Any]:
         """Drop a peer: its pins, its queued messages, its session and its list entry."""
@@ -369,66 +370,43 @@ class Node(Dialing, Delivery):
         return peer
 
     def _forget(self, peer_id: str) -> None:
-        assert self.store is not None
-        self.store.forget_peer(peer_id)
-        self._outbox_count.pop(peer_id, None)
-        self._control.pop(peer_id, None)
-        session = self._sessions.pop(peer_id, None)
+        parts = self._running
+        parts.presence.forget(peer_id)
+        parts.delivery.forget(peer_id)
+        session = parts.sessions.drop(peer_id)
         if session is not None:
             session.close("forgotten")
-        self._table.forget(peer_id)
+
+    def keeps_peer(self, peer_id: str) -> bool:
+        """True for a peer the table must not forget: known from a session or queued for."""
+        return self.call(self._running.presence.keeps, peer_id)
 
     def stats(self) -> dict[str, Any]:
         """Counters and per-session figures, for doctor and tests."""
         def collect() -> dict[str, Any]:
+            parts = self._running
             return {"counters": dict(self.counters),
-                    "outbox": dict(self._outbox_count),
+                    "outbox": dict(parts.delivery.outbox_count),
                     "sessions": [{"peer": s.peer_id, "nick": s.peer_nick, "server": s.server,
-                                  "address": s.address, "state": s.state.value}
-                                 for s in self._all_sessions],
-                    "extensions": {type(e).__name__: e.stats() for e in self.extensions
-                                   if hasattr(e, "stats")}}
+                                  "address": s.address, "state": s.state.value,
+                                  "kind": s.kind}
+                                 for s in parts.sessions.every()],
+                    "extensions": {type(e).__name__: e.stats() for e in self.extensions}}
         return self.call(collect)
 
-    # -- loop side ---------------------------------------------------------------------
+    # -- the session owner (loop thread) --------------------------------------------------
 
-    @property
-    def _table(self) -> PeerTable:
-        assert self.table is not None
-        return self.table
+    def _dial(self, key: str) -> None:
+        if self._parts is not None and not self._closing:
+            self._parts.dialer.ensure(key)
 
-    def _peer_view(self, peer: Peer) -> dict[str, Any]:
-        view = peer.public()
-        view["connected"] = peer.id in self._sessions
-        view["queued"] = self._outbox_count.get(peer.id, 0)
-        view["first_seen"] = peer.first_seen
-        view["last_seen"] = peer.last_seen
-        view["left_reason"] = peer.left_reason
-        assert self.store is not None
-        view["trust"] = self.store.trust_of(peer.id) or "new"
-        return view
-
-    async def _async_start(self) -> None:
-        await self._listen()
-        for target in self._statics.values():
-            self._ensure_dialer(target.key)
-        for peer_id, n in self._outbox_count.items():
-            if n:
-                self._ensure_dialer(peer_id)
-        for ext in self.extensions:
-            await ext.start(self)
-        self.emit("ready", id=self.node_id, nick=self.nick, port=self.port,
-                  addresses=list(self.addresses), fingerprint=fingerprint(self.node_id))
-
-    # -- session owner ------------------------------------------------------------------
-
-    def check_server(self, session: Session, peer_id: str) -> str | None:
+    def check_server(self, session: PeerSession, peer_id: str) -> str | None:
         """Refuse a server whose key is not the one expected or pinned."""
         if peer_id == self.node_id:
             return "connected to itself"
         expected = session.expected_id
         if expected and peer_id != expected and not peer_id.startswith(expected):
-            self._count("key_mismatch")
+            self.runtime.count("key_mismatch")
             self.emit("error", code="key_mismatch",
                       message=(f"{session.address} showed key {fingerprint(peer_id)} but "
                                f"{fingerprint(expected)} is pinned for it; refused. If the "
@@ -437,134 +415,59 @@ class Node(Dialing, Delivery):
             return "key does not match the pinned id"
         return None
 
-    def check_client(self, session: Session, peer_id: str) -> str | None:
-        """Refuse ourselves and blocked peers."""
+    def check_client(self, session: PeerSession, peer_id: str) -> str | None:
+        """Refuse ourselves."""
         if peer_id == self.node_id:
             return "connected to itself"
         return None
 
-    def session_ready(self, session: Session) -> None:
+    def session_ready(self, session: PeerSession) -> None:
         """Keep one session per peer, mark it online and send what waits for it."""
+        parts = self._running
         pid = session.peer_id
-        key = session.dial_key
-        assert self.store is not None
-        if key is not None and key in self._statics:
-            try:
-                if self.store.pinned(key) is None:
-                    self.store.pin(key, pid)
-            except sqlite3.Error as exc:
-                log.warning("could not pin %s: %s", key, exc)
-        existing = self._sessions.get(pid)
-        if existing is not None and existing is not session:
-            if self._keep_new(existing, session):
-                self._sessions[pid] = session
-                existing.close("duplicate")
-            else:
-                session.close("duplicate")
-                return
-        self._sessions[pid] = session
-        change = self._table.seen(pid, "session", time.time(), nick=session.peer_nick,
-                                  address=session.address, port=session.peer_port,
-                                  verified=True)
-        peer = self._table.get(pid)
-        assert peer is not None
-        try:
-            self.store.remember_peer(pid, peer.nick, peer.host, peer.addresses, peer.port)
-        except sqlite3.Error as exc:
-            log.warning("could not remember peer %s: %s", pid[:16], exc)
-        self._announce(change)
-        for message in self._control.pop(pid, []):
-            session.send(message)
-        self._pump(session)
-
-    def _keep_new(self, old: Session, new: Session) -> bool:
-        def initiator(s: Session) -> str:
-            return s.peer_id if s.server else self.node_id
-        if old.peer_instance != new.peer_instance or initiator(old) == initiator(new):
-            return True  # the peer restarted (the old session is stale), or redialled
-        return initiator(new) == min(self.node_id, new.peer_id)
-
-    def session_message(self, session: Session, message: Message) -> None:
-        """Nick changes and, later, file control."""
-        if isinstance(message, NickChange):
-            change = self._table.seen(session.peer_id, "session", time.time(),
-                                      nick=message.nick)
-            self._announce(change)
+        parts.dialer.pin_static(session.dial_key, pid)
+        if not parts.sessions.claim(session):
             return
-        for ext in self.extensions:
-            handler = getattr(ext, "on_message", None)
-            if handler is not None and handler(session, message):
-                return
-        self._count("unhandled_messages")
+        parts.presence.seen(pid, "session", time.time(), nick=session.peer_nick,
+                            address=session.address, port=session.peer_port, verified=True)
+        parts.presence.remember(pid)
+        parts.delivery.session_ready(session)
 
-    def session_closed(self, session: Session, reason: CloseReason, detail: str) -> None:
+    def session_chats(self, session: PeerSession, chats: list[Chat]) -> None:
+        """Queue received messages for the next group commit."""
+        self._running.delivery.session_chats(session, chats)
+
+    def session_acks(self, session: PeerSession, ids: tuple[str, ...]) -> None:
+        """The peer stored these messages."""
+        self._running.delivery.session_acks(session, ids)
+
+    def session_writable(self, session: PeerSession) -> None:
+        """The peer caught up: send more."""
+        self._running.delivery.pump(session)
+
+    def session_message(self, session: PeerSession, message: Message) -> None:
+        """Nick changes here; anything else to the extensions in order."""
+        if isinstance(message, NickChange):
+            self._running.presence.seen(session.peer_id, "session", time.time(),
+                                        nick=message.nick)
+            return
+        if Capability.CONTROL in session.capabilities:
+            for ext in self.extensions:
+                if ext.on_message(session, message):
+                    return
+        self.runtime.count("unhandled_messages")
+
+    def session_closed(self, session: PeerSession, reason: CloseReason, detail: str) -> None:
         """Forget the session; mark the peer offline if nothing else shows it."""
-        self._all_sessions.discard(session)
-        self._throttled.discard(session)
-        pid = session.peer_id
-        if pid and self._sessions.get(pid) is session:
-            del self._sessions[pid]
+        parts = self._running
+        parts.delivery.session_closed(session)
+        if parts.sessions.release(session):
             if not self._closing:
-                change = self._table.lost(pid, "session", reason.value
-                                          if reason is not CloseReason.LOCAL else "bye",
-                                          time.time())
-                self._announce(change)
-                if self._wants(pid):
-                    self._ensure_dialer(pid, kick=False)
+                parts.presence.lost(session.peer_id, "session",
+                                    reason.value if reason is not CloseReason.LOCAL else "bye",
+                                    time.time())
+                if parts.dialer.wants(session.peer_id):
+                    parts.dialer.ensure(session.peer_id, kick=False)
         elif reason is CloseReason.ERROR:
             code = "refused" if detail.startswith("refused by peer") else "session_refused"
-            self._report(code, session.address, detail)
-
-    def keeps_peer(self, peer_id: str) -> bool:
-        """True for a peer the table must not forget: known from a session or queued for."""
-        assert self.store is not None
-        return bool(self._outbox_count.get(peer_id)) or self.store.trust_of(peer_id) is not None
-
-    def _announce(self, change: Change | None) -> None:
-        if change is None:
-            return
-        view = self._peer_view(change.peer)
-        if change.kind == "joined":
-            self.emit("peer_joined", peer=view)
-            if self._outbox_count.get(change.peer.id):
-                self._ensure_dialer(change.peer.id)
-        elif change.kind == "left":
-            self.emit("peer_left", peer=view, reason=change.reason)
-        else:
-            self.emit("peer_updated", peer=view)
-
-    def _set_nick(self, nick: str) -> None:
-        self.nick = nick
-        for session in self._sessions.values():
-            session.nick = nick
-            session.send(NickChange(nick))
-        for ext in self.extensions:
-            if hasattr(ext, "set_nick"):
-                ext.set_nick(nick)
-
-    # -- messages: group commit -------------------------------------------------------
-
-    async def _async_close(self) -> None:
-        self._closing = True
-        dialers = list(self._dialers.values())
-        for task in dialers:
-            task.cancel()
-        await asyncio.gather(*dialers, return_exceptions=True)
-        self._flush()
-        for server in self._servers:
-            server.close()
-        # Extensions stop side by side: discovery's goodbye must not wait for a slower
-        # extension (a file server joining its threads).
-        results = await asyncio.gather(*(ext.stop() for ext in self.extensions),
-                                       return_exceptions=True)
-        for ext, result in zip(self.extensions, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("stopping %s: %s", type(ext).__name__, result)
-        sessions = list(self._all_sessions)
-        for session in sessions:
-            session.close("quit")
-        waits = [s.closed for s in sessions if not s.closed.done()]
-        if waits:
-            await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
-        for session in sessions:
-            session.abort()
+            parts.dialer.report(code, session.address, detail)

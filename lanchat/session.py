@@ -8,12 +8,12 @@ key inside the channel by signing the server's nonce and id.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import socket
 import ssl
-from typing import Protocol
+from collections.abc import Sequence
 
+from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
 from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cert, verify_proof
 from lanchat.protocol import (
     DEAD_AFTER_S,
@@ -45,43 +45,6 @@ from lanchat.text import safe_line
 log = logging.getLogger(__name__)
 
 
-class CloseReason(enum.Enum):
-    """Why a session ended, as `peer_left` and logs name it."""
-
-    BYE = "bye"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    LOCAL = "local"
-
-
-class SessionOwner(Protocol):
-    """What a session reports to (the node); every call runs on the loop thread."""
-
-    def check_server(self, session: Session, peer_id: str) -> str | None:
-        """Return a refusal reason for the server's key, or None to go on."""
-
-    def check_client(self, session: Session, peer_id: str) -> str | None:
-        """Return a refusal reason for the client's key, or None to go on."""
-
-    def session_ready(self, session: Session) -> None:
-        """The handshake is done both ways."""
-
-    def session_chats(self, session: Session, chats: list[Chat]) -> None:
-        """Chat messages arrived (to store, then ack)."""
-
-    def session_acks(self, session: Session, ids: tuple[str, ...]) -> None:
-        """The peer stored these messages."""
-
-    def session_message(self, session: Session, message: Message) -> None:
-        """Any other message in the ready state (nick, files)."""
-
-    def session_writable(self, session: Session) -> None:
-        """The send buffer drained below the low-water mark."""
-
-    def session_closed(self, session: Session, reason: CloseReason, detail: str) -> None:
-        """The connection is gone."""
-
-
 def server_context(identity: Identity) -> ssl.SSLContext:
     """TLS 1.3 server context showing this node's certificate."""
     return tls_server_context(str(identity.cert_path), str(identity.key_path))
@@ -110,8 +73,17 @@ WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
 
 
+__all__ = ["CloseReason", "Session", "SessionOwner", "client_context", "server_context",
+           "tls_server_context"]
+
+
 class Session(asyncio.Protocol):
-    """One peer connection: handshake, framing, heartbeats, clean close."""
+    """One peer connection: handshake, framing, heartbeats, clean close.
+
+    Implements `lanchat.api.PeerSession` for the lanchat peer kind."""
+
+    kind = "lanchat"
+    capabilities = LANCHAT_CAPABILITIES
 
     def __init__(self, owner: SessionOwner, identity: Identity, nick: str, own_port: int, *,
                  server: bool, address: str, expected_id: str | None = None,
@@ -129,7 +101,6 @@ class Session(asyncio.Protocol):
         self.peer_id = ""
         self.peer_nick = ""
         self.peer_port = 0
-        self.last_sent_seq = 0
         self.paused = False
         self.closed = loop.create_future()
         self._transport: asyncio.Transport | None = None
@@ -286,9 +257,14 @@ class Session(asyncio.Protocol):
         """Write one message."""
         self.write_frame(encode(message))
 
-    def write_payload(self, payload: bytes) -> None:
-        """Write one already encoded payload as a frame."""
-        self.write_frame(HEADER.pack(len(payload)) + payload)
+    def write_outbox(self, payloads: Sequence[bytes]) -> None:
+        """Write stored chat payloads as frames, in one write."""
+        self.write_frame(b"".join(HEADER.pack(len(p)) + p for p in payloads))
+
+    def set_nick(self, nick: str) -> None:
+        """Our nick changed: tell the peer."""
+        self.nick = nick
+        self.send(NickChange(nick))
 
     def write_frame(self, frame: bytes) -> None:
         """Write bytes of whole frames."""

@@ -15,7 +15,7 @@ PEER_WAIT_SHARE = 0.5
 
 def send_file(config: Config, *, to: str, path: Path, wait_s: float) -> int:
     """Start a node, offer `path` to `to`, wait until the peer verified it; 0 done, 1 not."""
-    from lanchat.headless import EventWaiter, open_node
+    from lanchat.assembly import EventWaiter, open_node
 
     if not path.expanduser().exists():
         print(f"lanchat: no such file or folder: {path}", file=sys.stderr)

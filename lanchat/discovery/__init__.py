@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lanchat.api import NodeHost, PeerSession
 from lanchat.discovery.beacon import STALE_S, Beacon
 from lanchat.discovery.beacon import Sighting as BeaconSighting
 from lanchat.discovery.interfaces import Interface, usable_interfaces
+from lanchat.protocol import Message
+
+if TYPE_CHECKING:
+    from lanchat.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ class Discovery:
     """Node extension: beacon and mDNS on the chosen interfaces."""
 
     def __init__(self) -> None:
-        self.node: Any = None
+        self.node: NodeHost | None = None
         self.interfaces: list[Interface] = []
         self.beacon: Beacon | None = None
         self.mdns: Any = None
@@ -41,7 +46,7 @@ class Discovery:
         self._due = 0.0
         self.max_lateness = 0.0
 
-    async def start(self, node: Any) -> None:
+    async def start(self, node: NodeHost) -> None:
         """Choose interfaces, start the beacon now and mDNS in the background."""
         from lanchat.errors import NodeError
 
@@ -51,7 +56,7 @@ class Discovery:
             self.interfaces = usable_interfaces(config.interfaces)
         except ValueError as exc:
             raise NodeError(f"{exc}; check --interface") from None
-        node.addresses = [i.ip for i in self.interfaces]
+        node.set_addresses([i.ip for i in self.interfaces])
         loop = asyncio.get_running_loop()
         if config.beacon:
             try:
@@ -103,6 +108,10 @@ class Discovery:
             loop = asyncio.get_running_loop()
             loop.run_in_executor(None, self.mdns.set_nick, nick)
 
+    def on_message(self, session: PeerSession, message: Message) -> bool:
+        """Discovery takes no session messages."""
+        return False
+
     def stats(self) -> dict[str, Any]:
         """What doctor reports."""
         return {
@@ -118,7 +127,7 @@ class Discovery:
 
     def _seen(self, s: BeaconSighting | Any) -> None:
         node = self.node
-        if node is None or node.table is None:
+        if node is None:
             return
         now = time.time()
         if s.via == "beacon":
@@ -138,9 +147,8 @@ class Discovery:
             return
         record = self.heard.setdefault(s.node_id, {})
         record[s.via] = {"at": now, "address": s.address, "interface": s.interface}
-        change = node.table.seen(s.node_id, s.via, now, nick=s.nick, host=s.host,
-                                 address=s.address, port=s.port)
-        node._announce(change)
+        node.presence.seen(s.node_id, s.via, now, nick=s.nick, host=s.host,
+                           address=s.address, port=s.port)
 
     def _bye(self, node_id: str, address: str) -> None:
         claim = self._claims.get(node_id)
@@ -150,25 +158,27 @@ class Discovery:
         self._claims.pop(node_id, None)
         self._bye_at[node_id] = time.time()
         if self.node is not None:
-            self.node._announce(self.node.table.lost(node_id, "beacon", "bye", time.time()))
+            self.node.presence.lost(node_id, "beacon", "bye", time.time())
 
     def _gone(self, node_id: str) -> None:
         if self.node is not None:
-            self.node._announce(self.node.table.lost(node_id, "mdns", "bye", time.time()))
+            self.node.presence.lost(node_id, "mdns", "bye", time.time())
 
     def _expire(self) -> None:
         node = self.node
+        assert node is not None
+        presence = node.presence
         now = time.time()
         loop = asyncio.get_running_loop()
         # If this timer ran late, our own loop was starved (a loaded machine): beacons may
         # sit unread in the socket, so give peers that much longer before calling them gone.
         late = max(0.0, loop.time() - self._due) if self._due else 0.0
         self.max_lateness = max(self.max_lateness, late)
-        for peer_id in node.table.stale("beacon", now - STALE_S - late):
-            node._announce(node.table.lost(peer_id, "beacon", "timeout", now))
-        if len(node.table) > MAX_PEERS:
-            dropped = node.table.prune(MAX_PEERS, node.keeps_peer)
-            for peer_id in [k for k in self.heard if node.table.get(k) is None]:
+        for peer_id in presence.table.stale("beacon", now - STALE_S - late):
+            presence.lost(peer_id, "beacon", "timeout", now)
+        if len(presence.table) > MAX_PEERS:
+            dropped = presence.prune(MAX_PEERS)
+            for peer_id in [k for k in self.heard if presence.table.get(k) is None]:
                 self.heard.pop(peer_id, None)
                 self._claims.pop(peer_id, None)
                 self._bye_at.pop(peer_id, None)
@@ -177,8 +187,8 @@ class Discovery:
         self._timer = loop.call_at(self._due, self._expire)
 
 
-def attach(node: Any) -> Discovery:
+def attach(node: Node) -> Discovery:
     """Add discovery to a node that is not started yet."""
     discovery = Discovery()
-    node.extensions.append(discovery)
+    node.add_extension(discovery)
     return discovery

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prompt_toolkit import PromptSession
@@ -15,12 +16,12 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
+from lanchat.assembly import open_node, plugin_bridge
 from lanchat.commands import CommandError, CommandRegistry, Context, build_registry, execute
 from lanchat.commands import Output as CommandOutput
 from lanchat.config import Config
 from lanchat.errors import NodeError
 from lanchat.events import Event
-from lanchat.headless import open_node, plugin_bridge
 from lanchat.plugins import Plugins
 from lanchat.shell import render
 from lanchat.shell.completer import ShellCompleter
@@ -239,12 +240,14 @@ def _is_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def run_shell(config: Config) -> int:
-    """The interactive shell; without a terminal, the headless text mode."""
+def run_shell(config: Config, no_terminal: Callable[[Config], int] | None = None) -> int:
+    """The interactive shell; without a terminal, `no_terminal(config)` (the caller's
+    choice: the CLI runs the headless text mode), else an error."""
     if not _is_terminal():
-        from lanchat import headless
-
-        return headless.run(config, json_mode=False)
+        if no_terminal is not None:
+            return no_terminal(config)
+        print("lanchat: the shell needs a terminal on stdin and stdout", file=sys.stderr)
+        return 2
     shell = Shell(config)
     try:
         shell.start()

@@ -14,8 +14,9 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from lanchat.api import NodeHost
 from lanchat.protocol import (
     FileEntry,
     FileOffer,
@@ -53,7 +54,7 @@ class ManagerCore:
                  stall_s: float = STALL_S) -> None:
         self.offer_timeout_s = offer_timeout_s
         self.stall_s = stall_s
-        self.node: Any = None
+        self.node: NodeHost = cast("NodeHost", None)  # set by start()
         self.records: RecordStore | None = None
         self.server: DataServer | None = None
         self.counters: dict[str, int] = {}

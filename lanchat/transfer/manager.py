@@ -9,6 +9,8 @@ receiving.py and sending.py (the two sides of a stream), plan.py (folders and na
 this module has the lifecycle, the control thread and the public API.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
@@ -19,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lanchat.api import NodeHost, PeerSession
 from lanchat.events import Event
 from lanchat.protocol import (
     FileAnswer,
@@ -49,6 +52,9 @@ from lanchat.transfer.stream import (
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from lanchat.node import Node
+
 __all__ = ["OFFER_TIMEOUT_S", "TransferError", "TransferManager", "attach"]
 
 
@@ -57,7 +63,7 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
 
     # -- extension interface (loop thread) -------------------------------------------
 
-    async def start(self, node: Any) -> None:
+    async def start(self, node: NodeHost) -> None:
         """Load records, open the data listener and the control thread (off the loop)."""
         self.node = node
         await asyncio.get_running_loop().run_in_executor(None, self._start)
@@ -66,13 +72,16 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
         """Stop the listener, the control thread and every stream."""
         await asyncio.get_running_loop().run_in_executor(None, self._stop)
 
-    def on_message(self, session: Any, message: Message) -> bool:
+    def on_message(self, session: PeerSession, message: Message) -> bool:
         """Queue file control messages for the control thread."""
         if not isinstance(message, FileOffer | FileAnswer | FileCancel):
             return False
         self._queue.put(("message", (session.peer_id, session.peer_nick, session.address,
                                      message)))
         return True
+
+    def set_nick(self, nick: str) -> None:
+        """Nothing to do: the data connection asks `node.nick` when it needs it."""
 
     def stats(self) -> dict[str, Any]:
         """Counters and transfer counts by state."""
@@ -328,7 +337,7 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
         raise TransferError(f"{ref!r} matches {len(hits)} transfers; type more of the id")
 
 
-def attach(node: Any, **options: Any) -> TransferManager:
+def attach(node: Node, **options: Any) -> TransferManager:
     """Add the transfer extension to a node (before start) and return it; idempotent."""
     for ext in node.extensions:
         if isinstance(ext, TransferManager):
@@ -340,7 +349,7 @@ def attach(node: Any, **options: Any) -> TransferManager:
     for key, value in defaults.items():
         options.setdefault(key, value())
     manager = TransferManager(**options)
-    node.extensions.append(manager)
+    node.add_extension(manager)
     node.subscribe(manager.on_event)
     return manager
 

@@ -1,0 +1,98 @@
+"""Assembling a node: the extensions a config asks for, its listeners, plugins bridged to
+events, and a waiter for events on another thread.
+
+Every face (the shell, the headless mode, doctor, `send --file`, the web UI) builds its
+node here, so none of them imports another.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from lanchat.config import Config
+from lanchat.events import Event
+from lanchat.node import Node, NodeError
+from lanchat.plugins import Plugins
+
+
+def open_node(config: Config, plugins: Plugins | None = None) -> Node:
+    """Build a node with the configured discovery and file transfer (not started)."""
+    from lanchat import transfer
+
+    node = Node(config)
+    if config.beacon or config.mdns:
+        from lanchat import discovery
+
+        discovery.attach(node)
+    transfer.attach(node)
+    return node
+
+
+def started_node(config: Config, *listeners: Callable[[Event], None]) -> Node | None:
+    """Open and start a node with these listeners; on failure print one line, return None."""
+    node = open_node(config)
+    for listener in listeners:
+        node.subscribe(listener)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return None
+    return node
+
+
+def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
+    """Turn node events into plugin hook calls (on the event thread)."""
+
+    reported = len(plugins.failures)
+
+    def on_event(event: Event) -> None:
+        nonlocal reported
+        f = event.fields
+        if event.name == "message":
+            plugins.call("lanchat_message_received", node=node, message=dict(f))
+        elif event.name == "peer_joined":
+            plugins.call("lanchat_peer_joined", node=node, peer=dict(f["peer"]))
+        elif event.name == "peer_left":
+            plugins.call("lanchat_peer_left", node=node, peer=dict(f["peer"]),
+                         reason=f["reason"])
+        elif event.name == "file_done" and f.get("direction") == "in":
+            plugins.call("lanchat_file_received", node=node, transfer=dict(f))
+        for failure in plugins.failures[reported:]:
+            node.emit("error", code="plugin_failed",
+                      message=f"plugin {failure.name} disabled ({failure.where}): "
+                              f"{failure.error}")
+        reported = len(plugins.failures)
+
+    return on_event
+
+
+class EventWaiter:
+    """Collects events so another thread can wait for one with a deadline."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def wait(self, pred: Callable[[Event], bool], deadline: float,
+             start: int = 0) -> Event | None:
+        """Return the first event from index `start` matching `pred`, or None at the deadline."""
+        seen = start
+        with self.cond:
+            while True:
+                for event in self.events[seen:]:
+                    if pred(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)

@@ -1,0 +1,157 @@
+"""A node's two threads: the asyncio loop that owns every socket and timer, and the event
+thread that hands events to listeners in order.
+
+`Runtime` owns both threads, the event queue, the listeners and the counters; it knows
+nothing of sessions or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from lanchat.events import Event
+
+log = logging.getLogger("lanchat.node")
+T = TypeVar("T")
+
+CALL_TIMEOUT_S = 10.0  # longest a caller waits for the loop to run its call
+
+
+class Runtime:
+    """The loop thread (`lanchat-net`) and the event thread (`lanchat-events`)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.counters: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run_loop, name="lanchat-net", daemon=True)
+        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._event_thread = threading.Thread(target=self._run_events, name="lanchat-events",
+                                              daemon=True)
+        self._listeners: list[Callable[[Event], None]] = []
+        self._idle: list[Callable[[], None]] = []
+        self._drained: tuple[int, Callable[[], None]] | None = None
+        self._stopped = False
+
+    # -- threads -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start both threads."""
+        self._thread.start()
+        self._event_thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the loop thread runs."""
+        return self._thread.is_alive()
+
+    def on_loop(self) -> bool:
+        """True when called on the loop thread."""
+        return threading.current_thread() is self._thread
+
+    def stop(self) -> None:
+        """Stop the loop, then let the event thread deliver what is queued and end."""
+        self._stopped = True
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(CALL_TIMEOUT_S)
+        if self._event_thread.is_alive():
+            self._events.put(None)
+            if threading.current_thread() is not self._event_thread:
+                self._event_thread.join(CALL_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(self._loop_exception)
+        self.loop.run_forever()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        exc = ctx.get("exception")
+        self.count("loop_errors")
+        if isinstance(exc, ConnectionError | TimeoutError | OSError):
+            log.info("network: %s", ctx.get("message"))
+        else:
+            log.error("loop error: %s", ctx.get("message"), exc_info=exc)
+
+    def _run_events(self) -> None:
+        closing = False
+        while True:
+            if closing:
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    return
+            else:
+                event = self._events.get()
+            if event is None:
+                closing = True
+                continue
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - a listener never stops the others
+                    log.exception("event listener failed on %s", event.name)
+            drained = self._drained
+            if drained is not None and self._events.qsize() < drained[0]:
+                self._drained = None
+                if not self._stopped:
+                    self.loop.call_soon_threadsafe(drained[1])
+            if self._events.empty():
+                for idle in list(self._idle):
+                    try:
+                        idle()
+                    except Exception:  # noqa: BLE001
+                        log.exception("idle hook failed")
+
+    # -- calls onto the loop (any thread) ---------------------------------------------------
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run a coroutine on the loop; the caller may wait on the returned future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the loop thread and return its result."""
+        if self.on_loop():
+            return fn(*args)
+
+        async def run() -> T:
+            return fn(*args)
+
+        return self.submit(run()).result(CALL_TIMEOUT_S)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the loop thread soon; returns at once."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` for every event, on the event thread, in order."""
+        self._listeners.append(listener)
+
+    def on_idle(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` on the event thread whenever the event queue runs empty."""
+        self._idle.append(hook)
+
+    def emit(self, name: str, /, **fields: Any) -> None:
+        """Queue an event for the listeners (any thread)."""
+        self._events.put(Event.make(name, **fields))
+
+    def backlog(self) -> int:
+        """Events queued and not yet taken by the listeners."""
+        return self._events.qsize()
+
+    def when_drained(self, below: int, callback: Callable[[], None]) -> None:
+        """Run `callback` on the loop once the backlog falls under `below` (loop thread)."""
+        self._drained = (below, callback)
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add to a counter (loop thread, or a thread that owns the key)."""
+        self.counters[key] = self.counters.get(key, 0) + n
