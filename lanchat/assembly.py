@@ -15,7 +15,7 @@ from collections.abc import Callable
 from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.node import Node, NodeError
-from lanchat.plugins import Plugins
+from lanchat.plugins import PluginFailure, Plugins
 
 
 def open_node(config: Config, plugins: Plugins | None = None) -> Node:
@@ -45,27 +45,26 @@ def started_node(config: Config, *listeners: Callable[[Event], None]) -> Node | 
 
 
 def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
-    """Turn node events into plugin hook calls (on the event thread)."""
+    """Turn node events into plugin hook calls: queued from the event thread, run on the
+    plugin thread in order. A plugin disabled from now on becomes an `error` event."""
 
-    reported = len(plugins.failures)
+    def failed(failure: PluginFailure) -> None:
+        node.emit("error", code="plugin_failed",
+                  message=f"plugin {failure.name} disabled ({failure.where}): {failure.error}")
+
+    plugins.on_failure(failed)
 
     def on_event(event: Event) -> None:
-        nonlocal reported
         f = event.fields
         if event.name == "message":
-            plugins.call("lanchat_message_received", node=node, message=dict(f))
+            plugins.post("lanchat_message_received", node=node, message=dict(f))
         elif event.name == "peer_joined":
-            plugins.call("lanchat_peer_joined", node=node, peer=dict(f["peer"]))
+            plugins.post("lanchat_peer_joined", node=node, peer=dict(f["peer"]))
         elif event.name == "peer_left":
-            plugins.call("lanchat_peer_left", node=node, peer=dict(f["peer"]),
+            plugins.post("lanchat_peer_left", node=node, peer=dict(f["peer"]),
                          reason=f["reason"])
         elif event.name == "file_done" and f.get("direction") == "in":
-            plugins.call("lanchat_file_received", node=node, transfer=dict(f))
-        for failure in plugins.failures[reported:]:
-            node.emit("error", code="plugin_failed",
-                      message=f"plugin {failure.name} disabled ({failure.where}): "
-                              f"{failure.error}")
-        reported = len(plugins.failures)
+            plugins.post("lanchat_file_received", node=node, transfer=dict(f))
 
     return on_event
 

@@ -149,7 +149,15 @@ def first_word(text: str) -> tuple[str, str]:
 
 
 def execute(ctx: Context, line: str) -> Output | None:
-    """Run one input line: a slash command, or text for the current target."""
+    """Run one input line: a slash command, or text for the current target. Commands are
+    plugin code: with a plugin manager they run on its plugin thread (the caller waits)."""
+    if ctx.plugins is not None:
+        result: Output | None = ctx.plugins.run(_execute, ctx, line)
+        return result
+    return _execute(ctx, line)
+
+
+def _execute(ctx: Context, line: str) -> Output | None:
     line = line.rstrip("\r\n")
     if not line.strip():
         return None

@@ -123,6 +123,7 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     finally:
         plugins.call("lanchat_shutdown", node=node)
         node.close()
+        plugins.close()
         printer.flush()
     return 0
 

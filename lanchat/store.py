@@ -14,12 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from lanchat.protocol import Chat
 
 SCHEMA_VERSION = 1
 DB_FILE = "lanchat.db"
 OUTBOX_PAGE = 512
+INDEX_CHUNK = 2000  # messages added to the search index per write transaction
+BUSY_TIMEOUT_MS = 2000  # how long a write waits for another connection's transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,7 +61,9 @@ CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
 """
 
 # Full-text search over the history (external content: the text is stored once). Rows are
-# indexed when a search runs, not on insert, so the message path pays nothing for it.
+# indexed when a search runs, not on insert, so the message path pays nothing for it; the
+# indexing runs on its own connection in short transactions (`INDEX_CHUNK` rows), so a
+# commit waits at most one chunk, never the whole backlog.
 _FTS = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, content='messages', content_rowid='seq', tokenize='unicode61 remove_diacritics 2');
@@ -99,17 +104,21 @@ class KnownPeer:
 
 
 class Store:
-    """One SQLite connection, used under a lock so any thread may call."""
+    """SQLite state, on three connections, each under its own lock so any thread may call:
+    the writer (commits, the outbox, peers), a read-only reader (history, search: WAL lets
+    it read while the writer commits) and the search indexer."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._durable = True
-            self._db.execute("PRAGMA busy_timeout=2000")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             check = self._db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
@@ -124,10 +133,22 @@ class Store:
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
+            self._db.close()
             raise StoreError(
                 f"database {path} has schema {row[0]}, newer than this lanchat understands "
                 f"({SCHEMA_VERSION}); upgrade lanchat"
             )
+        try:
+            self._reader = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
+                                           check_same_thread=False, isolation_level=None)
+            self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._indexer = sqlite3.connect(path, check_same_thread=False,
+                                            isolation_level=None)
+            self._indexer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._indexer.execute("PRAGMA synchronous=NORMAL")  # the index can be rebuilt
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open {path} for reading: {exc}") from None
 
     def _add_search(self) -> bool:
         """Create the full-text index; False where SQLite has no FTS5."""
@@ -137,25 +158,38 @@ class Store:
             return False
         return True
 
-    def _index_new(self) -> None:
-        """Add the messages stored since the last search to the full-text index."""
-        row = self._db.execute("SELECT value FROM meta WHERE key='fts_seq'").fetchone()
-        done = int(row[0]) if row else 0
-        top = self._db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
-        if top <= done:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute("INSERT INTO messages_fts (rowid, text) SELECT seq, text"
-                             " FROM messages WHERE seq > ? AND seq <= ?", (done, top))
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_seq', ?)", (str(top),))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+    def index_new(self) -> int:
+        """Add the messages stored since the last search to the full-text index, on the
+        indexer's connection, `INDEX_CHUNK` rows per transaction; return how many."""
+        added = 0
+        with self._index_lock:
+            db = self._indexer
+            top = db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+            while True:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key='fts_seq'").fetchone()
+                    done = int(row[0]) if row else 0
+                    upto = min(top, done + INDEX_CHUNK)
+                    if upto > done:
+                        db.execute("INSERT INTO messages_fts (rowid, text) SELECT seq, text"
+                                   " FROM messages WHERE seq > ? AND seq <= ?", (done, upto))
+                        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_seq', ?)",
+                                   (str(upto),))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                if upto <= done:
+                    return added
+                added += upto - done
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        with self._index_lock:
+            self._indexer.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
@@ -248,8 +282,8 @@ class Store:
             args.append(peer)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(sql, args).fetchall()
         return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
                 for r in reversed(rows)]
 
@@ -269,10 +303,10 @@ class Store:
                    " FROM messages_fts f JOIN messages m ON m.seq = f.rowid"
                    " WHERE messages_fts MATCH ? ORDER BY m.seq DESC LIMIT ?")
             args = [match, limit]
-        with self._lock:
-            if self.searchable:
-                self._index_new()
-            rows = self._db.execute(sql, args).fetchall()
+        if self.searchable:
+            self.index_new()
+        with self._read_lock:
+            rows = self._reader.execute(sql, args).fetchall()
         return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
                 for r in reversed(rows)]
 
@@ -284,12 +318,12 @@ class Store:
 
     def count_messages(self, direction: str | None = None) -> int:
         """Return how many messages are stored."""
-        with self._lock:
+        with self._read_lock:
             if direction is None:
-                row = self._db.execute("SELECT count(*) FROM messages").fetchone()
+                row = self._reader.execute("SELECT count(*) FROM messages").fetchone()
             else:
-                row = self._db.execute("SELECT count(*) FROM messages WHERE direction=?",
-                                       (direction,)).fetchone()
+                row = self._reader.execute("SELECT count(*) FROM messages WHERE direction=?",
+                                           (direction,)).fetchone()
         return int(row[0])
 
     # -- peers and pins -----------------------------------------------------------------

@@ -18,6 +18,7 @@ for path in [ROOT, *sorted(HERE.glob("*/src"))]:
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from lanchat.assembly import plugin_bridge  # noqa: E402
 from lanchat.commands import (  # noqa: E402
     CommandRegistry,
     Context,
@@ -26,7 +27,6 @@ from lanchat.commands import (  # noqa: E402
     execute,
 )
 from lanchat.config import Config  # noqa: E402
-from lanchat.headless import plugin_bridge  # noqa: E402
 from lanchat.node import Node  # noqa: E402
 from lanchat.plugins import Plugins  # noqa: E402
 from tests.nodes import EventLog  # noqa: E402
@@ -51,6 +51,7 @@ class Plugged:
         token = object()
         self.node.emit("test_probe", token=token)
         self.log.wait("test_probe", lambda e: e["token"] is token)
+        self.plugins.drain()  # hooks run on the plugin thread, after the event thread
 
     def meets(self, other: Plugged) -> None:
         """Wait until this node and `other` see each other online."""
@@ -85,4 +86,5 @@ def plugged(tmp_path: Path) -> Iterator[Callable[..., Plugged]]:
         for item in made:
             item.plugins.call("lanchat_shutdown", node=item.node)
             item.node.close()
+            item.plugins.close()
 

@@ -7,8 +7,10 @@ import functools
 import inspect
 import io
 import json
+import logging
 import re
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -322,3 +324,64 @@ def test_first_party_plugins_are_complete_packages() -> None:
         assert meta["project"]["entry-points"]["lanchat"], package.name
         assert (package / "README.md").read_text().startswith(f"# {package.name}\n")
         assert list((package / "tests").glob("test_*.py")), package.name
+
+
+class _ThreadSpy:
+    """Records which thread ran each hook and command, and wraps every hook call."""
+
+    def __init__(self) -> None:
+        self.threads: list[tuple[str, str]] = []
+        self.wrapped: list[str] = []
+
+    @hookimpl
+    def lanchat_register_commands(self, registry: Any) -> None:
+        def where(ctx: Context, args: str) -> Output:
+            self.threads.append(("/where", threading.current_thread().name))
+            return Output("here")
+        registry.add("where", where)
+
+    @hookimpl
+    def lanchat_peer_joined(self, node: Any, peer: dict[str, Any]) -> None:
+        self.threads.append(("peer_joined", threading.current_thread().name))
+
+    @hookimpl
+    def lanchat_startup(self, node: Any) -> None:
+        self.threads.append(("startup", threading.current_thread().name))
+
+    @hookimpl(wrapper=True)
+    def lanchat_peer_left(self, node: Any, peer: dict[str, Any], reason: str) -> Any:
+        self.wrapped.append(reason)
+        return (yield)
+
+
+def test_plugin_code_runs_on_one_thread_through_pluggys_caller(
+        chatters: Callable[..., Chatter], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands, startup and event hooks all run on `lanchat-plugins`; a hook wrapper runs
+    around the call (pluggy's own caller); LANCHAT_TRACE_HOOKS logs every call."""
+    monkeypatch.setenv("LANCHAT_TRACE_HOOKS", "1")
+    caplog.set_level(logging.INFO, logger="lanchat.hooks")
+    spy = _ThreadSpy()
+    plugins = Plugins(None, entry_points=False, extra=[spy])
+    alice, bob = pair(chatters, plugins)
+    plugins.call("lanchat_startup", node=bob.node)
+    assert bob.run("/where") is not None
+    plugins.call("lanchat_peer_left", node=bob.node, peer={}, reason="bye")
+    plugins.drain()
+    assert {name for _, name in spy.threads} == {"lanchat-plugins"}
+    assert {what for what, _ in spy.threads} >= {"/where", "peer_joined", "startup"}
+    assert spy.wrapped == ["bye"]
+    assert any("lanchat_startup" in r.getMessage() for r in caplog.records
+               if r.name == "lanchat.hooks")
+
+
+def test_a_raising_plugin_does_not_rerun_the_ones_before_it() -> None:
+    """Through pluggy's caller, the implementations called before the one that raised are
+    not called twice, and the ones after it still run."""
+    first, second = Recorder(), type("Second", (Recorder,), {})()
+    broken = broken_in("lanchat_peer_joined")
+    plugins = Plugins(None, entry_points=False, extra=[first, broken, second])
+    plugins.call("lanchat_peer_joined", node=None, peer={})
+    assert first.calls.count("lanchat_peer_joined") == 1
+    assert second.calls.count("lanchat_peer_joined") == 1
+    assert [f.where for f in plugins.failures] == ["lanchat_peer_joined"]

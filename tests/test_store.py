@@ -106,3 +106,34 @@ def test_node_error_names_a_home_that_cannot_be_made(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="cannot create home"):
         make_node(blocker / "home", "alice")
     assert Node is not None
+
+
+def test_history_and_search_never_wait_for_the_writer(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads go through the read-only connection and the index through its own, in chunks:
+    while the writer's lock is held (a commit on the loop), history and a search that has
+    a backlog to index both finish, and the index catches up chunk by chunk."""
+    import threading
+
+    import lanchat.store as store_module
+
+    monkeypatch.setattr(store_module, "INDEX_CHUNK", 7)
+    store = Store(tmp_path / "db")
+    store.commit_batch([("alice", Chat(f"id{i}", float(i), f"word{i % 3} text"))
+                        for i in range(30)], [])
+    answers: dict[str, object] = {}
+
+    def read() -> None:
+        answers["history"] = len(store.history(limit=100))
+        answers["search"] = len(store.search("word1", limit=100))
+
+    with store._lock:  # noqa: SLF001 - stands for a long commit holding the writer
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive(), "a read waited for the writer's lock"
+    assert answers == {"history": 30, "search": 10}
+    assert store.index_new() == 0  # all indexed: 30 rows in five chunks of 7
+    store.commit_batch([("alice", Chat("late", 99.0, "word1 late"))], [])
+    assert [r.id for r in store.search("late")] == ["late"]
+    store.close()

@@ -109,6 +109,7 @@ class Shell:
         """Tell plugins, say bye to peers, write what is left."""
         self.plugins.call("lanchat_shutdown", node=self.node)
         self.node.close()
+        self.plugins.close()
         self.printer.write_now()
 
     async def _main(self) -> None:
