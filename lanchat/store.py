@@ -21,7 +21,7 @@ from lanchat.protocol import Chat
 SCHEMA_VERSION = 1
 DB_FILE = "lanchat.db"
 OUTBOX_PAGE = 512
-INDEX_CHUNK = 2000  # messages added to the search index per write transaction
+INDEX_CHUNK = 500  # messages added to the search index per write transaction
 BUSY_TIMEOUT_MS = 2000  # how long a write waits for another connection's transaction
 
 _SCHEMA = """
@@ -113,6 +113,12 @@ class Store:
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._index_lock = threading.Lock()
+        # SQLite has one writer at a time. The gate orders the two writing connections in
+        # Python, commits first: a waiting commit never sleeps in SQLite's busy handler
+        # while the indexer takes chunk after chunk.
+        self._gate = threading.Condition()
+        self._gate_busy = False
+        self._commits_waiting = 0
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -158,6 +164,21 @@ class Store:
             return False
         return True
 
+    def _enter_gate(self, *, commit: bool) -> None:
+        with self._gate:
+            if commit:
+                self._commits_waiting += 1
+            while self._gate_busy or (not commit and self._commits_waiting):
+                self._gate.wait()
+            if commit:
+                self._commits_waiting -= 1
+            self._gate_busy = True
+
+    def _leave_gate(self) -> None:
+        with self._gate:
+            self._gate_busy = False
+            self._gate.notify_all()
+
     def index_new(self) -> int:
         """Add the messages stored since the last search to the full-text index, on the
         indexer's connection, `INDEX_CHUNK` rows per transaction; return how many."""
@@ -166,20 +187,26 @@ class Store:
             db = self._indexer
             top = db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
             while True:
-                db.execute("BEGIN IMMEDIATE")
+                self._enter_gate(commit=False)
                 try:
-                    row = db.execute("SELECT value FROM meta WHERE key='fts_seq'").fetchone()
-                    done = int(row[0]) if row else 0
-                    upto = min(top, done + INDEX_CHUNK)
-                    if upto > done:
-                        db.execute("INSERT INTO messages_fts (rowid, text) SELECT seq, text"
-                                   " FROM messages WHERE seq > ? AND seq <= ?", (done, upto))
-                        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_seq', ?)",
-                                   (str(upto),))
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        row = db.execute(
+                            "SELECT value FROM meta WHERE key='fts_seq'").fetchone()
+                        done = int(row[0]) if row else 0
+                        upto = min(top, done + INDEX_CHUNK)
+                        if upto > done:
+                            db.execute("INSERT INTO messages_fts (rowid, text) SELECT seq,"
+                                       " text FROM messages WHERE seq > ? AND seq <= ?",
+                                       (done, upto))
+                            db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_seq', ?)",
+                                       (str(upto),))
+                        db.execute("COMMIT")
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                finally:
+                    self._leave_gate()
                 if upto <= done:
                     return added
                 added += upto - done
@@ -208,6 +235,18 @@ class Store:
         Returns the incoming messages that were new (not duplicates) and the (peer, id)
         pairs that left the outbox.
         """
+        self._enter_gate(commit=True)
+        try:
+            return self._commit_batch(incoming, outgoing, acked)
+        finally:
+            self._leave_gate()
+
+    def _commit_batch(
+        self,
+        incoming: Sequence[tuple[str, Chat]],
+        outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
+        acked: Sequence[tuple[str, Sequence[str]]],
+    ) -> tuple[list[tuple[str, Chat]], list[tuple[str, str]]]:
         now = time.time()
         fresh: list[tuple[str, Chat]] = []
         done: list[tuple[str, str]] = []
