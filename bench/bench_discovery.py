@@ -552,7 +552,7 @@ def figures(r: dict[str, Any]) -> list[DFigure]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lanchat.discovery.beacon import HEARTBEAT_S, STALE_S
+    from lanchat.discovery.beacon import BEACON_INTERVAL_S, STALE_S
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N (CI); asserts nothing")
@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     victims = sizes["quit"] + sizes["term"] + sizes["kill"] + sizes["linkdown"]
     n_hosts = max(3, 1 + victims, sizes["conv_hosts"] + 1)
     started = time.monotonic()
-    r: dict[str, Any] = {"stale_s": STALE_S, "heartbeat_s": HEARTBEAT_S}
+    r: dict[str, Any] = {"stale_s": STALE_S, "heartbeat_s": BEACON_INTERVAL_S}
     with Lab(n_hosts, mode="netns") as lab:
         log(f"lab {lab.prefix} mode={lab.mode}, {n_hosts} hosts")
         prefix = lab.prefix
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         "(mDNS only)",
         f"crash: SIGKILL min {lc['kill']['min_ms']} ms, link down min "
         f"{lc['linkdown']['min_ms']} ms; expected window STALE_S - age of the last heartbeat"
-        f" + expiry tick: {STALE_S - HEARTBEAT_S * 1.2:.1f}..{STALE_S + 0.25:.2f} s; "
+        f" + expiry tick: {STALE_S - BEACON_INTERVAL_S * 1.2:.1f}..{STALE_S + 0.25:.2f} s; "
         f"reasons {lc['reasons']}",
         f"convergence: launching {conv['nodes']} processes took {conv['launch_s']} s; last "
         f"`ready` -> converged {conv['last_ready_to_converged_s']:.2f} s; per node, own "
@@ -613,8 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{conv['per_node_ready_to_all_seen_s']['max_ms']} ms; first source per join "
         f"{conv['via_counts']}; peer_left during the run {conv['peer_left_during_run']}, "
         f"while idle {conv['peer_left_while_idle']}",
-        f"idle, 1 peer: beacons sent {idle['beacons_sent_ps']:.2f}/s (HEARTBEAT_S "
-        f"{HEARTBEAT_S} s); the peer's CPU {idle['cpu_pct_peer']:.2f} %; in the "
+        f"idle, 1 peer: beacons sent {idle['beacons_sent_ps']:.2f}/s (BEACON_INTERVAL_S "
+        f"{BEACON_INTERVAL_S} s); the peer's CPU {idle['cpu_pct_peer']:.2f} %; in the "
         f"{conv['nodes']}-node LAN one host ({conv['per_host']} nodes) sent "
         f"{conv['host_tx_pps']:.1f} and received {conv['host_rx_pps']:.1f} pkt/s, least busy "
         f"node {conv['cpu_pct_min']:.2f} % CPU",

@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
+
 DEFAULT_PORT = 47800
 APP_NAME = "lanchat"
 
@@ -52,9 +54,10 @@ class Config:
     log_level: str = "warning"
     host: str = field(default_factory=socket.gethostname)
     # Session liveness; the environment may shorten them (tests, slow links).
-    heartbeat_s: float = field(default_factory=lambda: _env_float("LANCHAT_HEARTBEAT_S", 5.0))
+    heartbeat_s: float = field(
+        default_factory=lambda: _env_float("LANCHAT_HEARTBEAT_S", SESSION_PING_AFTER_S))
     dead_after_s: float = field(
-        default_factory=lambda: _env_float("LANCHAT_DEAD_AFTER_S", 15.0))
+        default_factory=lambda: _env_float("LANCHAT_DEAD_AFTER_S", SESSION_DEAD_AFTER_S))
 
     @property
     def downloads_dir(self) -> Path:

@@ -11,6 +11,7 @@ import base64
 import datetime
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,16 @@ CERT_FILE = "node_cert.pem"
 AUTH_CONTEXT = b"lanchat-auth-v1"
 CERT_DAYS = 36500
 NODE_ID_CHARS = 52
+NODE_ID_RE = re.compile(rf"[a-z2-7]{{{NODE_ID_CHARS}}}")  # base32 of SHA-256, lower case
 
 
 class IdentityError(Exception):
     """The key or certificate in the home cannot be used; the message says what to do."""
+
+
+def is_node_id(value: object) -> bool:
+    """True if `value` has the form of a node id (52 chars of lower-case base32)."""
+    return isinstance(value, str) and NODE_ID_RE.fullmatch(value) is not None
 
 
 def node_id_from_spki(spki_der: bytes) -> str:

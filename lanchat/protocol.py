@@ -25,9 +25,9 @@ MAX_NAME_CHARS = 255
 MAX_PATH_CHARS = 1024
 MAX_FILE_BYTES = 1 << 44
 MAX_FILES_PER_OFFER = 10_000
-HEARTBEAT_S = 5.0
-DEAD_AFTER_S = 15.0
-HANDSHAKE_TIMEOUT_S = 5.0
+SESSION_PING_AFTER_S = 5.0  # a session silent this long on our side sends a ping
+SESSION_DEAD_AFTER_S = 15.0  # a session that heard nothing this long is closed (timeout)
+HANDSHAKE_TIMEOUT_S = 5.0  # TLS plus the key proof must finish within this
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -572,8 +572,8 @@ def check_allowed(state: SessionState, server: bool, message: Message) -> None:
 class Heartbeat:
     """Decides when to ping and when a silent peer is dead; the caller passes `now`."""
 
-    def __init__(self, now: float, interval: float = HEARTBEAT_S,
-                 dead_after: float = DEAD_AFTER_S) -> None:
+    def __init__(self, now: float, interval: float = SESSION_PING_AFTER_S,
+                 dead_after: float = SESSION_DEAD_AFTER_S) -> None:
         self.interval = interval
         self.dead_after = dead_after
         self.last_rx = now

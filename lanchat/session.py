@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
 from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cert, verify_proof
 from lanchat.protocol import (
-    DEAD_AFTER_S,
     HANDSHAKE_TIMEOUT_S,
     HEADER,
-    HEARTBEAT_S,
     MAX_ACK_IDS,
     PROTOCOL_VERSION,
+    SESSION_DEAD_AFTER_S,
+    SESSION_PING_AFTER_S,
     Ack,
     Auth,
     Bye,
@@ -88,7 +88,8 @@ class Session(asyncio.Protocol):
     def __init__(self, owner: SessionOwner, identity: Identity, nick: str, own_port: int, *,
                  server: bool, address: str, expected_id: str | None = None,
                  loop: asyncio.AbstractEventLoop,
-                 liveness: tuple[float, float] = (HEARTBEAT_S, DEAD_AFTER_S)) -> None:
+                 liveness: tuple[float, float] = (SESSION_PING_AFTER_S,
+                                                  SESSION_DEAD_AFTER_S)) -> None:
         self.owner = owner
         self.identity = identity
         self.nick = nick

@@ -224,14 +224,14 @@ def test_start_burst_is_three_hellos_and_a_new_peer_is_answered_at_once(
             with raw_sender() as s:
                 s.sendto(datagram(id=carol, nick="carol"), where)
                 sent_at = loop.time()
-                async with asyncio.timeout(beacon_mod.HEARTBEAT_S * 0.5):
+                async with asyncio.timeout(beacon_mod.BEACON_INTERVAL_S * 0.5):
                     while True:
                         data, _ = await loop.sock_recvfrom(listener, 4096)
                         msg = json.loads(data)
                         if msg["id"] == alice.node_id:
                             break
             assert msg["t"] == "hb" and msg["seq"] == 4
-            assert loop.time() - sent_at < beacon_mod.HEARTBEAT_S * 0.5
+            assert loop.time() - sent_at < beacon_mod.BEACON_INTERVAL_S * 0.5
             assert carol in ra.ids()
         finally:
             await alice.stop()
@@ -279,7 +279,7 @@ def test_a_new_nick_reaches_peers_at_once(where: tuple[str, int]) -> None:
         await bob.start()
         try:
             await ra.wait_for(lambda: bob.node_id in ra.ids())
-            limit = beacon_mod.HEARTBEAT_S * (1 - beacon_mod.HEARTBEAT_JITTER) * 0.8
+            limit = beacon_mod.BEACON_INTERVAL_S * (1 - beacon_mod.BEACON_JITTER) * 0.8
             bob.set_nick("bobby")
             await ra.wait_for(lambda: ra.seen[-1].nick == "bobby", limit_s=limit)
             await asyncio.to_thread(bob.set_nick, "robert")  # from another thread
@@ -311,7 +311,7 @@ def test_bad_datagrams_are_dropped_counted_and_never_reported(where: tuple[str, 
                 "malformed": [b"[1,2]", b'"x"', datagram(t="hi"), datagram(seq=-1),
                               datagram(seq="7"), datagram(v="1"), datagram(inst=5),
                               json.dumps({"v": 1, "t": "hb"}).encode()],
-                "version": [datagram(v=2), datagram(v=0)],
+                "bad_version": [datagram(v=2), datagram(v=0)],
                 "bad_id": [datagram(id="ALICE"), datagram(id=new_id()[:-1]),
                            datagram(inst="a b")],
                 "bad_nick": [datagram(nick="\x1b[2J\x1b]0;pwned\x07"), datagram(nick="x" * 65),

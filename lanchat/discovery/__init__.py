@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from lanchat.api import NodeHost, PeerSession
 from lanchat.discovery.beacon import STALE_S, Beacon
-from lanchat.discovery.beacon import Sighting as BeaconSighting
 from lanchat.discovery.interfaces import Interface, usable_interfaces
+from lanchat.discovery.sighting import Sighting
 from lanchat.protocol import Message
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class Discovery:
             "max_timer_lateness_s": round(self.max_lateness, 3),
         }
 
-    def _seen(self, s: BeaconSighting | Any) -> None:
+    def _seen(self, s: Sighting) -> None:
         node = self.node
         if node is None:
             return

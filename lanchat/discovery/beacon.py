@@ -37,14 +37,16 @@ from enum import Enum, StrEnum
 from typing import Any, TypeGuard
 
 from lanchat.discovery.interfaces import Interface
+from lanchat.discovery.sighting import Dropped, DropReason, Sighting
+from lanchat.identity import is_node_id
+from lanchat.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 BEACON_GROUP = "239.255.77.77"  # administratively scoped (RFC 2365), never routed off-site
 BEACON_PORT = 47812
-HEARTBEAT_S = 1.5  # mean interval between heartbeats
-HEARTBEAT_JITTER = 0.2  # each interval is HEARTBEAT_S * uniform(1 - j, 1 + j)
+BEACON_INTERVAL_S = 1.5  # mean interval between a node's beacon heartbeats
+BEACON_JITTER = 0.2  # each interval is BEACON_INTERVAL_S * uniform(1 - j, 1 + j)
 STALE_S = 4.5  # a peer unheard for this long is gone (the node's timer uses it)
 START_BURST_S = (0.0, 0.1, 0.3)  # hello offsets after start()
 HELLO_ANSWER_MIN_INTERVAL_S = 0.2  # at most one answer to new peers' hellos per interval
@@ -72,7 +74,6 @@ NEW_PEER_BURST = 40.0  # ... and at once
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux only
 _IS_LINUX = sys.platform.startswith("linux")
 
-_NODE_ID_RE = re.compile(r"[a-z2-7]{52}")
 _INSTANCE_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{INSTANCE_MAX_CHARS}}}")
 _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -87,42 +88,10 @@ class Kind(StrEnum):
     BYE = "bye"
 
 
-class DropReason(StrEnum):
-    """Why a received datagram was ignored (the keys of stats()['dropped'])."""
-
-    OVERSIZE = "oversize"  # more than MAX_DATAGRAM bytes
-    OFF_LINK = "off_link"  # source address not in the subnet of the interface it came in on
-    RATE_LIMITED = "rate_limited"  # over SOURCE_RATE_PER_S or NEW_PEER_RATE_PER_S
-    NOT_JSON = "not_json"  # not UTF-8 JSON
-    MALFORMED = "malformed"  # not an object, missing field, wrong type, unknown `t`
-    VERSION = "version"  # `v` is not PROTOCOL_VERSION
-    BAD_ID = "bad_id"  # node id or instance id malformed
-    BAD_NICK = "bad_nick"  # empty, too long or with control characters
-    BAD_HOST = "bad_host"  # too long or with control characters
-    BAD_PORT = "bad_port"  # not 1..65535
-    OWN = "own"  # our own beacon looped back
-    ID_CLASH = "id_clash"  # our node id with another instance: a copied home or a forgery
-    REPLAY = "replay"  # seq not above the last one from that (id, instance, source)
-
-
 class _State(Enum):
     NEW = "new"
     RUNNING = "running"
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """One peer as heard by the beacon."""
-
-    node_id: str
-    nick: str
-    host: str
-    address: str  # source IP of the datagram
-    port: int  # the peer's TCP port
-    instance: str
-    via: str = "beacon"
-    interface: str = ""  # our local interface IP it arrived on
 
 
 @dataclass(frozen=True)
@@ -134,12 +103,6 @@ class _Message:
     port: int
     instance: str
     seq: int
-
-
-class _Dropped(Exception):
-    def __init__(self, reason: DropReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
 
 
 def _is_clean_text(value: str) -> bool:
@@ -164,34 +127,34 @@ def valid_host(host: object) -> bool:
 
 
 def decode(data: bytes) -> _Message:
-    """Parse and check one datagram; raise _Dropped(reason) if it is not a valid beacon."""
+    """Parse and check one datagram; raise Dropped(reason) if it is not a valid beacon."""
     if len(data) > MAX_DATAGRAM:
-        raise _Dropped(DropReason.OVERSIZE)
+        raise Dropped(DropReason.OVERSIZE)
     try:
         obj = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
-        raise _Dropped(DropReason.NOT_JSON) from None
+        raise Dropped(DropReason.NOT_JSON) from None
     if not isinstance(obj, dict):
-        raise _Dropped(DropReason.MALFORMED)
+        raise Dropped(DropReason.MALFORMED)
     version = obj.get("v")
     if not _is_int(version):
-        raise _Dropped(DropReason.MALFORMED)
+        raise Dropped(DropReason.MALFORMED)
     if version != PROTOCOL_VERSION:
-        raise _Dropped(DropReason.VERSION)
+        raise Dropped(DropReason.BAD_VERSION)
     kind, node_id, inst, seq = obj.get("t"), obj.get("id"), obj.get("inst"), obj.get("seq")
     nick, host, port = obj.get("nick"), obj.get("host"), obj.get("port")
     if kind not in ("hello", "hb", "bye") or not _is_int(seq) or not 0 <= seq <= SEQ_MAX:
-        raise _Dropped(DropReason.MALFORMED)
+        raise Dropped(DropReason.MALFORMED)
     if not isinstance(node_id, str) or not isinstance(inst, str):
-        raise _Dropped(DropReason.MALFORMED)
-    if not _NODE_ID_RE.fullmatch(node_id) or not _INSTANCE_RE.fullmatch(inst):
-        raise _Dropped(DropReason.BAD_ID)
+        raise Dropped(DropReason.MALFORMED)
+    if not is_node_id(node_id) or not _INSTANCE_RE.fullmatch(inst):
+        raise Dropped(DropReason.BAD_ID)
     if not valid_nick(nick):
-        raise _Dropped(DropReason.BAD_NICK)
+        raise Dropped(DropReason.BAD_NICK)
     if not valid_host(host):
-        raise _Dropped(DropReason.BAD_HOST)
+        raise Dropped(DropReason.BAD_HOST)
     if not _is_int(port) or not 1 <= port <= 65535:
-        raise _Dropped(DropReason.BAD_PORT)
+        raise Dropped(DropReason.BAD_PORT)
     assert isinstance(nick, str) and isinstance(host, str) and isinstance(port, int)
     return _Message(Kind(kind), node_id, nick, host, port, inst, seq)
 
@@ -298,7 +261,7 @@ class Beacon:
         group: str = BEACON_GROUP,
         beacon_port: int = BEACON_PORT,
     ) -> None:
-        if not _NODE_ID_RE.fullmatch(node_id):
+        if not is_node_id(node_id):
             raise ValueError(f"node id {node_id!r} is not 52 characters of base32")
         if not valid_nick(nick):
             raise ValueError(f"nick {nick!r} must be 1..{NICK_MAX_CHARS} printable characters")
@@ -496,8 +459,8 @@ class Beacon:
             await asyncio.sleep(max(0.0, started + offset - loop.time()))
             self._send(Kind.HELLO)
         while True:
-            jitter = random.uniform(1 - HEARTBEAT_JITTER, 1 + HEARTBEAT_JITTER)
-            await asyncio.sleep(HEARTBEAT_S * jitter)
+            jitter = random.uniform(1 - BEACON_JITTER, 1 + BEACON_JITTER)
+            await asyncio.sleep(BEACON_INTERVAL_S * jitter)
             self._send(Kind.HEARTBEAT)
 
     def _apply_nick(self, nick: str) -> None:
@@ -548,7 +511,7 @@ class Beacon:
             return
         try:
             msg = decode(data)
-        except _Dropped as dropped:
+        except Dropped as dropped:
             self._drop(dropped.reason, source)
             return
         if msg.node_id == self.node_id:
@@ -590,7 +553,7 @@ class Beacon:
         entry[1] = False
         self._call(self._on_seen, Sighting(
             node_id=msg.node_id, nick=msg.nick, host=msg.host, address=source, port=msg.port,
-            instance=msg.instance, interface=link.iface.ip,
+            instance=msg.instance, via="beacon", interface=link.iface.ip,
         ))
         if new and msg.kind is Kind.HELLO:
             self._answer_new_peer()

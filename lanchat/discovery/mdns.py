@@ -20,15 +20,13 @@ import errno
 import ipaddress
 import logging
 import queue
-import re
 import threading
 import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any
 
 from zeroconf import (
@@ -40,10 +38,13 @@ from zeroconf import (
     current_time_millis,
 )
 
+from lanchat.discovery.sighting import Dropped, DropReason, Sighting
+from lanchat.identity import is_node_id
+from lanchat.protocol import PROTOCOL_VERSION
+
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_lanchat._tcp.local."
-PROTOCOL_VERSION = "1"
 
 RESOLVE_TIMEOUT_MS = 1500  # how long one resolve may wait for SRV/TXT/A answers
 WORKER_JOIN_TIMEOUT_S = 0.5  # stop() waits at most this long for the resolver thread
@@ -62,55 +63,12 @@ RECHECK_AFTER_S = (1.5, 3.5, 5.5)  # re-resolve a contested name this long after
 
 _TYPE_TXT = 16  # DNS record type and class numbers (RFC 1035)
 _CLASS_IN = 1
-_NODE_ID_RE = re.compile(r"[a-z2-7]{52}")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """One peer as heard by a discovery source."""
-
-    node_id: str
-    nick: str
-    host: str
-    address: str
-    port: int
-    instance: str
-    via: str = "mdns"
-    interface: str = ""
-
-
-class DropReason(StrEnum):
-    """Why a received service record was ignored."""
-
-    OWN = "own"
-    UNRESOLVED = "unresolved"
-    TXT_TOO_BIG = "txt_too_big"
-    TXT_NOT_UTF8 = "txt_not_utf8"
-    BAD_VERSION = "bad_version"
-    MISSING_ID = "missing_id"
-    BAD_ID = "bad_id"
-    MISSING_NICK = "missing_nick"
-    BAD_NICK = "bad_nick"
-    BAD_HOST = "bad_host"
-    BAD_PORT = "bad_port"
-    NO_ADDRESS = "no_address"
 
 
 class _Change(Enum):
     SEEN = "seen"
     GONE = "gone"
-
-
-class _Dropped(Exception):
-    def __init__(self, reason: DropReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
-def is_node_id(value: str) -> bool:
-    """True if value looks like a node id: 52 chars of lowercase base32."""
-    return _NODE_ID_RE.fullmatch(value) is not None
 
 
 def _is_clean_text(value: str) -> bool:
@@ -329,7 +287,7 @@ class MdnsService:
             name,
             port=self._port,
             properties={
-                "v": PROTOCOL_VERSION,
+                "v": str(PROTOCOL_VERSION),
                 "id": self._node_id,
                 "nick": _fit_txt("nick", nick),
                 "host": _fit_txt("host", self._host),
@@ -395,7 +353,7 @@ class MdnsService:
             self._check_conflict(zc, name, claimants)
         try:
             sighting = self._sighting_from(name, resolved)
-        except _Dropped as dropped:
+        except Dropped as dropped:
             self._drop(name, dropped.reason)
             return
         log.debug("mdns[%s]: %s is %s %r", self._node_id[:6], name, sighting.node_id, sighting.nick)
@@ -477,7 +435,7 @@ class MdnsService:
         for text in texts or [info.text or b""]:
             try:
                 ids.add(_decode_txt(ServiceInfo(SERVICE_TYPE, name, properties=text)).get("id"))
-            except _Dropped:
+            except Dropped:
                 ids.add(None)
         return ids
 
@@ -511,35 +469,35 @@ class MdnsService:
     # -- validation ------------------------------------------------------------------
 
     def _sighting_from(self, name: str, info: ServiceInfo | None) -> Sighting:
-        """Validate a resolved service; raise _Dropped with the reason if it is unusable."""
+        """Validate a resolved service; raise Dropped with the reason if it is unusable."""
         if info is None:
-            raise _Dropped(DropReason.UNRESOLVED)
+            raise Dropped(DropReason.UNRESOLVED)
         txt = _decode_txt(info)
         node_id = txt.get("id")
         if node_id is None:
-            raise _Dropped(DropReason.MISSING_ID)
+            raise Dropped(DropReason.MISSING_ID)
         if not is_node_id(node_id):
-            raise _Dropped(DropReason.BAD_ID)
+            raise Dropped(DropReason.BAD_ID)
         if node_id == self._node_id:
-            raise _Dropped(DropReason.OWN)
+            raise Dropped(DropReason.OWN)
         version = txt.get("v")
         if version is not None and not (
             version.isascii() and version.isdigit() and len(version) <= 6
         ):
-            raise _Dropped(DropReason.BAD_VERSION)
+            raise Dropped(DropReason.BAD_VERSION)
         nick = txt.get("nick")
         if nick is None:
-            raise _Dropped(DropReason.MISSING_NICK)
+            raise Dropped(DropReason.MISSING_NICK)
         if not nick or len(nick) > NICK_MAX_CHARS or not _is_clean_text(nick):
-            raise _Dropped(DropReason.BAD_NICK)
+            raise Dropped(DropReason.BAD_NICK)
         host = txt.get("host")
         if host is None:  # not every announcer sends it: take it from `<nick>@<host>`
             host = name[: -len(SERVICE_TYPE) - 1].rpartition("@")[2]
         if len(host) > HOST_MAX_CHARS or not _is_clean_text(host):
-            raise _Dropped(DropReason.BAD_HOST)
+            raise Dropped(DropReason.BAD_HOST)
         port = info.port
         if port is None or not 0 < port <= 0xFFFF:
-            raise _Dropped(DropReason.BAD_PORT)
+            raise Dropped(DropReason.BAD_PORT)
         address, interface = self._pick_address(info)
         return Sighting(
             node_id=node_id,
@@ -548,6 +506,7 @@ class MdnsService:
             address=address,
             port=port,
             instance=name,
+            via="mdns",
             interface=interface,
         )
 
@@ -568,7 +527,7 @@ class MdnsService:
                 if ip in net.network:
                     return str(ip), str(net.ip)
         if not usable:
-            raise _Dropped(DropReason.NO_ADDRESS)
+            raise Dropped(DropReason.NO_ADDRESS)
         return str(usable[0]), ""
 
 
@@ -591,13 +550,13 @@ async def _defend(zc: Zeroconf, info: ServiceInfo) -> None:
 
 
 def _decode_txt(info: ServiceInfo) -> dict[str, str]:
-    """TXT keys and values as strict UTF-8 text; raise _Dropped if too big or not UTF-8."""
+    """TXT keys and values as strict UTF-8 text; raise Dropped if too big or not UTF-8."""
     if len(info.text or b"") > TXT_MAX_BYTES:
-        raise _Dropped(DropReason.TXT_TOO_BIG)
+        raise Dropped(DropReason.TXT_TOO_BIG)
     out: dict[str, str] = {}
     try:
         for key, value in info.properties.items():
             out[key.decode("utf-8")] = "" if value is None else value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Dropped(DropReason.TXT_NOT_UTF8) from exc
+        raise Dropped(DropReason.TXT_NOT_UTF8) from exc
     return out
