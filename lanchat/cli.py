@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lanchat.config import DEFAULT_PORT, Config, default_home, default_nick
+from lanchat.config import DEFAULT_PORT, Config, default_home, initial_nick
 from lanchat.text import SafeLogFormatter
 
 
@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace) -> Config:
     """Turn parsed arguments into a Config."""
+    home = args.home or default_home()
     return Config(
-        home=args.home or default_home(),
-        nick=args.nick or default_nick(),
+        home=home,
+        nick=initial_nick(home, args.nick),
         port=DEFAULT_PORT if args.port is None else args.port,
         interfaces=list(args.interface or []),
         peers=list(args.peer or []),
@@ -96,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
     config = make_config(args)
+    from lanchat.nicks import NickError, check_nick
+
+    try:
+        config.nick = check_nick(config.nick)
+    except NickError as exc:
+        print(f"lanchat: --nick {config.nick!r}: {exc}; choose another", file=sys.stderr)
+        return 2
     if not 0 <= config.port <= 65535:
         print("lanchat: --port takes 0..65535", file=sys.stderr)
         return 2

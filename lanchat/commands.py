@@ -249,10 +249,10 @@ def _nick(ctx: Context, args: str) -> Output | None:
     if len(words) != 1:
         raise CommandError("usage: /nick NAME")
     try:
-        ctx.node.set_nick(words[0])
+        nick = ctx.node.set_nick(words[0])
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    return Output(f"you are now {safe_line(words[0])}", {"nick": words[0]})
+        raise CommandError(f"{exc}; your nick stays {ctx.node.nick}") from None
+    return Output(f"you are now {safe_line(nick)}", {"nick": nick})
 
 
 def _history(ctx: Context, args: str) -> Output | None:

@@ -23,13 +23,39 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+NICK_FILE = "nick"  # the nick in use, kept across restarts
+
+
 def default_nick() -> str:
-    """Return the login name, or 'user'."""
+    """Return $LANCHAT_NICK, else the login name if it is a valid nick, else 'user'."""
+    from lanchat.nicks import nick_problem
+
     for var in ("LANCHAT_NICK", "USER", "LOGNAME"):
         value = os.environ.get(var, "").strip()
-        if value:
-            return value[:64]
+        if value and nick_problem(value) is None:
+            return value
     return "user"
+
+
+def saved_nick(home: Path) -> str | None:
+    """The nick this home used last (`/nick` or --nick), if it is still a valid one."""
+    from lanchat.nicks import nick_problem
+
+    try:
+        value = (home / NICK_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value if value and nick_problem(value) is None else None
+
+
+def initial_nick(home: Path, given: str | None) -> str:
+    """The nick to start with: --nick, else $LANCHAT_NICK, else the saved one, else the
+    login name."""
+    if given is not None:
+        return given
+    if os.environ.get("LANCHAT_NICK", "").strip():
+        return default_nick()
+    return saved_nick(home) or default_nick()
 
 
 def _env_float(name: str, default: float) -> float:

@@ -28,7 +28,7 @@ from lanchat.api import (
     PresenceApi,
     RuntimeApi,
 )
-from lanchat.config import Config
+from lanchat.config import NICK_FILE, Config
 from lanchat.delivery import (  # noqa: F401 - re-exported: the node's public names
     EVENTS_HIGH_WATER,
     EVENTS_LOW_WATER,
@@ -40,9 +40,10 @@ from lanchat.dialing import Dialer, StaticTarget, local_addresses, parse_targets
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, safety_code
+from lanchat.nicks import NickError, check_nick
 from lanchat.peers import PeerTable
 from lanchat.presence import Presence
-from lanchat.protocol import Chat, Message, NickChange, ProtocolError, check_nick
+from lanchat.protocol import Chat, Message, NickChange
 from lanchat.runtime import CALL_TIMEOUT_S, Runtime
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store, StoreError
@@ -76,7 +77,10 @@ class Node:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.nick = check_nick(config.nick)
+        try:
+            self.nick = check_nick(config.nick)
+        except NickError as exc:
+            raise NodeError(f"nick {config.nick!r}: {exc}; choose another with --nick") from None
         self.port = 0
         self.instance = secrets.token_hex(8)
         self._runtime = Runtime()
@@ -117,6 +121,7 @@ class Node:
         except Exception:
             self._release_lock()
             raise
+        self._save_nick()
         self._runtime.start()
         try:
             self._runtime.submit(self._async_start()).result(CALL_TIMEOUT_S)
@@ -209,6 +214,18 @@ class Node:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+
+    def _save_nick(self) -> None:
+        """Keep the nick in the home for the next start (best effort: the node goes on)."""
+        path = self.config.home / NICK_FILE
+        try:
+            if path.exists() and path.read_text(encoding="utf-8").strip() == self.nick:
+                return
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(self.nick + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("could not keep the nick in %s: %s", path, exc)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -319,16 +336,16 @@ class Node:
         store, until a session to the peer is up."""
         self._runtime.call_soon(self._running.delivery.send_control, peer_id, message)
 
-    def set_nick(self, nick: str) -> None:
-        """Change this node's nick and tell every peer."""
-        try:
-            check_nick(nick)
-        except ProtocolError as exc:
-            raise ValueError(exc.reason) from None
+    def set_nick(self, nick: str) -> str:
+        """Change this node's nick and tell every peer; raise NickError (a ValueError) if it
+        breaks the nick rule. The nick is kept for the next start."""
+        nick = check_nick(nick)
         self._runtime.call_soon(self._set_nick, nick)
+        return nick
 
     def _set_nick(self, nick: str) -> None:
         self.nick = nick
+        self._save_nick()
         for session in self._running.sessions:
             session.set_nick(nick)
         for ext in self.extensions:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 256 * 1024
-MAX_NICK_CHARS = 64
+MAX_WIRE_NICK_CHARS = 256  # a bound for buffering; the nick rule is lanchat/nicks.py
 MAX_TEXT_CHARS = 16 * 1024
 MAX_ID_CHARS = 64
 MAX_ACK_IDS = 4096
@@ -30,7 +30,6 @@ SESSION_DEAD_AFTER_S = 15.0  # a session that heard nothing this long is closed 
 HANDSHAKE_TIMEOUT_S = 5.0  # TLS plus the key proof must finish within this
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ProtocolError(Exception):
@@ -73,11 +72,10 @@ def _ident(d: dict[str, Any], key: str) -> str:
     return value
 
 
-def check_nick(nick: str) -> str:
-    """Return `nick` if it is a valid nick, else raise ProtocolError."""
-    if not nick or len(nick) > MAX_NICK_CHARS or _CONTROL_RE.search(nick) or nick != nick.strip():
-        raise ProtocolError("nick must be 1-64 printable characters without edge spaces")
-    return nick
+def _nick(d: dict[str, Any]) -> str:
+    """A peer's nick as sent: bounded here, judged by `lanchat.nicks` once the id is known
+    (a bad nick is replaced there, not a reason to drop the session)."""
+    return _str(d, "nick", MAX_WIRE_NICK_CHARS, empty=True)
 
 
 class Message:
@@ -110,7 +108,7 @@ class Hello(Message):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hello:
-        return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
+        return cls(_ident(d, "id"), _nick(d),
                    _str(d, "nonce", 128), _int(d, "v", 0, 1 << 16),
                    _str(d, "inst", MAX_ID_CHARS, empty=True) if "inst" in d else "")
 
@@ -134,7 +132,7 @@ class Auth(Message):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Auth:
-        return cls(_ident(d, "id"), check_nick(_str(d, "nick", MAX_NICK_CHARS)),
+        return cls(_ident(d, "id"), _nick(d),
                    _str(d, "key", 1024), _str(d, "sig", 1024), _int(d, "port", 0, 65535),
                    _int(d, "v", 0, 1 << 16),
                    _str(d, "inst", MAX_ID_CHARS, empty=True) if "inst" in d else "")
@@ -171,7 +169,8 @@ class Refused(Message):
 
 @dataclass(frozen=True)
 class Chat(Message):
-    """A chat message; the sender is the authenticated peer of the session, never a field."""
+    """A chat message; the sender is the authenticated peer of the session, never a field
+    (`nick` travels for older peers and is never read on receipt)."""
 
     T: ClassVar[str] = "msg"
     msg_id: str
@@ -193,9 +192,8 @@ class Chat(Message):
         to = d.get("to")
         if to not in ("direct", "broadcast"):
             raise ProtocolError("field 'to' must be 'direct' or 'broadcast'")
-        nick = _str(d, "nick", MAX_NICK_CHARS, empty=True)
         return cls(_ident(d, "id"), _float(d, "ts"), _str(d, "text", MAX_TEXT_CHARS, empty=True),
-                   to == "broadcast", nick)
+                   to == "broadcast", _nick(d))
 
 
 @dataclass(frozen=True)
@@ -261,7 +259,7 @@ class NickChange(Message):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NickChange:
-        return cls(check_nick(_str(d, "nick", MAX_NICK_CHARS)))
+        return cls(_nick(d))
 
 
 @dataclass(frozen=True)

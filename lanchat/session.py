@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
 from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cert, verify_proof
+from lanchat.nicks import clean_received_nick
 from lanchat.protocol import (
     HANDSHAKE_TIMEOUT_S,
     HEADER,
@@ -323,7 +324,7 @@ class Session(asyncio.Protocol):
             if message.node_id != self.peer_id:
                 self.fail("hello id does not match the certificate")
                 return
-            self.peer_nick = message.nick
+            self.peer_nick = clean_received_nick(message.nick, self.peer_id, source="hello")
             self.peer_instance = message.instance
             payload = auth_payload(message.nonce, self.peer_id, self.identity.node_id)
             self.send(Auth(self.identity.node_id, self.nick, self.identity.key_b64,
@@ -339,7 +340,8 @@ class Session(asyncio.Protocol):
             if proven != message.node_id:
                 self.fail("key proof is for another id")
                 return
-            self.peer_id, self.peer_nick, self.peer_port = proven, message.nick, message.port
+            self.peer_id, self.peer_port = proven, message.port
+            self.peer_nick = clean_received_nick(message.nick, proven, source="auth")
             self.peer_instance = message.instance
             refusal = self.owner.check_client(self, proven)
             if refusal:
@@ -363,8 +365,8 @@ class Session(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
         elif isinstance(message, NickChange):
-            self.peer_nick = message.nick
-            self.owner.session_message(self, message)
+            self.peer_nick = clean_received_nick(message.nick, self.peer_id, source="nick")
+            self.owner.session_message(self, NickChange(self.peer_nick))
         else:
             self.owner.session_message(self, message)
 

@@ -34,6 +34,7 @@ from lanchat.discovery.beacon import (
     Sighting,
 )
 from lanchat.discovery.interfaces import Interface
+from lanchat.nicks import placeholder
 
 LO = Interface("lo", "127.0.0.1", 8)
 BOGUS = Interface("bogus", "198.51.100.123", 24)  # TEST-NET-2: on no host
@@ -309,24 +310,27 @@ def test_bad_datagrams_are_dropped_counted_and_never_reported(where: tuple[str, 
                 "oversize": [datagram(nick="n", pad="p" * MAX_DATAGRAM), b"{" * 5000],
                 "not_json": [b"\xff\xfe\x00garbage", b"hello", b"", b"[" * 1000],
                 "malformed": [b"[1,2]", b'"x"', datagram(t="hi"), datagram(seq=-1),
+                              datagram(nick=None), datagram(nick="n" * 300),
                               datagram(seq="7"), datagram(v="1"), datagram(inst=5),
                               json.dumps({"v": 1, "t": "hb"}).encode()],
                 "bad_version": [datagram(v=2), datagram(v=0)],
                 "bad_id": [datagram(id="ALICE"), datagram(id=new_id()[:-1]),
                            datagram(inst="a b")],
-                "bad_nick": [datagram(nick="\x1b[2J\x1b]0;pwned\x07"), datagram(nick="x" * 65),
-                             datagram(nick=""), datagram(nick="bob\u202eevil"),
-                             datagram(nick=None)],
                 "bad_host": [datagram(host="h\nx"), datagram(host="h" * 254)],
                 "bad_port": [datagram(port=0), datagram(port=70000), datagram(port="80"),
                              datagram(port=True), datagram(port=-1)],
                 "own": [datagram(id=alice.node_id, inst=alice.instance, seq=10**6)],
                 "id_clash": [datagram(id=alice.node_id)],
             }
+            # Bad nicks are not dropped: the peer is heard under a placeholder and its id.
+            bad_nicks = {new_id(): n for n in ("\x1b[2J\x1b]0;pwned\x07", "x" * 65, "",
+                                                "bob\u202eevil", "ali\u200bce", "\u3164")}
             with raw_sender("127.0.0.2") as s:
                 for dgrams in bad.values():
                     for d in dgrams:
                         s.sendto(d, where)
+                for node_id, nick in bad_nicks.items():
+                    s.sendto(datagram(id=node_id, nick=nick), where)
                 s.sendto(datagram(id=x, inst=x_inst, seq=5, nick="xavier"), where)
                 s.sendto(datagram(id=x, inst=x_inst, seq=5, nick="replayed"), where)
                 s.sendto(datagram(id=x, inst=x_inst, seq=3, nick="older"), where)
@@ -336,8 +340,8 @@ def test_bad_datagrams_are_dropped_counted_and_never_reported(where: tuple[str, 
                 s.sendto(datagram(id=sentinel), where)
             await ra.wait_for(lambda: sentinel in ra.ids())
 
-            assert [(sg.node_id, sg.nick) for sg in ra.seen] == [(x, "xavier"),
-                                                                 (sentinel, "mallory")]
+            assert [(sg.node_id, sg.nick) for sg in ra.seen] == [
+                *((i, placeholder(i)) for i in bad_nicks), (x, "xavier"), (sentinel, "mallory")]
             assert ra.byes == [(x, "127.0.0.2")]
             dropped = alice.stats()["dropped"]
             for reason, dgrams in bad.items():

@@ -39,6 +39,7 @@ from typing import Any, TypeGuard
 from lanchat.discovery.interfaces import Interface
 from lanchat.discovery.sighting import Dropped, DropReason, Sighting
 from lanchat.identity import is_node_id
+from lanchat.nicks import MAX_WIRE_NICK_CHARS, check_nick, clean_received_nick, nick_problem
 from lanchat.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ BYE_GAP_S = 0.02  # pause between the repeated byes
 MULTICAST_TTL = 1  # never leaves the link
 
 MAX_DATAGRAM = 1024  # bytes; larger datagrams are dropped unparsed
-NICK_MAX_CHARS = 64
 HOST_MAX_CHARS = 253
 INSTANCE_MAX_CHARS = 64
 SEQ_MAX = 2**63 - 1
@@ -117,8 +117,8 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def valid_nick(nick: object) -> bool:
-    """True if nick may travel in a beacon: 1..NICK_MAX_CHARS chars, no control chars."""
-    return isinstance(nick, str) and 0 < len(nick) <= NICK_MAX_CHARS and _is_clean_text(nick)
+    """True if nick follows the nick rule (lanchat/nicks.py)."""
+    return nick_problem(nick) is None
 
 
 def valid_host(host: object) -> bool:
@@ -149,8 +149,9 @@ def decode(data: bytes) -> _Message:
         raise Dropped(DropReason.MALFORMED)
     if not is_node_id(node_id) or not _INSTANCE_RE.fullmatch(inst):
         raise Dropped(DropReason.BAD_ID)
-    if not valid_nick(nick):
-        raise Dropped(DropReason.BAD_NICK)
+    if not isinstance(nick, str) or len(nick) > MAX_WIRE_NICK_CHARS:
+        raise Dropped(DropReason.MALFORMED)
+    nick = clean_received_nick(nick, node_id, source="beacon")
     if not valid_host(host):
         raise Dropped(DropReason.BAD_HOST)
     if not _is_int(port) or not 1 <= port <= 65535:
@@ -263,8 +264,7 @@ class Beacon:
     ) -> None:
         if not is_node_id(node_id):
             raise ValueError(f"node id {node_id!r} is not 52 characters of base32")
-        if not valid_nick(nick):
-            raise ValueError(f"nick {nick!r} must be 1..{NICK_MAX_CHARS} printable characters")
+        nick = check_nick(nick)
         if not valid_host(host):
             raise ValueError(f"host {host!r} must be at most {HOST_MAX_CHARS} printable chars")
         if not 1 <= port <= 65535:
@@ -324,8 +324,7 @@ class Beacon:
 
     def set_nick(self, nick: str) -> None:
         """Use `nick` from now on and announce it at once; thread-safe."""
-        if not valid_nick(nick):
-            raise ValueError(f"nick {nick!r} must be 1..{NICK_MAX_CHARS} printable characters")
+        nick = check_nick(nick)
         self._check_size(nick)
         loop = self._loop
         if loop is not None and threading.get_ident() != self._loop_thread:

@@ -40,6 +40,7 @@ from zeroconf import (
 
 from lanchat.discovery.sighting import Dropped, DropReason, Sighting
 from lanchat.identity import is_node_id
+from lanchat.nicks import clean_received_nick
 from lanchat.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ SERVICE_TYPE = "_lanchat._tcp.local."
 RESOLVE_TIMEOUT_MS = 1500  # how long one resolve may wait for SRV/TXT/A answers
 WORKER_JOIN_TIMEOUT_S = 0.5  # stop() waits at most this long for the resolver thread
 LOOP_CALL_TIMEOUT_S = 0.5  # a quick look at zeroconf's cache on its loop
-NICK_MAX_CHARS = 64
 HOST_MAX_CHARS = 253
 TXT_MAX_BYTES = 1300  # a sane TXT record is well under one Ethernet frame
 TXT_STRING_MAX_BYTES = 255  # one `key=value` string in a TXT record (RFC 6763 s6.1)
@@ -488,8 +488,7 @@ class MdnsService:
         nick = txt.get("nick")
         if nick is None:
             raise Dropped(DropReason.MISSING_NICK)
-        if not nick or len(nick) > NICK_MAX_CHARS or not _is_clean_text(nick):
-            raise Dropped(DropReason.BAD_NICK)
+        nick = clean_received_nick(nick, node_id, source="mdns")
         host = txt.get("host")
         if host is None:  # not every announcer sends it: take it from `<nick>@<host>`
             host = name[: -len(SERVICE_TYPE) - 1].rpartition("@")[2]

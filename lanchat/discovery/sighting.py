@@ -33,7 +33,6 @@ class DropReason(StrEnum):
     MISSING_ID = "missing_id"
     BAD_ID = "bad_id"  # node id or instance id malformed
     MISSING_NICK = "missing_nick"
-    BAD_NICK = "bad_nick"  # empty, too long or with control characters
     BAD_HOST = "bad_host"  # too long or with control characters
     BAD_PORT = "bad_port"  # not 1..65535
     OWN = "own"  # our own announcement looped back
