@@ -17,7 +17,6 @@ Everything runs inside lab namespaces (tests/lab.py); nothing touches a real int
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -32,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lab import Lab, LanchatProc  # noqa: E402
+from lanchat.protocol import FILE_HASHES  # noqa: E402
+from lanchat.transfer.hashing import new_hasher  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -72,6 +73,44 @@ with open(sys.argv[3], "rb") as f:
 c.close()
 """
 
+TLS_SERVER = """
+import socket, sys
+from pathlib import Path
+from lanchat.identity import Identity
+from lanchat.session import tls_server_context
+ident = Identity.load_or_create(Path(sys.argv[4]))
+ctx = tls_server_context(str(ident.cert_path), str(ident.key_path))
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+print("ready", flush=True)
+raw, _ = s.accept()
+raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+c = ctx.wrap_socket(raw, server_side=True)
+with open(sys.argv[3], "rb", buffering=0) as f:
+    buf = bytearray(1 << 20); v = memoryview(buf)
+    while n := f.readinto(buf):
+        c.sendall(v[:n])
+c.close()
+"""
+
+TLS_CLIENT = """
+import os, socket, sys
+from lanchat.session import client_context
+raw = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+c = client_context().wrap_socket(raw)
+buf = bytearray(1 << 20); v = memoryview(buf)
+fd = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+while True:  # fill the buffer (one TLS record per recv), then one write
+    got = 0
+    while got < len(buf) and (k := c.recv_into(v[got:])):
+        got += k
+    if not got:
+        break
+    os.write(fd, v[:got])
+os.close(fd)
+"""
+
 RAW_CLIENT = """
 import socket, sys, resource, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
@@ -95,15 +134,17 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def make_file(path: Path, size: int) -> str:
+def make_file(path: Path, size: int) -> dict[str, str]:
+    """Write the payload; return its digest by each algorithm lanchat may verify with."""
     block = os.urandom(MiB)
-    h = hashlib.sha256()
+    hashers = {alg: new_hasher(alg) for alg in FILE_HASHES}
     with open(path, "wb") as fh:
         for i in range(size // MiB):
             chunk = block[i % 11:] + block[:i % 11]
             fh.write(chunk)
-            h.update(chunk)
-    return h.hexdigest()
+            for h in hashers.values():
+                h.update(chunk)
+    return {alg: h.hexdigest() for alg, h in hashers.items()}
 
 
 def lanchat_pair(lab: Lab, loopback: bool) -> tuple[LanchatProc, LanchatProc]:
@@ -132,11 +173,13 @@ def perf(pid: int, out: Path) -> subprocess.Popen[bytes]:
                              str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def bench_lanchat(lab: Lab, src: Path, digest: str, loopback: bool,
+def bench_lanchat(lab: Lab, src: Path, digests: dict[str, str], loopback: bool,
                   profile: Path | None = None, profiler: str = "py-spy") -> dict[str, Any]:
     alice, bob = lanchat_pair(lab, loopback)
     spies: list[subprocess.Popen[bytes]] = []
     try:
+        # CPU from before the offer: the sender's hashing ahead (while bob decides) counts
+        send0, recv0 = cpu_of(alice.pid), cpu_of(bob.pid)
         alice.command(f"/file bob {src}")
         tid = alice.wait_event("output")["data"]["transfer"]
         bob.wait_event("file_offer", transfer=tid)
@@ -150,17 +193,17 @@ def bench_lanchat(lab: Lab, src: Path, digest: str, loopback: bool,
                 spies = [py_spy(alice.pid, profile / f"sender-{tag}.txt"),
                          py_spy(bob.pid, profile / f"receiver-{tag}.txt")]
             time.sleep(1.0)
-        send0, recv0 = cpu_of(alice.pid), cpu_of(bob.pid)
         t0 = time.monotonic()
         bob.command(f"/accept {tid}")
         done = bob.wait_event("file_done", transfer=tid, timeout=600)
         alice.wait_event("file_done", transfer=tid, timeout=60)
         elapsed = time.monotonic() - t0
         send, recv = cpu_of(alice.pid) - send0, cpu_of(bob.pid) - recv0
-        assert done["sha256"] == digest, "hash mismatch in benchmark"
+        alg = done.get("hash", "sha256")  # an older checkout (LANCHAT_BENCH_TREE) has no field
+        assert done.get("digest", done["sha256"]) == digests[alg], "digest mismatch in benchmark"
         Path(done["path"]).unlink()
         return {"seconds": elapsed, "cpu_s": send + recv, "sender_cpu_s": send,
-                "receiver_cpu_s": recv}
+                "receiver_cpu_s": recv, "hash": alg}
     finally:
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -171,7 +214,7 @@ def bench_lanchat(lab: Lab, src: Path, digest: str, loopback: bool,
             subprocess.run(["rm", "-rf", str(p)])
 
 
-def bench_resume(lab: Lab, src: Path, digest: str) -> dict[str, Any]:
+def bench_resume(lab: Lab, src: Path, digests: dict[str, str]) -> dict[str, Any]:
     """Kill the receiver at ~40 %, restart it: time to the first new bytes, and to done."""
     alice, bob = lanchat_pair(lab, loopback=False)
     size = src.stat().st_size
@@ -194,7 +237,7 @@ def bench_resume(lab: Lab, src: Path, digest: str) -> dict[str, Any]:
         t_moving = time.monotonic() - t0
         done = bob.wait_event("file_done", transfer=tid, timeout=600)
         t_done = time.monotonic() - t0
-        assert done["sha256"] == digest
+        assert done.get("digest", done["sha256"]) == digests[done.get("hash", "sha256")]
         return {"kept_mib": kept / MiB, "restart_to_ready_s": t_ready,
                 "restart_to_new_bytes_s": t_moving, "restart_to_done_s": t_done}
     finally:
@@ -227,17 +270,20 @@ def bench_http(lab: Lab, src: Path, dest: Path, loopback: bool) -> dict[str, Any
         dest.unlink(missing_ok=True)
 
 
-def bench_raw(lab: Lab, src: Path, dest: Path, loopback: bool) -> dict[str, Any]:
+def bench_raw(lab: Lab, src: Path, dest: Path, loopback: bool,
+              tls: bool = False) -> dict[str, Any]:
+    """One stream of the file, plain TCP or (tls) Python TLS 1.3 with lanchat's contexts."""
     h1, h2 = lab.hosts[0], lab.hosts[0 if loopback else 1]
     ip = "127.0.0.1" if loopback else h1.ip
-    server = h1.popen([sys.executable, "-c", RAW_SERVER, ip, str(RAW_PORT), str(src)],
-                      stdout=subprocess.PIPE)
+    server_code, client_code = (TLS_SERVER, TLS_CLIENT) if tls else (RAW_SERVER, RAW_CLIENT)
+    server = h1.popen([sys.executable, "-c", server_code, ip, str(RAW_PORT), str(src),
+                       str(dest.parent / "tls-home")], stdout=subprocess.PIPE)
     try:
         assert server.stdout is not None
         server.stdout.readline()
         cpu0, ccpu0 = cpu_of(server.pid), children_cpu()
         t0 = time.monotonic()
-        h2.run([sys.executable, "-c", RAW_CLIENT, ip, str(RAW_PORT), str(dest)], check=True,
+        h2.run([sys.executable, "-c", client_code, ip, str(RAW_PORT), str(dest)], check=True,
                timeout=600)
         elapsed = time.monotonic() - t0
         server_cpu = cpu_of(server.pid) - cpu0
@@ -253,8 +299,8 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path, default=Path("bench_files.json"))
-    parser.add_argument("--tools", default="raw,http,lanchat",
-                        help="comma-separated subset of raw,http,lanchat")
+    parser.add_argument("--tools", default="raw,tls,http,lanchat",
+                        help="comma-separated subset of raw,tls,http,lanchat")
     parser.add_argument("--links", default="veth,loopback",
                         help="comma-separated subset of veth,loopback")
     parser.add_argument("--no-resume", action="store_true", help="skip the resume timing")
@@ -285,33 +331,37 @@ def run_all(args: argparse.Namespace, size: int, results: dict[str, Any], tmp: P
     global DOWNLOADS
     DOWNLOADS = tmp / "downloads"
     src = tmp / "payload.bin"
-    digest = make_file(src, size)
+    digests = make_file(src, size)
     dest = tmp / "copy.bin"
     links, tools = args.links.split(","), args.tools.split(",")
+    # run-major: each run measures every tool once, so a ratio compares one run's figures
     for link, loopback in (("veth", False), ("loopback", True)):
         if link not in links:
             continue
-        for key, name, fn in (
-                ("raw", "raw TCP copy", lambda lb: bench_raw(lab, src, dest, lb)),
-                ("http", "http.server+curl", lambda lb: bench_http(lab, src, dest, lb)),
-                ("lanchat", "lanchat (TLS+SHA-256)",
-                 lambda lb: bench_lanchat(lab, src, digest, lb, args.profile,
-                                               args.profiler))):
-            if key not in tools:
-                continue
-            for run in range(args.runs):
+        for run in range(args.runs):
+            for key, name, fn in (
+                    ("raw", "raw TCP copy", lambda lb: bench_raw(lab, src, dest, lb)),
+                    ("tls", "Python TLS 1.3 stream",
+                     lambda lb: bench_raw(lab, src, dest, lb, True)),
+                    ("http", "http.server+curl", lambda lb: bench_http(lab, src, dest, lb)),
+                    ("lanchat", "lanchat",
+                     lambda lb: bench_lanchat(lab, src, digests, lb, args.profile,
+                                              args.profiler))):
+                if key not in tools:
+                    continue
                 r = fn(loopback)
-                row = {"link": link, "tool": name, "run": run,
+                label = f"{name} (TLS+{r['hash']})" if "hash" in r else name
+                row = {"link": link, "tool": label, "key": key, "run": run,
                        "mib_s": size / MiB / r["seconds"],
                        "cpu_s_per_gib": r["cpu_s"] / (size / GiB), **r}
                 results["rows"].append(row)
                 if "sender_cpu_s" in r:
                     row["sender_cpu_s_per_gib"] = r["sender_cpu_s"] / (size / GiB)
                     row["receiver_cpu_s_per_gib"] = r["receiver_cpu_s"] / (size / GiB)
-                print(f"{link:<9} {name:<24} {row['mib_s']:8.0f} MiB/s "
+                print(f"{link:<9} {label:<24} {row['mib_s']:8.0f} MiB/s "
                       f"{row['cpu_s_per_gib']:6.2f} CPU-s/GiB{_sides(row)}", flush=True)
     if not args.no_resume:
-        results["resume"] = bench_resume(lab, src, digest)
+        results["resume"] = bench_resume(lab, src, digests)
 
 
 def _sides(row: dict[str, Any]) -> str:
@@ -321,12 +371,45 @@ def _sides(row: dict[str, Any]) -> str:
             f"receiver {row['receiver_cpu_s_per_gib']:.2f})")
 
 
+RATIOS = (  # (what, lanchat figure, baseline tool, baseline figure)
+    ("MiB/s / Python TLS 1.3 stream", "mib_s", "tls", "mib_s"),
+    ("MiB/s / http.server+curl", "mib_s", "http", "mib_s"),
+    ("CPU-s/GiB / http.server+curl (lower is better)", "cpu_s_per_gib", "http",
+     "cpu_s_per_gib"),
+)
+
+
+def run_ratios(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
+    """lanchat / baseline within each run (the same minute), per link."""
+    out: dict[tuple[str, str], list[float]] = {}
+    by_run = {(r["link"], r["run"], r["key"]): r for r in rows}
+    for (link, run, key), row in sorted(by_run.items()):
+        if key != "lanchat":
+            continue
+        for what, mine, base_key, theirs in RATIOS:
+            base = by_run.get((link, run, base_key))
+            if base is not None and base[theirs] > 0:
+                out.setdefault((link, what), []).append(row[mine] / base[theirs])
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def report(results: dict[str, Any], path: Path) -> None:
     print()
     print(f"{'link':<9} {'tool':<24} {'MiB/s':>8} {'CPU-s/GiB':>10}")
     for row in results["rows"]:
         print(f"{row['link']:<9} {row['tool']:<24} {row['mib_s']:8.0f} "
               f"{row['cpu_s_per_gib']:10.2f}{_sides(row)}")
+    ratios = run_ratios(results["rows"])
+    results["ratios"] = {f"{link}: {what}": v for (link, what), v in ratios.items()}
+    for (link, what), values in sorted(ratios.items()):
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{link:<9} {what:<44} {_median(values):5.2f}x (runs: {shown})")
     r = results.get("resume")
     if r:
         print(f"resume after SIGKILL of the receiver ({r['kept_mib']:.0f} MiB kept): ready "

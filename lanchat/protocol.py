@@ -279,6 +279,12 @@ class Bye(Message):
 
 MAX_PENDING_OFFERS = 16  # unanswered offers held per peer; more are declined
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# File digests: SHA-256 is what every peer understands (and what version 1 offers imply);
+# BLAKE3 (32-byte output, hex like SHA-256) is used when both ends name it. An offer lists
+# the sender's algorithms; the receiver names the one it wants in each `file_request`.
+SHA256 = "sha256"
+FILE_HASHES = ("blake3", SHA256)
+MAX_OFFER_HASHES = 8  # names kept from an offer's list; unknown names are skipped
 
 
 def _sha(d: dict[str, Any], key: str, *, null: bool) -> str | None:
@@ -309,12 +315,16 @@ class FileOffer(Message):
     sha256: str | None
     files: tuple[FileEntry, ...] = field(default=())
     port: int = 0
+    hashes: tuple[str, ...] = ()  # digests the sender can make, best first; () = SHA-256
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.transfer, "name": self.name, "size": self.size,
-                "sha256": self.sha256,
-                "files": [{"path": f.path, "size": f.size} for f in self.files],
-                "port": self.port}
+        d = {"transfer": self.transfer, "name": self.name, "size": self.size,
+             "sha256": self.sha256,
+             "files": [{"path": f.path, "size": f.size} for f in self.files],
+             "port": self.port}
+        if self.hashes:
+            d["hashes"] = list(self.hashes)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileOffer:
@@ -331,8 +341,12 @@ class FileOffer(Message):
             files.append(FileEntry(_str(item, "path", MAX_PATH_CHARS),
                                    _int(item, "size", 0, MAX_FILE_BYTES)))
         port = _int(d, "port", 0, 65535) if "port" in d else 0
+        hashes = d.get("hashes", [])
+        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+            raise ProtocolError("field 'hashes' must be a list of names")
+        known = tuple(h for h in hashes[:MAX_OFFER_HASHES] if h in FILE_HASHES)
         return cls(_ident(d, "transfer"), _str(d, "name", MAX_PATH_CHARS),
-                   _int(d, "size", 0, MAX_FILE_BYTES), sha, tuple(files), port)
+                   _int(d, "size", 0, MAX_FILE_BYTES), sha, tuple(files), port, known)
 
 
 @dataclass(frozen=True)
@@ -383,22 +397,34 @@ class FileCancel(Message):
 @dataclass(frozen=True)
 class FileRequest(Message):
     """Data channel, receiver to sender: send from file `index` at `offset`; `prefix` is the
-    SHA-256 of the receiver's bytes before `offset` (null at 0), so a changed prefix restarts."""
+    digest of the receiver's bytes before `offset` (null at 0), so a changed prefix restarts.
+    `hash` names the digest for `prefix`, `file_end` and `file_done` (one the offer listed)."""
 
     T: ClassVar[str] = "file_request"
     transfer: str
     index: int = 0
     offset: int = 0
     prefix: str | None = None
+    hash: str = SHA256
+
+    def __post_init__(self) -> None:
+        if self.hash not in FILE_HASHES:
+            raise ValueError(f"unknown hash {self.hash!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.transfer, "index": self.index, "offset": self.offset,
-                "prefix": self.prefix}
+        d = {"transfer": self.transfer, "index": self.index, "offset": self.offset,
+             "prefix": self.prefix}
+        if self.hash != SHA256:  # what a version-1 sender assumes anyway
+            d["hash"] = self.hash
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileRequest:
+        alg = d.get("hash", SHA256)
+        if alg not in FILE_HASHES:
+            raise ProtocolError(f"field 'hash' must be one of {', '.join(FILE_HASHES)}")
         return cls(_ident(d, "transfer"), _int(d, "index", 0, MAX_FILES_PER_OFFER),
-                   _int(d, "offset", 0, MAX_FILE_BYTES), _sha(d, "prefix", null=True))
+                   _int(d, "offset", 0, MAX_FILE_BYTES), _sha(d, "prefix", null=True), alg)
 
 
 @dataclass(frozen=True)
@@ -421,19 +447,20 @@ class FileStart(Message):
 
 @dataclass(frozen=True)
 class FileEnd(Message):
-    """Data channel, sender to receiver, after the bytes of file `index`: its SHA-256."""
+    """Data channel, sender to receiver, after the bytes of file `index`: its digest (by the
+    request's `hash`; the wire key stays "sha256", as version-1 peers read it)."""
 
     T: ClassVar[str] = "file_end"
     transfer: str
     index: int
-    sha256: str
+    digest: str
 
     def __post_init__(self) -> None:
-        if not _SHA_RE.match(self.sha256):
-            raise ValueError("sha256 must be 64 hex digits")
+        if not _SHA_RE.match(self.digest):
+            raise ValueError("digest must be 64 hex digits")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.transfer, "index": self.index, "sha256": self.sha256}
+        return {"transfer": self.transfer, "index": self.index, "sha256": self.digest}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileEnd:
@@ -444,18 +471,19 @@ class FileEnd(Message):
 
 @dataclass(frozen=True)
 class FileDone(Message):
-    """Data channel, receiver to sender: every file is verified and in place."""
+    """Data channel, receiver to sender: every file is verified and in place; `digest` is
+    the file's (or the folder's tree) digest by the request's `hash` (wire key "sha256")."""
 
     T: ClassVar[str] = "file_done"
     transfer: str
-    sha256: str
+    digest: str
 
     def __post_init__(self) -> None:
-        if not _SHA_RE.match(self.sha256):
-            raise ValueError("sha256 must be 64 hex digits")
+        if not _SHA_RE.match(self.digest):
+            raise ValueError("digest must be 64 hex digits")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.transfer, "sha256": self.sha256}
+        return {"transfer": self.transfer, "sha256": self.digest}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileDone:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -33,13 +34,14 @@ messages = st.one_of(
               st.integers(0, p.MAX_FILE_BYTES), sha,
               st.lists(st.builds(p.FileEntry, st.text(min_size=1, max_size=50),
                                  st.integers(0, 1 << 40)), max_size=5).map(tuple),
-              st.integers(0, 65535)),
+              st.integers(0, 65535),
+              st.lists(st.sampled_from(p.FILE_HASHES), max_size=2, unique=True).map(tuple)),
     st.builds(p.FileAnswer, ids, st.booleans(),
               st.lists(st.integers(0, 1 << 40), max_size=5).map(tuple),
               st.text(max_size=50)),
     st.builds(p.FileCancel, ids, st.text(max_size=50)),
     st.builds(p.FileRequest, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
-              st.integers(0, p.MAX_FILE_BYTES), sha),
+              st.integers(0, p.MAX_FILE_BYTES), sha, st.sampled_from(p.FILE_HASHES)),
     st.builds(p.FileStart, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
               st.integers(0, p.MAX_FILE_BYTES)),
     st.builds(p.FileEnd, ids, st.integers(0, p.MAX_FILES_PER_OFFER),
@@ -130,6 +132,27 @@ def test_unknown_type_and_wrong_fields_are_named() -> None:
         p.FrameDecoder().feed(frame(b'{"t":"msg","id":"a","ts":1,"text":"x","to":"x"}'))
     with pytest.raises(p.ProtocolError, match="not UTF-8 JSON"):
         p.FrameDecoder().feed(frame(b"\xff\xfe"))
+
+
+def test_file_digests_are_negotiated_and_version_1_peers_get_sha256() -> None:
+    """An offer lists digests (unknown names skipped); a request names one it may use; a
+    peer from before BLAKE3 sends neither field and is answered in SHA-256."""
+    offer = p.decode_payload(json.dumps({
+        "t": "file_offer", "transfer": "t1", "name": "a", "size": 1, "sha256": None,
+        "hashes": ["k12", "blake3", "sha256"]}).encode())
+    assert isinstance(offer, p.FileOffer) and offer.hashes == ("blake3", "sha256")
+    old = p.decode_payload(b'{"t":"file_offer","transfer":"t1","name":"a","size":1,'
+                           b'"sha256":null}')
+    assert isinstance(old, p.FileOffer) and old.hashes == ()
+    assert "hashes" not in p.FileOffer("t1", "a", 1, None).to_dict(), "version 1 shape"
+    request = p.decode_payload(b'{"t":"file_request","transfer":"t1","index":0,"offset":0}')
+    assert isinstance(request, p.FileRequest) and request.hash == p.SHA256
+    assert "hash" not in request.to_dict()
+    with pytest.raises(p.ProtocolError, match="'hash'"):
+        p.decode_payload(b'{"t":"file_request","transfer":"t1","index":0,"offset":0,"hash":"md5"}')
+    with pytest.raises(p.ProtocolError, match="'hashes'"):
+        p.decode_payload(b'{"t":"file_offer","transfer":"t1","name":"a","size":1,'
+                         b'"sha256":null,"hashes":"blake3"}')
 
 
 def test_state_table_refuses_chat_before_handshake() -> None:

@@ -3,7 +3,6 @@ bad senders (built from our own classes), with the events a script would see."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -19,9 +18,10 @@ from lanchat import protocol as p
 from lanchat.commands import Context, build_registry, execute
 from lanchat.plugins import Plugins
 from lanchat.transfer import commands as transfer_commands
+from lanchat.transfer.hashing import new_hasher
 from lanchat.transfer.records import Item, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, SendJob
-from transfer_peers import MiB, Pair, Peer, ReceiveSink, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, random_file, sha
 
 
 @pytest.fixture
@@ -64,7 +64,9 @@ def test_bob_accepts_alices_file_and_both_see_it_verified(pair: Pair, tmp_path: 
     got = bob.log.wait("file_done", lambda e: e["transfer"] == t.id)[0]
     out = alice.log.wait("file_done", lambda e: e["transfer"] == t.id)[0]
     assert got["direction"] == "in" and out["direction"] == "out"
-    assert got["sha256"] == out["sha256"] == sha(src)
+    assert got["hash"] == out["hash"] == "blake3", "two lanchat peers agree on BLAKE3"
+    assert got["digest"] == out["digest"] == digest(src)
+    assert got["sha256"] is None and out["sha256"] is None, "never a BLAKE3 digest in sha256"
     assert Path(got["path"]) == bob.node.config.downloads_dir / "report.bin"
     assert sha(Path(got["path"])) == sha(src)
     assert not list(bob.node.config.downloads_dir.glob("*.part"))
@@ -104,7 +106,7 @@ def test_a_folder_arrives_with_its_tree_and_hostile_names_stay_inside(
     bob.files.accept(t.id, dest)
     done = bob.log.wait("file_done")[0]
     out = alice.log.wait("file_done")[0]
-    assert done["sha256"] == out["sha256"]
+    assert done["digest"] == out["digest"]
     root = Path(done["path"])
     assert root == dest / "photos"
     assert sha(root / "2024" / "summer" / "b.jpg") == sha(src / "2024" / "summer" / "b.jpg")
@@ -219,6 +221,12 @@ def test_commands_offer_list_accept_and_cancel(pair: Pair, tmp_path: Path) -> No
     assert auto is not None and auto.data["autoaccept"] is True
 
 
+def _hex(alg: str, data: bytes) -> str:
+    h = new_hasher(alg)
+    h.update(data)
+    return h.hexdigest()
+
+
 class _Liar(FileStreamer):
     """A sender that misbehaves in one chosen way."""
 
@@ -235,10 +243,10 @@ class _Liar(FileStreamer):
             raise OSError("hung up early")
         if self.mode == "short_then_trailer":
             self.sock.sendall(data[:-1000])
-            return hashlib.sha256(data).hexdigest()  # the trailer is read as file bytes
+            return _hex(self.alg, data)  # the trailer is read as file bytes
         if self.mode == "long":
             self.sock.sendall(data + b"x" * 5000)
-            return hashlib.sha256(data).hexdigest()
+            return _hex(self.alg, data)
         if self.mode == "hash":
             self.sock.sendall(data)
             return "0" * 64
@@ -253,7 +261,7 @@ class _Liar(FileStreamer):
     ("short", "closed the connection after"),
     ("short_then_trailer", "stalled|closed the connection after"),
     ("long", "sent more than the offered"),
-    ("hash", "SHA-256 mismatch"),
+    ("hash", "BLAKE3 mismatch"),
     ("stall", "stalled"),
 ])
 def test_a_lying_or_stalling_sender_leaves_no_corrupt_file(
@@ -394,10 +402,9 @@ def test_receiver_restart_resumes_from_the_part(pair: Pair, tmp_path: Path) -> N
         bob2.close()
 
 
-def test_the_sender_keeps_the_hash_it_computed_while_streaming(pair: Pair,
-                                                                tmp_path: Path) -> None:
-    """The file is hashed once, while it streams; the record keeps that hash with the file's
-    (dev, inode, size, mtime) so a later confirm need not read the file again."""
+def test_the_sender_keeps_the_digest_it_computed(pair: Pair, tmp_path: Path) -> None:
+    """The file is hashed once; the record keeps that digest with the algorithm and the
+    file's (dev, inode, size, mtime) so a later confirm need not read the file again."""
     alice, bob = pair()
     src = random_file(tmp_path / "once.bin", 2 * MiB + 5)
     t = alice.files.offer("bob", src)
@@ -406,11 +413,12 @@ def test_the_sender_keeps_the_hash_it_computed_while_streaming(pair: Pair,
     alice.log.wait("file_done", lambda e: e["transfer"] == t.id)
     item = alice.files.get(t.id).items[0]  # type: ignore[union-attr]
     st = src.stat()
-    assert item.sha256 == sha(src)
-    assert item.stamp == f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    assert item.sha256 == digest(src)
+    assert item.stamp == f"blake3:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
     job = SendJob(t.id, bob.node.node_id, 1, ((str(src), st.st_size),), ("once.bin",),
                   st.st_size, ((item.stamp, item.sha256),))
     streamer = FileStreamer(None, job, alice.files)  # type: ignore[arg-type]
-    assert streamer._cached(0) == sha(src)
+    streamer.alg = "blake3"
+    assert streamer._ahead(0) == digest(src)
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert streamer._cached(0) is None, "a changed file is hashed again"
+    assert streamer._ahead(0) is None, "a changed file is hashed again"

@@ -3,22 +3,23 @@ SIGKILL of either side, and chat that stays prompt while a file moves."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
 from pathlib import Path
 
 from lab import Lab, LanchatProc
+from lanchat.transfer.hashing import new_hasher
 
 NO_DISCOVERY = ("--no-mdns", "--no-beacon")
 FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
 MiB = 1 << 20
 
 def big_file(path: Path, size: int) -> str:
-    """A file of `size` bytes (a repeated random block, written fast); return its SHA-256."""
+    """A file of `size` bytes (a repeated random block, written fast); return its BLAKE3
+    digest (what two lanchat peers verify with)."""
     block = os.urandom(MiB)
-    h = hashlib.sha256()
+    h = new_hasher("blake3")
     with open(path, "wb") as fh:
         for i in range(size // MiB):
             chunk = block[i % 7:] + block[:i % 7]  # no two blocks alike
@@ -27,8 +28,8 @@ def big_file(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path) -> str:
+    h = new_hasher("blake3")
     with open(path, "rb") as fh:
         while chunk := fh.read(4 * MiB):
             h.update(chunk)
@@ -71,7 +72,7 @@ def test_file_resumes_after_the_receiver_is_killed(lab_factory: object, tmp_path
     assert 0 < kept < src.stat().st_size
     bob = bob.restart()
     done = bob.wait_event("file_done", transfer=tid, timeout=60)
-    assert done["sha256"] == digest == file_sha(Path(done["path"]))
+    assert done["digest"] == digest == file_digest(Path(done["path"]))
     first = bob.wait_event("file_progress", transfer=tid, consume=False)
     assert first["done"] >= kept - 4 * MiB, "bytes already received were sent again"
     alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
@@ -95,7 +96,7 @@ def test_file_resumes_after_the_sender_is_killed(lab_factory: object, tmp_path: 
     mark = bob.mark()
     alice = alice.restart()
     done = bob.wait_event("file_done", transfer=tid, timeout=60)
-    assert done["sha256"] == digest == file_sha(Path(done["path"]))
+    assert done["digest"] == digest == file_digest(Path(done["path"]))
     first = bob.wait_event("file_progress", transfer=tid, since=mark, consume=False)
     assert first["done"] >= kept - 4 * MiB, "bytes already received were sent again"
     alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
@@ -138,7 +139,7 @@ def test_lanchat_send_file_exits_zero_once_bob_verified_it(lab2: Lab, tmp_path: 
     bob.command(f"/accept {got['transfer']}")
     done = bob.wait_event("file_done", timeout=60)
     assert sender.wait(60) == 0
-    assert file_sha(Path(done["path"])) == file_sha(src) == done["sha256"]
+    assert file_digest(Path(done["path"])) == file_digest(src) == done["digest"]
     declined = h1.popen([*cli, "send", "--to", "bob", "--file", str(src), "--wait", "60"])
     offer2 = bob.wait_event("file_offer", timeout=20)
     bob.command(f"/decline {offer2['transfer']}")

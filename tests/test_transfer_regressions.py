@@ -20,7 +20,7 @@ from lanchat.transfer import TransferManager
 from lanchat.transfer.records import Item, State, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, expect, write_frame
 from lanchat.transfer.wire import _recv_exact
-from transfer_peers import MiB, Pair, Peer, ReceiveSink, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, random_file, sha
 
 
 @pytest.fixture
@@ -101,7 +101,8 @@ def test_two_same_named_offers_accepted_together_get_distinct_destinations(
                           and e["transfer"] in (t1.id, t2.id)]) >= 2, 15)
     time.sleep(0.5)  # a window for a late stream thread to publish something it should not
     for ev in bob.log.named("file_done"):
-        assert sha(Path(ev["path"])) == ev["sha256"], "published file differs from its hash"
+        assert digest(Path(ev["path"]), ev["hash"]) == ev["digest"], \
+            "published file differs from its digest"
     assert dests[0] != dests[1], f"both accepted offers write the same file: {dests}"
 
 
@@ -229,14 +230,14 @@ def test_sender_does_not_report_done_when_the_receiver_hash_differs(
         expect(tls, p.FileStart)
         _recv_exact(tls, 70_000)
         end = expect(tls, p.FileEnd)
-        assert end.sha256 == sha(src)
+        assert end.digest == sha(src), "a request naming no hash is answered in SHA-256"
         write_frame(tls, p.FileDone(t.id, "0" * 64))
         ev = alice.log.wait("file_done", lambda e: e["transfer"] == t.id, timeout=3)[0] \
             if wait_for(lambda: bool(alice.log.named("file_done")), 3) else None
     finally:
         tls.close()
     assert ev is None or ev["sha256"] == sha(src), (
-        f"sender says done with sha256 {ev['sha256'][:12]}..., its file is {sha(src)[:12]}...")
+        f"sender says done with {ev['digest'][:12]}..., its file is {sha(src)[:12]}...")
 
 
 # -- progress events per time, not per file --------------------------------------------

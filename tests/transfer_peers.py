@@ -11,6 +11,7 @@ from typing import Any
 from lanchat.config import Config
 from lanchat.node import Node
 from lanchat.transfer import TransferManager, attach
+from lanchat.transfer.hashing import new_hasher
 from nodes import EventLog
 
 MiB = 1 << 20
@@ -38,6 +39,13 @@ Pair = Callable[..., tuple[Peer, Peer]]
 def sha(path: Path) -> str:
     """SHA-256 of a file, hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digest(path: Path, alg: str = "blake3") -> str:
+    """A file's digest by `alg` (what two lanchat peers agree on: BLAKE3), hex."""
+    h = new_hasher(alg)
+    h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def random_file(path: Path, size: int) -> Path:

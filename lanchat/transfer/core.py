@@ -18,10 +18,12 @@ from typing import Any, cast
 
 from lanchat.api import NodeHost
 from lanchat.protocol import (
+    SHA256,
     FileEntry,
     FileOffer,
 )
 from lanchat.transfer import names
+from lanchat.transfer.hashing import Partial, Prehasher, available
 from lanchat.transfer.records import RecordStore, State, Transfer
 from lanchat.transfer.stream import (
     STALL_S,
@@ -43,6 +45,14 @@ SAVE_EVERY_S = 2.0  # a whole record is rewritten at most this often while data 
 MAX_FINISHED_PER_PEER = 64  # finished incoming records kept per peer; older ones go
 
 
+def source_files(t: Transfer) -> tuple[tuple[str, int], ...]:
+    """An outgoing transfer's files on this disk: (path, size) in offer order."""
+    root = Path(t.source)
+    if not t.folder:
+        return ((str(root), t.size),)
+    return tuple((str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
+
+
 class TransferError(Exception):
     """A transfer request cannot be done; the message says what to do instead."""
 
@@ -51,9 +61,12 @@ class ManagerCore:
     """The transfer extension's state and shared helpers; public methods are thread-safe."""
 
     def __init__(self, *, offer_timeout_s: float = OFFER_TIMEOUT_S,
-                 stall_s: float = STALL_S) -> None:
+                 stall_s: float = STALL_S, hashes: tuple[str, ...] = ()) -> None:
         self.offer_timeout_s = offer_timeout_s
         self.stall_s = stall_s
+        # digests this node offers and asks for, best first (only ones it can make)
+        self.hashes = tuple(h for h in hashes if h in available()) or available()
+        self.prehasher = Prehasher()
         self.node: NodeHost = cast("NodeHost", None)  # set by start()
         self.records: RecordStore | None = None
         self.server: DataServer | None = None
@@ -216,7 +229,18 @@ class ManagerCore:
     def _send_offer(self, t: Transfer) -> None:
         files = tuple(FileEntry(i.path, i.size) for i in t.items) if t.folder else ()
         self.node.send_control(t.peer, FileOffer(t.id, t.name, t.size, t.sha256, files,
-                                                 self.port))
+                                                 self.port, self.hashes))
+        if not t.state.finished:  # hashed while the receiver decides
+            self.prehasher.submit((path for path, _ in source_files(t)), self.hashes[0])
+
+    def prehashed(self, path: str, alg: str) -> str | Partial | None:
+        """What the Prehasher has of a file's digest (sending streams ask before sending)."""
+        return self.prehasher.take(path, alg)
+
+    def done_fields(self, alg: str, digest: str | None) -> dict[str, Any]:
+        """The `file_done` fields that name the digest: `sha256` (null unless SHA-256 was
+        used: the contract's field, never a digest of another kind), `hash`, `digest`."""
+        return {"sha256": digest if alg == SHA256 else None, "hash": alg, "digest": digest}
 
     def wanted(self, transfer: str, generation: int) -> bool:
         """Stream threads ask this between chunks."""

@@ -139,6 +139,7 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
             receiver.stop()
         if self.server is not None:
             self.server.stop()
+        self.prehasher.close()
         for receiver in receivers:
             if receiver.thread is not None:
                 receiver.thread.join(max(0.0, deadline - time.monotonic()))
@@ -309,7 +310,8 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
                      "direction": t.direction, "peer": t.peer, "nick": t.peer_nick,
                      "name": t.name, "size": t.size, "state": t.state.value,
                      "reason": t.reason, "moving": t.id in self._active,
-                     "path": t.path or t.source, "sha256": t.result or None}
+                     "path": t.path or t.source,
+                     **self.done_fields(t.hash, t.result or None)}
                 out.append(d)
             return out
 
@@ -342,9 +344,10 @@ def attach(node: Node, **options: Any) -> TransferManager:
     for ext in node.extensions:
         if isinstance(ext, TransferManager):
             return ext
-    defaults: dict[str, Callable[[], float]] = {
+    defaults: dict[str, Callable[[], object]] = {
         "offer_timeout_s": lambda: _env_float("LANCHAT_OFFER_TIMEOUT_S", OFFER_TIMEOUT_S),
         "stall_s": lambda: _env_float("LANCHAT_FILE_STALL_S", STALL_S),
+        "hashes": lambda: tuple(os.environ.get("LANCHAT_FILE_HASHES", "").split(",")),
     }
     for key, value in defaults.items():
         options.setdefault(key, value())

@@ -16,6 +16,7 @@ from lanchat.protocol import (
     Message,
 )
 from lanchat.transfer.core import RESUME_RETRIES, RESUME_RETRY_S, ManagerCore, TransferError
+from lanchat.transfer.hashing import choose
 from lanchat.transfer.records import Item, State, Transfer
 
 log = logging.getLogger("lanchat.transfer.manager")
@@ -67,14 +68,16 @@ class OfferControl(ManagerCore):
         else:
             items = (Item(offer.name, offer.size),)
         t = self._save(Transfer(offer.transfer, "in", peer, nick, offer.name, offer.size,
-                                items, folder=bool(offer.files), sha256=offer.sha256))
+                                items, folder=bool(offer.files), sha256=offer.sha256,
+                                hash=choose(offer.hashes, self.hashes,
+                                            claimed=offer.sha256 is not None)))
         with self._lock:
             if offer.port:  # kept only for offers we hold; dropped when they finish
                 self._senders[t.id] = (address, offer.port)
             self._deadlines[t.id] = time.monotonic() + self.offer_timeout_s
         self._count("offers_in")
         self._emit("file_offer", transfer=t.id, **{"from": {"id": peer, "nick": nick}},
-                   name=t.name, size=t.size, sha256=t.sha256, files=len(items),
+                   name=t.name, size=t.size, sha256=t.sha256, hash=t.hash, files=len(items),
                    folder=t.folder, number=self._numbers[t.id])
         if peer in self._autoaccept:  # by the record itself: ids are not references
             try:

@@ -1,16 +1,16 @@
 """The receiving side of the data channel: one thread and connection per transfer.
 
 The receiver connects to the sender's data port, pins the server's key to the peer's id,
-proves its own key, asks for a file index and offset (with the hash of its `.part` prefix
-when it resumes), and writes what arrives into `<name>.part`: TLS records are decrypted
-into one reused buffer, hashed inline from it (a hash thread measured slower on 2 shared
-cores) and written with os.write. One fsync per file, before it is published.
+proves its own key, asks for a file index and offset (with the digest of its `.part` prefix
+when it resumes, by the algorithm chosen when the offer came: hashing.py), and writes what
+arrives into `<name>.part`: TLS records are decrypted into one reused buffer, hashed inline
+from it (a hash thread measured slower on 2 shared cores) and written with os.write. One
+fsync per file, before it is published.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import socket
 import threading
@@ -20,10 +20,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lanchat.identity import Identity, auth_payload, node_id_from_cert
-from lanchat.protocol import Auth, FileDone, FileEnd, FileRequest, FileStart, Hello, ProtocolError
+from lanchat.protocol import (
+    SHA256,
+    Auth,
+    FileDone,
+    FileEnd,
+    FileRequest,
+    FileStart,
+    Hello,
+    ProtocolError,
+)
 from lanchat.session import client_context
 from lanchat.transfer import names
 from lanchat.transfer.channel import TlsChannel
+from lanchat.transfer.hashing import Hasher, hash_prefix, new_hasher, tree_hash
 from lanchat.transfer.wire import (
     CONNECT_TIMEOUT_S,
     STALL_S,
@@ -31,22 +41,21 @@ from lanchat.transfer.wire import (
     Throttle,
     classify,
     expect,
-    hash_prefix,
-    tree_hash,
     write_frame,
 )
 
 RECV_BUFFER_BYTES = 1 << 20
+_NAMES = {"sha256": "SHA-256", "blake3": "BLAKE3"}
 
 
 @dataclass(frozen=True)
 class RecvItem:
-    """One file to receive: its offer path, size, place below the root, and known hash."""
+    """One file to receive: its offer path, size, place below the root, and known digest."""
 
     path: str
     size: int
     dest: tuple[str, ...]
-    sha256: str = ""
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class RecvJob:
     index: int
     offer_sha: str | None
     total: int
+    hash: str = SHA256  # the digest both ends make (chosen from the offer's list)
 
 
 class RecvOwner(Protocol):
@@ -74,10 +84,10 @@ class RecvOwner(Protocol):
     def progress(self, job: RecvJob, done: int) -> None:
         """Bytes received so far (whole transfer, including resumed prefixes)."""
 
-    def file_complete(self, job: RecvJob, index: int, final: str, sha256: str) -> None:
+    def file_complete(self, job: RecvJob, index: int, final: str, digest: str) -> None:
         """File `index` is verified and published under `final`."""
 
-    def received(self, job: RecvJob, sha256: str) -> None:
+    def received(self, job: RecvJob, digest: str) -> None:
         """Everything is verified and in place."""
 
     def receive_failed(self, job: RecvJob, error: DataError) -> None:
@@ -155,15 +165,15 @@ class Receiver:
         job = self.job
         with self._connect() as tls:
             index = job.index
-            shas = [item.sha256 for item in job.items]
+            digests = [item.digest for item in job.items]
             if index >= len(job.items):
                 self._confirm(tls)
             while index < len(job.items):
-                shas[index] = self._fetch_file(tls, index, first=index == job.index)
+                digests[index] = self._fetch_file(tls, index, first=index == job.index)
                 index += 1
             self.progress(job.total, force=True)
-            result = shas[0] if len(job.items) == 1 and not self._folder() else tree_hash(
-                tuple(i.path for i in job.items), tuple(shas))
+            result = digests[0] if len(job.items) == 1 and not self._folder() else tree_hash(
+                tuple(i.path for i in job.items), tuple(digests), job.hash)
             write_frame(tls, FileDone(job.transfer, result))
         self.owner.received(job, result)
 
@@ -172,10 +182,11 @@ class Receiver:
         job = self.job
         last = len(job.items) - 1
         item = job.items[last]
-        write_frame(tls, FileRequest(job.transfer, last, item.size, item.sha256 or None))
+        write_frame(tls, FileRequest(job.transfer, last, item.size, item.digest or None,
+                                     job.hash))
         start = expect(tls, FileStart)
         end = expect(tls, FileEnd)
-        if (start.index, start.offset) != (last, item.size) or end.sha256 != item.sha256:
+        if (start.index, start.offset) != (last, item.size) or end.digest != item.digest:
             raise DataError("the sender's file changed after it was received",
                             resumable=False)
 
@@ -208,9 +219,10 @@ class Receiver:
                 if first:
                     prefix = None
                     if offset:
-                        hasher = hash_prefix(fd, offset)
+                        hasher = hash_prefix(fd, offset, job.hash)
                         prefix = hasher.hexdigest()
-                    write_frame(tls, FileRequest(job.transfer, index, offset, prefix))
+                    write_frame(tls, FileRequest(job.transfer, index, offset, prefix,
+                                                 job.hash))
                     start = expect(tls, FileStart)
                     if start.index != index or start.offset not in (0, offset):
                         raise ProtocolError("file_start does not answer the request")
@@ -225,7 +237,7 @@ class Receiver:
                         raise DataError("cancelled", resumable=False)
                     with _local(item.path):
                         fd = names.open_part(dir_fd, part)
-                h = hasher or hashlib.sha256()
+                h = hasher or new_hasher(job.hash)
                 progress(offset, force=first)
                 self._copy(tls, fd, h, offset, item.size, progress)
                 keep_part = False
@@ -234,13 +246,15 @@ class Receiver:
                 except ProtocolError as exc:
                     raise DataError(f"sender sent more than the offered {item.size} bytes or "
                                     f"a bad trailer ({exc.reason})", resumable=False) from None
-                sha = h.hexdigest()
+                digest = h.hexdigest()
                 if end.index != index:
                     raise DataError("file_end for another file", resumable=False)
-                if end.sha256 != sha:
-                    raise DataError(f"SHA-256 mismatch for {item.path}: the data is not what "
-                                    "the sender hashed; .part deleted", resumable=False)
-                if job.offer_sha and len(job.items) == 1 and sha != job.offer_sha:
+                if end.digest != digest:
+                    raise DataError(f"{_NAMES[job.hash]} mismatch for {item.path}: the data is "
+                                    "not what the sender hashed; .part deleted",
+                                    resumable=False)
+                if (job.offer_sha and job.hash == SHA256 and len(job.items) == 1
+                        and digest != job.offer_sha):
                     raise DataError("file does not match the offered SHA-256; .part deleted",
                                     resumable=False)
                 with _local(item.path):
@@ -260,10 +274,10 @@ class Receiver:
             with _local(item.path):
                 final = names.publish(dir_fd, part, leaf)
         progress(item.size)
-        self.owner.file_complete(job, index, final, sha)
-        return sha
+        self.owner.file_complete(job, index, final, digest)
+        return digest
 
-    def _copy(self, tls: TlsChannel, fd: int, h: hashlib._Hash, offset: int, size: int,
+    def _copy(self, tls: TlsChannel, fd: int, h: Hasher, offset: int, size: int,
               progress: Callable[[int], None]) -> None:
         """Receive exactly size - offset raw bytes into the file at offset."""
         buf = self.buf

@@ -54,7 +54,7 @@ class ReceivingSide(ManagerCore):
         index = len(t.items) if t.state is State.DONE else t.index
         job = RecvJob(t.id, t.peer, sender[0], sender[1], generation, t.dest_dir,
                       tuple(RecvItem(i.path, i.size, i.dest, i.sha256) for i in t.items),
-                      index, t.sha256, t.size)
+                      index, t.sha256, t.size, t.hash)
         receiver = Receiver(job, self.node.identity, str(self.node.nick), self,
                             stall_s=self.stall_s)
         with self._lock:
@@ -70,7 +70,7 @@ class ReceivingSide(ManagerCore):
             return None
         return t
 
-    def file_complete(self, job: RecvJob, index: int, final: str, sha256: str) -> None:
+    def file_complete(self, job: RecvJob, index: int, final: str, digest: str) -> None:
         """Note that file `index` is published (written to the record at most every
         SAVE_EVERY_S, and the disk I/O outside the lock)."""
         with self._lock:
@@ -78,7 +78,7 @@ class ReceivingSide(ManagerCore):
             if t is None or t.state.finished or index >= len(t.items):
                 return
             items = list(t.items)
-            items[index] = replace(items[index], final=final, sha256=sha256)
+            items[index] = replace(items[index], final=final, sha256=digest)
             path = t.path
             if not t.folder:
                 path = os.path.join(t.dest_dir, *items[index].dest[:-1], final)
@@ -86,7 +86,7 @@ class ReceivingSide(ManagerCore):
         self._log_file(t.id, index)
         self._persist_soon(t.id)
 
-    def received(self, job: RecvJob, sha256: str) -> None:
+    def received(self, job: RecvJob, digest: str) -> None:
         """All verified: record and announce (unless cancelled or superseded meanwhile)."""
         with self._lock:
             t = self._current(job)
@@ -98,12 +98,12 @@ class ReceivingSide(ManagerCore):
             self._saved_at.pop(job.transfer, None)
             if t.state.finished:
                 return
-            t = t.with_(state=State.DONE, result=sha256, index=len(t.items))
+            t = t.with_(state=State.DONE, result=digest, index=len(t.items))
             self._remember(t)
         self._persist(t.id)
         self._count("files_in")
-        self._emit("file_done", transfer=t.id, path=t.path, sha256=sha256, direction="in",
-                   peer=t.peer, name=t.name, size=t.size)
+        self._emit("file_done", transfer=t.id, path=t.path, direction="in",
+                   peer=t.peer, name=t.name, size=t.size, **self.done_fields(t.hash, digest))
         self._prune(t.peer)
 
     def receive_failed(self, job: RecvJob, error: DataError) -> None:

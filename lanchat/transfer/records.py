@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lanchat.protocol import SHA256
+
 log = logging.getLogger(__name__)
 
 RECORDS_DIR = "transfers"
@@ -51,8 +53,8 @@ class Item:
     size: int
     dest: tuple[str, ...] = ()  # in: components below the download folder
     final: str = ""  # in: the name it got when published
-    sha256: str = ""  # in: verified hash once complete; out: hash of the file at `stamp`
-    stamp: str = ""  # out: "dev:inode:size:mtime_ns" of the source when it was hashed
+    sha256: str = ""  # in: verified digest once complete; out: digest of the file at `stamp`
+    stamp: str = ""  # out: "alg:dev:inode:size:mtime_ns" of the source when it was hashed
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ class Transfer:
     dest_dir: str = ""  # in: the download folder chosen at accept
     index: int = 0  # first file not yet complete
     reason: str = ""
-    result: str = ""  # verified sha256 (a file) or tree hash (a folder)
+    result: str = ""  # verified digest (a file) or tree digest (a folder)
     path: str = ""  # in: the published file or folder
+    hash: str = SHA256  # in: the digest this transfer is verified with (chosen at the offer)
 
     def with_(self, **changes: Any) -> Transfer:
         """A copy with fields changed."""

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from pathlib import Path
 
-from lanchat.transfer.core import ManagerCore
+from lanchat.transfer.core import ManagerCore, source_files
 from lanchat.transfer.records import State
 from lanchat.transfer.stream import (
     DataError,
@@ -40,25 +39,23 @@ class SendingSide(ManagerCore):
                 self._remember(t)
         if accepted:
             self._persist(t.id)
-        root = Path(t.source)
-        files = ((str(root), t.size),) if not t.folder else tuple(
-            (str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
-        return SendJob(t.id, peer, generation, files, tuple(i.path for i in t.items), t.size,
+        return SendJob(t.id, peer, generation, source_files(t),
+                       tuple(i.path for i in t.items), t.size,
                        tuple((i.stamp, i.sha256) for i in t.items), t.folder)
 
-    def hashed(self, job: SendJob, index: int, stamp: str, sha256: str) -> None:
-        """Keep a file's hash with its stamp, so a confirm need not read it again."""
+    def hashed(self, job: SendJob, index: int, stamp: str, digest: str) -> None:
+        """Keep a file's digest with its stamp, so a confirm need not read it again."""
         with self._lock:
             t = self._transfers.get(job.transfer)
             if t is None or index >= len(t.items) or t.items[index].stamp == stamp:
                 return
             items = list(t.items)
-            items[index] = replace(items[index], stamp=stamp, sha256=sha256)
+            items[index] = replace(items[index], stamp=stamp, sha256=digest)
             self._remember(t.with_(items=tuple(items)))
         self._persist_soon(job.transfer)
 
-    def sent(self, job: SendJob, sha256: str) -> None:
-        """The receiver verified everything."""
+    def sent(self, job: SendJob, digest: str, alg: str) -> None:
+        """The receiver verified everything (`digest` by `alg`)."""
         with self._lock:
             if self._active.get(job.transfer) == job.generation:
                 del self._active[job.transfer]
@@ -66,14 +63,14 @@ class SendingSide(ManagerCore):
             if t.state.finished:  # done before (a confirm), or cancelled meanwhile
                 self._dirty.discard(t.id)
                 return
-            t = t.with_(state=State.DONE, result=sha256)
+            t = t.with_(state=State.DONE, result=digest, hash=alg)
             self._remember(t)
             self._dirty.discard(t.id)
             self._saved_at.pop(t.id, None)
         self._persist(t.id)
         self._count("files_out")
-        self._emit("file_done", transfer=t.id, path=t.source, sha256=sha256, direction="out",
-                   peer=t.peer, name=t.name, size=t.size)
+        self._emit("file_done", transfer=t.id, path=t.source, direction="out",
+                   peer=t.peer, name=t.name, size=t.size, **self.done_fields(alg, digest))
 
     def send_failed(self, job: SendJob, error: DataError) -> None:
         """A send stream stopped."""

@@ -1,20 +1,23 @@
 """The data channel: one TLS connection per transfer, owned by one thread, raw bytes.
 
-Split by side: `wire` (frames, errors, prefix hashing, progress), `channel` (TLS over
-memory BIOs), `sender` (FileStreamer), `server` (the listener), `receiver` (Receiver). This module
+Split by side: `wire` (frames, errors, progress), `hashing` (digests, hashing ahead),
+`channel` (TLS over memory BIOs), `sender` (FileStreamer), `server` (the listener),
+`receiver` (Receiver). This module
 keeps the names the rest of the project and the tests import.
 
     S: hello   C: auth   C: file_request   S: file_start
-    S: <bytes of file i from offset> S: file_end(i, sha256)   ... for each file ...
-    C: file_done(sha256)
+    S: <bytes of file i from offset> S: file_end(i, digest)   ... for each file ...
+    C: file_done(digest)
 
-Both ends hash while they move bytes; on resume each hashes its prefix and the sender
-restarts at 0 if the receiver's prefix differs. Nothing here runs on the node's loop.
+Both ends hash each file once (the sender ahead of time where it can: hashing.Prehasher);
+on resume each hashes its prefix and the sender restarts at 0 if the receiver's prefix
+differs. Nothing here runs on the node's loop.
 """
 
 from __future__ import annotations
 
 from lanchat.transfer.channel import TlsChannel
+from lanchat.transfer.hashing import hash_prefix, tree_hash
 from lanchat.transfer.receiver import RECV_BUFFER_BYTES, Receiver, RecvItem, RecvJob, RecvOwner
 from lanchat.transfer.sender import (
     SEND_CHUNK_BYTES,
@@ -28,9 +31,7 @@ from lanchat.transfer.wire import (
     DataError,
     classify,
     expect,
-    hash_prefix,
     read_frame,
-    tree_hash,
     write_frame,
 )
 

@@ -1,4 +1,4 @@
-"""What both ends of a data connection share: frames, errors, prefix hashing, progress.
+"""What both ends of a data connection share: frames, errors, progress (digests: hashing.py).
 
 Frames on the data connection are the control protocol's (4-byte length, JSON payload);
 file bytes travel raw between `file_start` and `file_end`. Nothing here owns a socket.
@@ -7,8 +7,6 @@ file bytes travel raw between `file_start` and `file_end`. Nothing here owns a s
 from __future__ import annotations
 
 import errno
-import hashlib
-import os
 import socket
 import ssl
 import time
@@ -27,7 +25,6 @@ from lanchat.protocol import (
 
 M = TypeVar("M", bound=Message)
 
-HASH_BLOCK_BYTES = 1 << 20
 STALL_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 PROGRESS_EVERY_S = 0.5
@@ -50,14 +47,6 @@ class DataError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.resumable = resumable
-
-
-def tree_hash(paths: tuple[str, ...], shas: tuple[str, ...]) -> str:
-    """One hash for a folder: SHA-256 of `sha256sum`-style lines in offer order."""
-    h = hashlib.sha256()
-    for path, sha in zip(paths, shas, strict=True):
-        h.update(f"{sha}  {path}\n".encode())
-    return h.hexdigest()
 
 
 def _recv_exact(conn: Conn, n: int) -> bytes:
@@ -93,26 +82,6 @@ def expect(conn: Conn, kind: type[M]) -> M:
     if not isinstance(message, kind):
         raise ProtocolError(f"expected {kind.T!r}, got {message.T!r}")
     return message
-
-
-def hash_prefix(fd: int, length: int) -> hashlib._Hash:
-    """SHA-256 of the first `length` bytes of an open file (GIL released while hashing)."""
-    h = hashlib.sha256()
-    buf = bytearray(HASH_BLOCK_BYTES)
-    view = memoryview(buf)
-    pos = 0
-    while pos < length:
-        n = os.preadv(fd, [view[:min(len(buf), length - pos)]], pos)
-        if n <= 0:
-            raise DataError("file shorter than expected", resumable=False)
-        h.update(view[:n])
-        pos += n
-    return h
-
-
-def file_stamp(st: os.stat_result) -> str:
-    """What must stay the same for a cached hash of a file to still be true."""
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 class Throttle:
