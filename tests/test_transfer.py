@@ -21,7 +21,7 @@ from lanchat.transfer import commands as transfer_commands
 from lanchat.transfer.hashing import new_hasher
 from lanchat.transfer.records import Item, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, SendJob
-from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, open_pair, random_file, sha
 
 
 @pytest.fixture
@@ -30,13 +30,7 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     made: list[Peer] = []
 
     def make(**options: Any) -> tuple[Peer, Peer]:
-        bob = Peer(tmp_path / "bob", "bob", [], **options)
-        made.append(bob)
-        alice = Peer(tmp_path / "alice", "alice", [f"127.0.0.1:{bob.node.port}"], **options)
-        made.append(alice)
-        alice.log.wait("peer_joined")
-        bob.log.wait("peer_joined")
-        return alice, bob
+        return open_pair(tmp_path, made, options, options)
 
     yield make
     for peer in reversed(made):

@@ -13,24 +13,14 @@ import pytest
 from lanchat.transfer import hashing, sender
 from lanchat.transfer.hashing import Partial, Prehasher, new_hasher
 from lanchat.transfer.stream import FileStreamer, SendJob
-from transfer_peers import MiB, Peer, digest, random_file, sha
+from transfer_peers import MiB, Peer, digest, open_pair, random_file, sha
 
 
 @pytest.fixture
 def peers(tmp_path: Path) -> Iterator[Any]:
     """`peers(alice_options, bob_options)`: bob listens, alice names him."""
     made: list[Peer] = []
-
-    def make(alice: dict[str, Any], bob: dict[str, Any]) -> tuple[Peer, Peer]:
-        b = Peer(tmp_path / "bob", "bob", [], **bob)
-        made.append(b)
-        a = Peer(tmp_path / "alice", "alice", [f"127.0.0.1:{b.node.port}"], **alice)
-        made.append(a)
-        a.log.wait("peer_joined")
-        b.log.wait("peer_joined")
-        return a, b
-
-    yield make
+    yield lambda alice, bob: open_pair(tmp_path, made, alice, bob)
     for peer in reversed(made):
         peer.close()
 

@@ -20,7 +20,7 @@ from lanchat.transfer import TransferManager
 from lanchat.transfer.records import Item, State, Transfer
 from lanchat.transfer.stream import FileStreamer, Receiver, RecvItem, RecvJob, expect, write_frame
 from lanchat.transfer.wire import _recv_exact
-from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, random_file, sha
+from transfer_peers import MiB, Pair, Peer, ReceiveSink, digest, open_pair, random_file, sha
 
 
 @pytest.fixture
@@ -36,13 +36,7 @@ def pair(tmp_path: Path, made: list[Peer]) -> Pair:
     """`pair(**options)`: bob listens, alice names him; both see each other."""
 
     def make(**options: Any) -> tuple[Peer, Peer]:
-        bob = Peer(tmp_path / "bob", "bob", [], **options)
-        made.append(bob)
-        alice = Peer(tmp_path / "alice", "alice", [f"127.0.0.1:{bob.node.port}"], **options)
-        made.append(alice)
-        alice.log.wait("peer_joined")
-        bob.log.wait("peer_joined")
-        return alice, bob
+        return open_pair(tmp_path, made, options, options)
 
     return make
 

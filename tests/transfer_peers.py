@@ -36,6 +36,19 @@ class Peer:
 Pair = Callable[..., tuple[Peer, Peer]]
 
 
+def open_pair(home: Path, made: list[Peer], alice: dict[str, Any],
+              bob: dict[str, Any]) -> tuple[Peer, Peer]:
+    """Bob listens, alice names him (each with its own transfer options); both see each
+    other. Started peers are appended to `made`, for the caller to close."""
+    b = Peer(home / "bob", "bob", [], **bob)
+    made.append(b)
+    a = Peer(home / "alice", "alice", [f"127.0.0.1:{b.node.port}"], **alice)
+    made.append(a)
+    a.log.wait("peer_joined")
+    b.log.wait("peer_joined")
+    return a, b
+
+
 def sha(path: Path) -> str:
     """SHA-256 of a file, hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
