@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=3.0, metavar="S",
                    help="listen for S seconds first (default 3)")
     p.add_argument("--json", action="store_true")
+    p = add("web", "a node with its chat window in the browser (served on 127.0.0.1 only)")
+    p.add_argument("--web-port", type=int, default=0, metavar="N",
+                   help="port of the web window on 127.0.0.1 (default: any free port)")
+    p.add_argument("--no-browser", action="store_true", help="print the address only")
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
     add("shell", "the interactive shell (the default)")
     return parser
 
@@ -143,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         return headless.peers(config, wait_s=args.wait, json_mode=args.json)
     if command == "id":
         return headless.show_id(config)
+    if command == "web":
+        if not 0 <= args.web_port <= 65535:
+            print("lanchat: --web-port takes 0..65535", file=sys.stderr)
+            return 2
+        from lanchat.web.run import run_web
+
+        return run_web(config, json_mode=args.json, port=args.web_port,
+                       browser=not args.no_browser)
     if command == "doctor":
         from lanchat.doctor import doctor
 

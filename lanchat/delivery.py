@@ -181,10 +181,11 @@ class Delivery:
             session.ack([c.msg_id for c in chats])
         emit = self.runtime.emit
         nicks = {s.peer_id: s.peer_nick for s, _ in inbound}
-        for peer_id, chat in fresh:
+        for peer_id, chat, seq in fresh:
             emit("message", id=chat.msg_id,
                  **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
-                 to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=chat.ts)
+                 to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=chat.ts,
+                 seq=seq)
         backlog = self._backlog()
         counters = self.runtime.counters
         counters["max_event_backlog"] = max(counters.get("max_event_backlog", 0), backlog)

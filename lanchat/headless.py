@@ -8,7 +8,9 @@ interleaved; commands read from stdin run on the main thread. The node is built 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from lanchat.assembly import EventWaiter, open_node, plugin_bridge, started_node
@@ -61,6 +63,8 @@ def describe(event: Event) -> str | None:
         return safe_text(str(f["text"]))
     if event.name == "error":
         return f"!! {safe_text(str(f['message']))}"
+    if event.name == "web_ready":
+        return f"lanchat web: {f['url']}"
     if event.name == "ready":
         return (f"-- you are {safe_line(f['nick'])} ({short_id(f['id'])}) on port {f['port']};"
                 " /help lists commands")
@@ -83,11 +87,18 @@ class TextPrinter(JsonPrinter):
 
 
 def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
-        stdout: TextIO = sys.stdout) -> int:
-    """A node without the shell: commands on stdin, events on stdout."""
+        stdout: TextIO = sys.stdout,
+        prepare: Callable[[Node, Plugins], None] | None = None,
+        stay_after_eof: bool = False) -> int:
+    """A node without the shell: commands on stdin, events on stdout.
+
+    `prepare(node, plugins)` adds extensions before the start (`lanchat web`); with
+    `stay_after_eof` the end of stdin does not stop the node (only /quit or a signal)."""
     plugins = Plugins(config.home)
     registry = build_registry(plugins)
     node = open_node(config, plugins)
+    if prepare is not None:
+        prepare(node, plugins)
     printer = JsonPrinter(stdout) if json_mode else TextPrinter(stdout)
     node.subscribe(printer.event)
     node.subscribe(plugin_bridge(node, plugins))
@@ -118,6 +129,8 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
                 node.emit("output", command=command, text=out.text, data=out.data)
             if ctx.quit:
                 break
+        if stay_after_eof and not ctx.quit:
+            threading.Event().wait()  # until a signal (KeyboardInterrupt)
     except KeyboardInterrupt:
         pass
     finally:

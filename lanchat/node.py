@@ -102,8 +102,19 @@ class Node:
         self.close()
 
     def add_extension(self, extension: Extension) -> None:
-        """Plug in a capability (before `start()`)."""
-        self.extensions.append(extension)
+        """Plug in a capability: before `start()`, or on a running node, where it starts
+        now and this call waits for it (from any thread but the loop's)."""
+        if not self._runtime.running or self._parts is None:
+            self.extensions.append(extension)
+            return
+        if self._runtime.on_loop():
+            raise RuntimeError("add_extension waits for the loop; call it from another thread")
+
+        async def add() -> None:
+            await extension.start(self)
+            self.extensions.append(extension)
+
+        self._runtime.submit(add()).result(CALL_TIMEOUT_S)
 
     def start(self) -> None:
         """Open the home, listen, dial static peers and start extensions; emit `ready`."""
@@ -351,14 +362,20 @@ class Node:
         for ext in self.extensions:
             ext.set_nick(nick)
 
-    def history(self, ref: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Stored messages, oldest first, with one peer or all."""
+    def history(self, ref: str | None = None, limit: int = 50, *, before: int | None = None,
+                broadcast: bool | None = None) -> list[dict[str, Any]]:
+        """Stored messages, oldest first, with one peer or all (any thread).
+
+        `before`: only messages stored before this `seq` (a row's `seq`, or a `message`
+        event's), to page back through a conversation; `broadcast`: only messages to
+        everyone (True) or only direct ones (False)."""
         peer_id = self.resolve(ref)["id"] if ref else None
-        rows = self.store.history(peer_id, limit)
+        rows = self.store.history(peer_id, limit, before=before, broadcast=broadcast)
         names = {p["id"]: p["nick"] for p in self.peers()}
         return [{"id": r.id, "peer": r.peer, "nick": r.nick if r.direction == "in" else
                  self.nick, "with": names.get(r.peer, r.peer), "direction": r.direction,
-                 "to": "broadcast" if r.broadcast else "direct", "text": r.text, "ts": r.ts}
+                 "to": "broadcast" if r.broadcast else "direct", "text": r.text, "ts": r.ts,
+                 "seq": r.seq}
                 for r in rows]
 
     def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:

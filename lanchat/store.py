@@ -87,6 +87,7 @@ class HistoryRow:
     nick: str
     text: str
     ts: float
+    seq: int = 0  # order of storage here: the cursor for `history(before=...)`
 
 
 @dataclass(frozen=True)
@@ -227,13 +228,13 @@ class Store:
         incoming: Sequence[tuple[str, Chat]],
         outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]] = (),
-    ) -> tuple[list[tuple[str, Chat]], list[tuple[str, str]]]:
+    ) -> tuple[list[tuple[str, Chat, int]], list[tuple[str, str]]]:
         """Store one batch in one durable transaction.
 
         `incoming`: (peer id, message) received; `outgoing`: (peer ids, message, frame
         payload) to send; `acked`: (peer id, message ids) the peers confirmed.
-        Returns the incoming messages that were new (not duplicates) and the (peer, id)
-        pairs that left the outbox.
+        Returns the incoming messages that were new (not duplicates) with their history
+        seq, and the (peer, id) pairs that left the outbox.
         """
         self._enter_gate(commit=True)
         try:
@@ -248,7 +249,7 @@ class Store:
         acked: Sequence[tuple[str, Sequence[str]]],
     ) -> tuple[list[tuple[str, Chat]], list[tuple[str, str]]]:
         now = time.time()
-        fresh: list[tuple[str, Chat]] = []
+        fresh: list[tuple[str, Chat, int]] = []
         done: list[tuple[str, str]] = []
         with self._lock:
             db = self._db
@@ -266,7 +267,7 @@ class Store:
                         " text, ts, stored) VALUES (?, ?, 'in', ?, ?, ?, ?, ?)",
                         (msg.msg_id, peer, msg.broadcast, msg.nick, msg.text, msg.ts, now))
                     if cur.rowcount == 1:
-                        fresh.append((peer, msg))
+                        fresh.append((peer, msg, int(cur.lastrowid or 0)))
                 if outgoing:
                     db.executemany(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
@@ -312,18 +313,30 @@ class Store:
                                    (peer, msg_id))
         return cur.rowcount == 1
 
-    def history(self, peer: str | None = None, limit: int = 50) -> list[HistoryRow]:
-        """Return the last `limit` messages, oldest first; with `peer`, only with that peer."""
-        sql = "SELECT id, peer, direction, broadcast, nick, text, ts FROM messages"
+    def history(self, peer: str | None = None, limit: int = 50, *, before: int | None = None,
+                broadcast: bool | None = None) -> list[HistoryRow]:
+        """Return the last `limit` messages, oldest first; with `peer`, only with that peer;
+        with `before`, only those stored before that seq; with `broadcast`, only those
+        sent to everyone (True) or only direct ones (False)."""
+        sql = "SELECT id, peer, direction, broadcast, nick, text, ts, seq FROM messages"
+        where: list[str] = []
         args: list[Any] = []
         if peer is not None:
-            sql += " WHERE peer=?"
+            where.append("peer=?")
             args.append(peer)
+        if before is not None:
+            where.append("seq<?")
+            args.append(before)
+        if broadcast is not None:
+            where.append("broadcast=?")
+            args.append(int(broadcast))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
         with self._read_lock:
             rows = self._reader.execute(sql, args).fetchall()
-        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], int(r[7]))
                 for r in reversed(rows)]
 
     def search(self, query: str, limit: int = 50) -> list[HistoryRow]:

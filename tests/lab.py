@@ -561,9 +561,11 @@ class Host:
     # -- lanchat
     def start_node(self, *extra_args: str, nick: str | None = None, home: Path | str | None = None,
                    port: int | None = None, env: Mapping[str, str] | None = None,
+                   command: Sequence[str] = ("run", "--json"),
                    _raw_extra: bool = False) -> LanchatProc:
         """Start ``python -m lanchat --home H --nick N --port P *extra_args run --json`` in
-        this host. ``home`` defaults to a per host+nick directory that survives restarts;
+        this host (another subcommand with ``command``, e.g. ``("web", "--json")``).
+        ``home`` defaults to a per host+nick directory that survives restarts;
         ``port`` defaults to 47800 (netns) or a free port per host+nick (loopback)."""
         lab = self._lab
         nick = nick or f"{self.name}"
@@ -584,7 +586,7 @@ class Host:
             else:
                 port = DEFAULT_PORT
         argv = self.wrap([*lab.lanchat_cmd, "--home", str(home_p),
-                          "--nick", nick, "--port", str(port), *args, "run", "--json"])
+                          "--nick", nick, "--port", str(port), *args, *command])
         proc = LanchatProc(self, argv, nick=nick, home=home_p, port=port, extra_args=args,
                            env=env)
         self.nodes.append(proc)

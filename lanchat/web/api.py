@@ -1,0 +1,356 @@
+"""The page's requests: state, history pages, search, sending, files, safety codes.
+
+Every handler runs on the node's loop and hands node calls (SQLite, locks, plugin code)
+to a worker thread, so a slow disk or plugin never stalls the sessions on that loop.
+Conversations are named `all` (messages to everyone), `peer:<node id>` (direct) and
+`room:<#name>` (a room).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from lanchat.events import Event
+from lanchat.transfer import TransferError, manager_of
+from lanchat.transfer.names import safe_component
+from lanchat.web.security import content_disposition
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SERVER_KEY: web.AppKey[Any] = web.AppKey("server", object)
+
+JSON_MAX_BYTES = 256 * 1024
+HISTORY_PAGE = 100
+HISTORY_MAX = 500
+SEARCH_MAX = 100
+UPLOADS_DIR = "web-uploads"
+UPLOAD_CHUNK = 1 << 20
+UPLOAD_SPARE_BYTES = 64 << 20  # left free on the home's disk after an upload
+KEEP_UPLOADS_S = 7 * 24 * 3600.0  # an upload's copy outlives an unfinished transfer this long
+
+
+def add_routes(app: web.Application) -> None:
+    """The API under /api/."""
+    r = app.router
+    r.add_get("/api/state", state)
+    r.add_get("/api/history", history)
+    r.add_get("/api/search", search)
+    r.add_post("/api/send", send)
+    r.add_put("/api/upload", upload)
+    r.add_post("/api/transfers/{tid}/{answer}", answer)
+    r.add_get("/api/download/{tid}", download)
+    r.add_get("/api/peers/{pid}/safety", safety)
+    r.add_post("/api/peers/{pid}/verify", verify)
+
+
+def _server(request: web.Request) -> Any:
+    return request.app[SERVER_KEY]
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def _error(status: int, text: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict,
+           413: web.HTTPRequestEntityTooLarge, 507: web.HTTPInsufficientStorage}[status]
+    if cls is web.HTTPRequestEntityTooLarge:
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=text)
+    return cls(text=text)
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(value))) if value is not None else default
+    except ValueError:
+        raise _error(400, f"not a number: {value!r}") from None
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _error(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _error(400, "the body is not a JSON object")
+    return body
+
+
+# -- state, history, search -------------------------------------------------------------
+
+
+async def state(request: web.Request) -> web.StreamResponse:
+    """Everything the page shows at load: who I am, peers, transfers, rooms, the feed
+    position (read first, so a replay from it covers anything the snapshot missed)."""
+    server = _server(request)
+    node = server.node
+    seq = server.feed.seq
+
+    def collect() -> dict[str, Any]:
+        manager = manager_of(node)
+        rooms = getattr(node, "rooms", None)
+        return {"epoch": server.feed.epoch, "seq": seq, "me": node.info(),
+                "peers": node.peers(),
+                "transfers": manager.transfers() if manager is not None else [],
+                "rooms": rooms() if callable(rooms) else []}
+
+    return web.json_response(await _off_loop(collect))
+
+
+def parse_conv(conv: str) -> tuple[str, str]:
+    """('all', ''), ('peer', id) or ('room', '#name'); ValueError otherwise."""
+    if conv == "all":
+        return "all", ""
+    kind, _, name = conv.partition(":")
+    if kind in ("peer", "room") and name:
+        return kind, name
+    raise ValueError(f"no conversation {conv!r}")
+
+
+async def history(request: web.Request) -> web.StreamResponse:
+    """One page of a conversation, oldest first: `?conv=C&before=SEQ&limit=N`."""
+    node = _server(request).node
+    try:
+        kind, name = parse_conv(request.query.get("conv", "all"))
+    except ValueError as exc:
+        raise _error(400, str(exc)) from None
+    limit = _int(request.query.get("limit"), HISTORY_PAGE, 1, HISTORY_MAX)
+    before = request.query.get("before")
+    cursor = _int(before, 0, 0, 2**62) if before else None
+
+    def rows() -> list[dict[str, Any]]:
+        if kind == "all":
+            return list(node.history(None, limit, before=cursor, broadcast=True))
+        if kind == "peer":
+            try:
+                return list(node.history(name, limit, before=cursor, broadcast=False))
+            except LookupError:
+                return []
+        room_history = getattr(node, "room_history", None)
+        if room_history is None:
+            return []
+        return list(room_history(name, limit, before=cursor))
+
+    return web.json_response({"conv": request.query.get("conv", "all"),
+                              "messages": await _off_loop(rows)})
+
+
+async def search(request: web.Request) -> web.StreamResponse:
+    """Stored messages matching every word of `?q=`."""
+    node = _server(request).node
+    query = request.query.get("q", "").strip()
+    if not query:
+        return web.json_response({"messages": []})
+    return web.json_response({"messages": await _off_loop(node.search, query, SEARCH_MAX)})
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+async def send(request: web.Request) -> web.StreamResponse:
+    """`{"conv": C, "text": T}`: queue a message, after the plugins' outgoing hook."""
+    server = _server(request)
+    node = server.node
+    body = await _json_body(request)
+    text, conv = body.get("text"), body.get("conv")
+    if not isinstance(text, str) or not isinstance(conv, str):
+        raise _error(400, "send needs conv and text")
+    try:
+        kind, name = parse_conv(conv)
+    except ValueError as exc:
+        raise _error(400, str(exc)) from None
+
+    def queue() -> dict[str, Any]:
+        to = "all" if kind == "all" else name
+        final = text
+        if server.plugins is not None:
+            filtered = server.plugins.filter_outgoing(node, to, text)
+            if filtered is None:
+                return {"vetoed": True}
+            final = filtered
+        if kind == "all":
+            msg_id, peers = node.broadcast(final)
+            if not peers:
+                raise ValueError("nobody is known yet; wait for peers to appear")
+        elif kind == "peer":
+            msg_id = node.send(name, final)
+        else:
+            room_send = getattr(node, "room_send", None)
+            if room_send is None:
+                raise ValueError("rooms are not available in this lanchat")
+            msg_id = room_send(name, final)
+        return {"id": msg_id, "text": final}
+
+    try:
+        result = await _off_loop(queue)
+    except (LookupError, ValueError) as exc:
+        raise _error(400, str(exc).strip("'\"")) from None
+    if "id" in result:
+        server.feed.publish("sent", {"id": result["id"], "conv": conv, "text": result["text"],
+                                     "nick": node.nick}, time.time())
+    return web.json_response(result)
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+class Uploads:
+    """Files dropped in the page: copied into the home, offered, deleted once finished."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self._by_transfer: dict[str, Path] = {}
+
+    def open(self, home: Path) -> None:
+        """Make the folder; remove copies left by earlier runs long ago."""
+        self.root = home / UPLOADS_DIR
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cutoff = time.time() - KEEP_UPLOADS_S
+        for entry in self.root.iterdir():
+            try:
+                if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                continue
+
+    def new_path(self, name: str) -> Path:
+        """A fresh private folder holding one file called (a safe form of) `name`."""
+        assert self.root is not None
+        folder = self.root / secrets.token_hex(8)
+        folder.mkdir(mode=0o700)
+        return folder / safe_component(name)
+
+    def offered(self, transfer: str, path: Path) -> None:
+        """Remember which copy a transfer reads."""
+        self._by_transfer[transfer] = path.parent
+
+    def finished(self, event: Event) -> None:
+        """A transfer ended: drop its copy unless it may still resume."""
+        if event.fields.get("direction") != "out" or event.fields.get("resumable"):
+            return
+        folder = self._by_transfer.pop(str(event.fields.get("transfer")), None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    """`PUT /api/upload?to=PEER&name=NAME` with the file as the body: offer it to PEER."""
+    server = _server(request)
+    node = server.node
+    manager = manager_of(node)
+    if manager is None:
+        raise _error(409, "file transfer is not enabled in this node")
+    to, name = request.query.get("to", ""), request.query.get("name", "")
+    if not to or not name:
+        raise _error(400, "upload needs ?to=PEER&name=NAME")
+    try:
+        peer = await _off_loop(node.resolve, to)
+    except LookupError as exc:
+        raise _error(404, str(exc).strip("'\"")) from None
+    path = await _off_loop(server.uploads.new_path, name)
+    size = request.content_length
+    if size is not None:
+        free = (await _off_loop(shutil.disk_usage, path.parent)).free
+        if size > free - UPLOAD_SPARE_BYTES:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise _error(507, "not enough free space in lanchat's home for this file")
+    out = await _off_loop(open, path, "wb")
+    try:
+        with out:
+            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+                await _off_loop(out.write, chunk)
+    except (OSError, ConnectionError) as exc:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise _error(507 if isinstance(exc, OSError) else 400, f"upload failed: {exc}") from None
+    try:
+        t = await _off_loop(manager.offer, peer["id"], path)
+    except TransferError as exc:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise _error(409, str(exc)) from None
+    server.uploads.offered(t.id, path)
+    server.feed.publish("file_sent", {"transfer": t.id, "to": peer["id"], "name": t.name,
+                                      "size": t.size}, time.time())
+    return web.json_response({"transfer": t.id, "name": t.name, "size": t.size,
+                              "to": peer["id"]})
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
+    """Accept (into the downloads folder) or decline an incoming offer."""
+    node = _server(request).node
+    manager = manager_of(node)
+    if manager is None:
+        raise _error(409, "file transfer is not enabled in this node")
+    tid, verb = request.match_info["tid"], request.match_info["answer"]
+    if verb not in ("accept", "decline"):
+        raise _error(404, f"no action {verb!r}")
+    try:
+        if verb == "accept":
+            t = await _off_loop(manager.accept, tid)
+        else:
+            t = await _off_loop(manager.decline, tid)
+    except TransferError as exc:
+        raise _error(409, str(exc)) from None
+    return web.json_response({"transfer": t.id, "state": t.state.value})
+
+
+def finished_file(node: Any, tid: str) -> Path | None:
+    """The verified file of a finished incoming transfer, if it is a regular file inside
+    the downloads folder; None otherwise."""
+    manager = manager_of(node)
+    if manager is None:
+        return None
+    row = next((r for r in manager.transfers() if r["transfer"] == tid), None)
+    if (row is None or row["direction"] != "in" or row["state"] != "done"
+            or not row["sha256"] or not row["path"]):
+        return None
+    root = os.path.realpath(node.config.downloads_dir)
+    real = os.path.realpath(row["path"])
+    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+        return None
+    return Path(real)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """A received, verified file, as an attachment under its own (safe) name."""
+    node = _server(request).node
+    path = await _off_loop(finished_file, node, request.match_info["tid"])
+    if path is None:
+        raise _error(404, "no finished, verified file with that id in the downloads folder")
+    return web.FileResponse(path, headers={
+        "Content-Disposition": content_disposition(path.name),
+        "Content-Type": "application/octet-stream"})
+
+
+# -- trust --------------------------------------------------------------------------------
+
+
+async def safety(request: web.Request) -> web.StreamResponse:
+    """The code both sides read aloud, and the peer's trust."""
+    node = _server(request).node
+    try:
+        peer, code = await _off_loop(node.safety_code, request.match_info["pid"])
+    except LookupError as exc:
+        raise _error(404, str(exc).strip("'\"")) from None
+    return web.json_response({"peer": peer["id"], "code": code, "trust": peer["trust"]})
+
+
+async def verify(request: web.Request) -> web.StreamResponse:
+    """Mark a peer verified (the user compared the codes)."""
+    node = _server(request).node
+    try:
+        peer = await _off_loop(node.set_trust, request.match_info["pid"], "verified")
+    except (LookupError, ValueError) as exc:
+        raise _error(404, str(exc).strip("'\"")) from None
+    server = _server(request)
+    server.feed.publish("peer_updated", {"peer": peer}, time.time())
+    return web.json_response({"peer": peer})

@@ -1,0 +1,31 @@
+"""`lanchat web`: the headless node (commands on stdin, events on stdout) plus the web
+window, opened in the user's browser once it listens."""
+
+from __future__ import annotations
+
+import sys
+import webbrowser
+from typing import Any
+
+from lanchat.config import Config
+from lanchat.events import Event
+from lanchat.web import INSTALL_HINT, available
+
+
+def run_web(config: Config, *, json_mode: bool, port: int, browser: bool) -> int:
+    """Run a node with the web window until /quit or a signal; exit code as `run`."""
+    if not available():
+        print(f"lanchat: {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    from lanchat import headless
+    from lanchat.web import attach
+
+    def prepare(node: Any, plugins: Any) -> None:
+        attach(node, port=port, plugins=plugins)
+        if browser:
+            def open_page(event: Event) -> None:
+                if event.name == "web_ready":
+                    webbrowser.open(event["url"])
+            node.subscribe(open_page)
+
+    return headless.run(config, json_mode=json_mode, prepare=prepare, stay_after_eof=True)
