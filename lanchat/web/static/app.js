@@ -409,7 +409,7 @@ function transferRow(t) {
 }
 function transferEvent(ev) {
   const known = state.transfers.get(ev.transfer);
-  const base = known ? {} : { transfer: ev.transfer, direction: ev.direction || "out", size: ev.size || 0 };
+  const base = known ? { transfer: ev.transfer } : { transfer: ev.transfer, direction: ev.direction || "out", size: ev.size || 0 };
   switch (ev.event) {
     case "file_offer":
       transferRow(Object.assign(base, { direction: "in", nick: ev.from.nick, peer: ev.from.id, name: ev.name, size: ev.size, state: "offered" }));
@@ -443,7 +443,11 @@ async function answer(tid, verb) {
   try { await post(`/api/transfers/${encodeURIComponent(tid)}/${verb}`); }
   catch (err) { notice(err.message); return; }
   const row = state.transfers.get(tid);
-  if (row) transferRow({ state: verb === "accept" ? "accepted" : "declined", stateText: verb === "accept" ? "accepted" : "declined" , transfer: tid });
+  // events may have moved it on already (a small file is done before this answer)
+  if (row && row.t.state === "offered") {
+    const now = verb === "accept" ? "accepted" : "declined";
+    transferRow({ transfer: tid, state: now, stateText: now });
+  }
 }
 async function sendFiles(files) {
   if (!state.active.startsWith("peer:")) { notice("choose a person on the left to send files to"); return; }

@@ -1,0 +1,279 @@
+"""The web window in a real browser: Debian's Chromium, driven by Playwright, inside a lab
+namespace next to a `lanchat web` node whose peer runs in another lab host.
+
+One lab, one node pair and one browser serve every test here (module scope)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import Lab, LanchatProc
+from web_lab import NO_DISCOVERY, Browser, browser_missing, start_web_node
+
+HOSTILE_NICK = "<i>alice</i>"
+
+
+@dataclass
+class Web:
+    lab: Lab
+    alice: LanchatProc
+    bob: LanchatProc
+    url: str
+    browser: Browser
+    first_visits: dict[str, dict[str, object]]  # what the browser got before and at login
+
+    @property
+    def port(self) -> int:
+        return int(re.search(r":(\d+)/", self.url).group(1))  # type: ignore[union-attr]
+
+    @property
+    def alice_id(self) -> str:
+        return str(self.alice.events_named("ready")[0]["id"])
+
+    def texts(self) -> list[str]:
+        """The message texts the page shows, top to bottom."""
+        return list(self.browser.eval(
+            "() => [...document.querySelectorAll('#log li .text')].map(e => e.textContent)"))
+
+    def wait_text(self, text: str) -> None:
+        self.browser.wait("(t) => [...document.querySelectorAll('#log li .text')]"
+                          ".some(e => e.textContent === t)", text)
+
+    def open_conv(self, key: str) -> None:
+        self.browser.call("click", selector=f'#convs button[data-conv="{key}"]')
+        self.browser.wait("(k) => lanchat.active === k && !lanchat.loading", key)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    why = browser_missing()
+    if why:
+        pytest.skip(why)
+    lab = Lab(2, base_dir=tmp_path_factory.mktemp("weblab"))
+    browser: Browser | None = None
+    try:
+        if lab.mode != "netns":
+            pytest.skip(f"a browser runs only inside a lab namespace ({lab.fallback_reason})")
+        alice = lab[1].start_node(*NO_DISCOVERY, nick=HOSTILE_NICK)
+        alice.wait_event("ready")
+        bob, url = start_web_node(lab, peers=[alice])
+        bob.wait_event("peer_joined", timeout=15)
+        alice.wait_event("peer_joined", timeout=15)
+        browser = Browser(lab[0])
+        port = int(url.split(":")[2].split("/")[0])
+        token = url.split("token=", 1)[1]
+        visits = {  # in this order: the cookie does not exist before the last one
+            "no key": browser.call("open", url=f"http://127.0.0.1:{port}/", ready=False),
+            "rebound": browser.call("open", url=f"http://rebind.test:{port}/?token={token}",
+                                    ready=False),
+            "login": browser.call("open", url=url)}
+        yield Web(lab, alice, bob, url, browser, visits)
+    finally:
+        if browser is not None:
+            browser.close()
+        lab.close()
+
+
+def test_the_page_refuses_strangers_and_hides_its_key(web: Web) -> None:
+    """No cookie, a rebinding host name or a foreign origin gets nothing; the key leaves
+    the URL, the cookie is out of the page's reach, and the CSP blocks inline script."""
+    base = f"http://127.0.0.1:{web.port}/"
+    assert web.first_visits["no key"]["status"] == 403
+    assert web.first_visits["rebound"]["status"] == 421
+    opened: dict[str, Any] = web.first_visits["login"]
+    assert opened["status"] == 200 and opened["url"] == base
+    assert "unsafe-inline" not in opened["headers"]["content-security-policy"]
+    assert web.browser.eval("() => document.cookie") == ""  # HttpOnly
+    violation = web.browser.eval("""() => new Promise((done) => {
+        document.addEventListener('securitypolicyviolation', (e) => {
+            probe.remove(); done(e.effectiveDirective); }, {once: true});
+        const probe = document.createElement('div');
+        probe.innerHTML = '<img src="data:," onerror="window.cspBroken = 1">';
+        document.body.append(probe); })""")
+    assert violation.startswith("script-src") and web.browser.eval("() => window.cspBroken") is None
+    hostile = web.browser.call("page", url=f"http://evil.test:{web.port}/", arg=web.port, js="""
+        async (port) => {
+          const ws = await new Promise((done) => {
+            const w = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+            w.onopen = () => done('open'); w.onerror = () => done('refused'); });
+          try {
+            await fetch(`http://127.0.0.1:${port}/api/send`, {method: 'POST', mode: 'no-cors',
+              credentials: 'include', body: JSON.stringify({conv: 'all', text: 'csrf'})});
+          } catch (e) { /* refused either way */ }
+          return ws; }""")
+    assert hostile == "refused"
+
+
+def test_a_peers_message_appears_in_the_page(web: Web) -> None:
+    web.alice.command("/all hello from alice")
+    web.wait_text("hello from alice")
+    web.alice.command("/msg bob psst")
+    key = f"peer:{web.alice_id}"
+    badge = web.browser.wait(
+        "(k) => document.querySelector(`#convs button[data-conv='${k}'] .badge`)?.textContent",
+        key)
+    assert badge == "1"
+    web.open_conv(key)
+    web.wait_text("psst")
+    web.open_conv("all")
+
+
+def test_a_message_typed_in_the_page_reaches_the_peer(web: Web) -> None:
+    """Enter sends, Shift+Enter adds a line; the sent line gets its delivered mark."""
+    mark = web.alice.mark()
+    web.browser.call("type", selector="#input", text="line one")
+    web.browser.call("press", selector="#input", key="Shift+Enter")
+    web.browser.call("type", selector="#input", text="line two")
+    web.browser.call("press", selector="#input", key="Enter")
+    got = web.alice.wait_event("message", since=mark, text="line one\nline two")
+    assert got["to"] == "broadcast" and got["from"]["nick"] == "bob"
+    web.browser.wait("(id) => lanchat.shown.get(id)?.querySelector('.ack.done')", got["id"])
+    assert web.browser.eval("() => document.querySelector('#input').value") == ""
+    # the hostile page's forged send (previous test) never reached alice
+    assert not [e for e in web.alice.events_named("message") if e["text"] == "csrf"]
+
+
+def test_hostile_text_from_a_peer_renders_as_plain_text(web: Web) -> None:
+    texts = ["<img src=x onerror=window.pwned=1>", "<script>window.pwned=2</script>",
+             "\x1b[2J\x1b]0;owned\x07red \u202eevil"]
+    for text in texts:
+        web.alice.command(f"/all {text}")
+    shown = ["<img src=x onerror=window.pwned=1>", "<script>window.pwned=2</script>",
+             "^[[2J^[]0;owned^Gred <U+202E>evil"]
+    for text in shown:
+        web.wait_text(text)
+    assert web.browser.eval("""() => [document.querySelectorAll(
+        '#log img, #log script, #convs i, #log i').length, window.pwned === undefined]"""
+                            ) == [0, True]
+    nicks = web.browser.eval(
+        "() => [...document.querySelectorAll('#log li .nick')].map(e => e.textContent)")
+    assert HOSTILE_NICK in nicks
+
+
+def test_a_file_dropped_in_the_page_arrives_verified(web: Web) -> None:
+    data = os.urandom(300_000)
+    key = f"peer:{web.alice_id}"
+    web.open_conv(key)
+    mark = web.alice.mark()
+    web.browser.call("drop", selector="#main", name="dropped <b>.bin",
+                     data=base64.b64encode(data).decode())
+    offer = web.alice.wait_event("file_offer", since=mark)
+    assert offer["name"] == "dropped _b_.bin" and offer["size"] == len(data)
+    web.alice.command(f"/accept {offer['transfer']}")
+    done = web.alice.wait_event("file_done", since=mark, transfer=offer["transfer"])
+    assert done["sha256"] == hashlib.sha256(data).hexdigest()
+    assert Path(done["path"]).read_bytes() == data
+    web.browser.wait("(t) => document.querySelector(`#transfers li[data-transfer='${t}'] "
+                     ".tstate`)?.classList.contains('done')", offer["transfer"])
+
+
+def test_an_offer_accepted_in_the_page_lands_and_downloads(web: Web, tmp_path: Path) -> None:
+    src = tmp_path / "report.pdf"
+    src.write_bytes(os.urandom(200_000))
+    mark = web.bob.mark()
+    web.alice.command(f"/file bob {src}")
+    offer = web.bob.wait_event("file_offer", since=mark)
+    tid = offer["transfer"]
+    web.browser.call("click", selector=f'#transfers li[data-transfer="{tid}"] button.accept')
+    done = web.bob.wait_event("file_done", since=mark, transfer=tid)
+    assert done["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    web.browser.wait("(t) => document.querySelector(`#transfers li[data-transfer='${t}'] "
+                     "a.download`)", tid)
+    digest = web.browser.eval("""async (t) => {
+        const res = await fetch(document.querySelector(
+            `#transfers li[data-transfer='${t}'] a.download`).href);
+        const buf = await crypto.subtle.digest('SHA-256', await res.arrayBuffer());
+        return [res.headers.get('Content-Disposition'),
+                [...new Uint8Array(buf)].map(b => b.toString(16).padStart(2, '0')).join('')];
+        }""", tid)
+    assert digest == ["attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf",
+                      done["sha256"]]
+
+
+def test_the_safety_code_and_verify_button(web: Web) -> None:
+    key = f"peer:{web.alice_id}"
+    web.open_conv(key)
+    web.browser.call("click", selector="#safety-btn")
+    code = web.browser.wait("() => document.querySelector('#safety-code').textContent")
+    mark = web.alice.mark()
+    web.alice.command("/verify bob")
+    theirs = web.alice.wait_event("output", since=mark)["data"]["code"]
+    assert code == theirs
+    web.browser.call("click", selector="#verify-btn")
+    web.browser.wait("(k) => document.querySelector(`#convs button[data-conv='${k}'] "
+                     ".mark.verified`)", key)
+
+
+def test_a_dropped_socket_reconnects_and_loses_nothing(web: Web) -> None:
+    """Messages that arrive while the page's socket is down are replayed once it is back."""
+    web.open_conv("all")
+    web.browser.eval("() => { lanchat.hold = true; lanchat.socket.close(); }")
+    web.browser.wait("() => lanchat.socket === null")
+    mark = web.bob.mark()
+    for i in range(30):
+        web.alice.command(f"/all while away {i}")
+    web.bob.wait_count("message", 30, pred=lambda e: e["text"].startswith("while away"))
+    assert web.bob.mark() > mark
+    assert not [t for t in web.texts() if t.startswith("while away")]
+    web.browser.eval("() => lanchat.release()")
+    web.wait_text("while away 29")
+    away = [t for t in web.texts() if t.startswith("while away")]
+    assert away == [f"while away {i}" for i in range(30)]
+
+
+def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
+    """With LANCHAT_SCREENSHOTS=DIR: the web window, and the shell in tmux (its screen
+    with colours, captured by tmux and shown by the same browser), as PNG files."""
+    folder = os.environ.get("LANCHAT_SCREENSHOTS")
+    if not folder:
+        pytest.skip("set LANCHAT_SCREENSHOTS=DIR to write the README's screenshots")
+    from rich.console import Console
+    from rich.terminal_theme import MONOKAI
+    from rich.text import Text
+    from test_shell_tmux import TMUX, Tmux, shell_argv
+
+    out = Path(folder).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    key = f"peer:{web.alice_id}"
+    web.open_conv(key)
+    mark = web.bob.mark()
+    web.alice.command("/msg bob Lunch at noon? The usual place.")
+    web.bob.wait_event("message", since=mark, text="Lunch at noon? The usual place.")
+    web.wait_text("Lunch at noon? The usual place.")
+    web.browser.call("type", selector="#input", text="Yes! I'll bring the slides.")
+    web.browser.call("press", selector="#input", key="Enter")
+    web.wait_text("Yes! I'll bring the slides.")
+    web.browser.call("screenshot", path=str(out / "web.png"))
+    assert (out / "web.png").stat().st_size > 10_000
+    if TMUX is None:
+        pytest.skip("tmux is not installed: no shell screenshot")
+    term = Tmux(tmp_path, width=100, height=24)
+    try:
+        term.start(shell_argv(web.lab[0], web.lab, tmp_path / "carol", "carol",
+                              f"{web.alice.host.ip}:{web.alice.port}"))
+        term.wait_text("lanchat: you are carol")
+        term.wait_text("[1] is here")
+        web.alice.command("/all Slides are up: /file coming in a minute")
+        term.wait_text("Slides are up")
+        term.type("/list")
+        term.key("Enter")
+        term.wait_for(lambda s: "online" in s, "the peer list")
+        term.type("hi all, carol here")
+        term.wait_text("carol here")
+        screen = term.tmux("capture-pane", "-p", "-e", "-t", "t")
+    finally:
+        term.close()
+    console = Console(record=True, width=100, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(Text.from_ansi(screen), end="")
+    html = console.export_html(inline_styles=True, theme=MONOKAI)
+    web.browser.call("render", html=html, path=str(out / "shell.png"), width=900, height=470)
+    assert (out / "shell.png").stat().st_size > 10_000
