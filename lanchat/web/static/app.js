@@ -168,7 +168,21 @@ function trimBottom() {
   }
   $("latest").hidden = !state.detached;
 }
+// Rows that arrived since the last frame: written once per frame (one layout, however
+// many messages came), or at once while the page is hidden (no frames then).
+let pendingRows = [];
+let frameAsked = false;
 function appendLive(list) {
+  if (state.detached || !list.length) return;
+  pendingRows.push(...list);
+  if (document.hidden) { flushRows(); return; }
+  if (!frameAsked) { frameAsked = true; requestAnimationFrame(flushRows); }
+}
+function flushRows() {
+  frameAsked = false;
+  if (pendingRows.length > MAX_DOM) state.hasOlder = true;
+  const list = pendingRows.length > MAX_DOM ? pendingRows.slice(-MAX_DOM) : pendingRows;
+  pendingRows = [];
   if (state.detached || !list.length) return;
   const stick = pinned();
   const frag = document.createDocumentFragment();
@@ -193,6 +207,7 @@ async function loadLatest() {
   try {
     const page = await api(histQuery(null));
     if (key !== state.active) return;
+    pendingRows = [];
     state.shown.clear();
     state.detached = false;
     state.hasOlder = page.messages.length >= PAGE;
