@@ -247,7 +247,7 @@ class Store:
         incoming: Sequence[tuple[str, Chat]],
         outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]],
-    ) -> tuple[list[tuple[str, Chat]], list[tuple[str, str]]]:
+    ) -> tuple[list[tuple[str, Chat, int]], list[tuple[str, str]]]:
         now = time.time()
         fresh: list[tuple[str, Chat, int]] = []
         done: list[tuple[str, str]] = []

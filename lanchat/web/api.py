@@ -311,7 +311,7 @@ def finished_file(node: Any, tid: str) -> Path | None:
         return None
     row = next((r for r in manager.transfers() if r["transfer"] == tid), None)
     if (row is None or row["direction"] != "in" or row["state"] != "done"
-            or not row["sha256"] or not row["path"]):
+            or not (row.get("digest") or row.get("sha256")) or not row["path"]):
         return None
     root = os.path.realpath(node.config.downloads_dir)
     real = os.path.realpath(row["path"])

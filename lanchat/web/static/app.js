@@ -133,7 +133,14 @@ async function openConv(key) {
 
 // -- messages ---------------------------------------------------------------------------
 
+const MAX_DELIVERED = 5000;  // acks remembered for rows not drawn yet
+const deliveredEarly = new Set();
+function rememberDelivered(id) {
+  deliveredEarly.add(id);
+  if (deliveredEarly.size > MAX_DELIVERED) deliveredEarly.delete(deliveredEarly.values().next().value);
+}
 function messageItem(m) {
+  if (m.direction === "out" && deliveredEarly.delete(m.id)) m.delivered = true;
   const li = document.createElement("li");
   li.className = m.direction === "out" ? "out" : "in";
   li.dataset.id = m.id;
@@ -143,7 +150,8 @@ function messageItem(m) {
   li.append(el("time", "time", clock(m.ts)),
             el("span", "nick", action ? "* " + m.nick : m.nick),
             el("span", "text", action ? text.slice(4) : text));
-  if (m.direction === "out") li.append(el("span", "ack" + (m.delivered ? " done" : ""), m.delivered ? "✓" : "…"));
+  // sent from a page now: "…" until the peer (or, for everyone, any peer) stored it
+  if (m.live) li.append(el("span", "ack" + (m.delivered ? " done" : ""), m.delivered ? "✓" : "…"));
   return li;
 }
 function pinned() {
@@ -293,7 +301,7 @@ function applyEvents(events) {
         break;
       }
       case "sent": {
-        const m = { id: ev.id, nick: ev.nick, direction: "out", text: ev.text, ts: ev.ts };
+        const m = { id: ev.id, nick: ev.nick, direction: "out", text: ev.text, ts: ev.ts, live: true };
         if (ev.conv === state.active) live.push(m);
         break;
       }
@@ -301,6 +309,7 @@ function applyEvents(events) {
         const li = state.shown.get(ev.id);
         const ack = li && li.querySelector(".ack");
         if (ack) { ack.textContent = "✓"; ack.classList.add("done"); }
+        else rememberDelivered(ev.id);  // its row is still to be drawn
         break;
       }
       case "not_delivered": {
