@@ -41,6 +41,7 @@ from bench.common import (
     chat_frame_size,
     finish,
     lab_namespaces_of,
+    precompile,
     read_json_line,
     rss_kib,
     start_py,
@@ -200,6 +201,13 @@ def run_memory(lab: Lab, sizes: dict[str, int]) -> dict[str, Any]:
     res["bare_python_kib"] = rss_kib(bare.pid)
     stop_child(bare)
 
+    # first start on a fresh home (it makes the key and certificate), then the usual case:
+    # a start on a home used before
+    hub = h1.start_node(*NO_DISCOVERY, nick="hub", port=0, home=lab.base_dir / "hub")
+    hub.wait_event("ready", timeout=30)
+    time.sleep(1.0)
+    res["fresh_kib"] = rss_kib(hub.pid)
+    hub.stop()
     hub = h1.start_node(*NO_DISCOVERY, nick="hub", port=0, home=lab.base_dir / "hub")
     ready = hub.wait_event("ready", timeout=30)
     time.sleep(1.0)
@@ -227,10 +235,19 @@ def run_memory(lab: Lab, sizes: dict[str, int]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def figures(base: dict[str, Any], lc: dict[str, Any], mem: dict[str, Any]) -> list[Figure]:
+def figures(base: dict[str, Any], lc: dict[str, Any], mem: dict[str, Any],
+            floor: dict[str, float]) -> list[Figure]:
     tls_pp = base["tls_pingpong"]
     tls_rate = base["tls_stream"]["rate"]
+    # the floor for "acked only once stored": one round trip plus the receiver's commit
+    durable_rtt = tls_pp["p50_us"] + floor["p50_us"]
     figs = [
+        Figure("round trip p50, send -> `delivered`, against the durable floor",
+               lc["rtt_delivered"]["p50_us"], durable_rtt, "us", "<= 1.5x",
+               baseline_name="TLS ping-pong p50 + one commit p50"),
+        Figure("round trip p99, send -> `delivered`, against the durable floor",
+               lc["rtt_delivered"]["p99_us"], durable_rtt, "us", "<= 2x",
+               baseline_name="TLS ping-pong p50 + one commit p50"),
         Figure("round trip p50, send -> `delivered` (stored + acked)",
                lc["rtt_delivered"]["p50_us"], tls_pp["p50_us"], "us", "within 2x",
                baseline_name="TLS ping-pong p50"),
@@ -241,17 +258,21 @@ def figures(base: dict[str, Any], lc: dict[str, Any], mem: dict[str, Any]) -> li
         Figure("round trip p99, echo", lc["rtt_echo"]["p99_us"], tls_pp["p99_us"], "us",
                "within 2x", baseline_name="TLS ping-pong p99"),
     ]
-    for key, label in (("flood_public", "public `node.send()`"),
-                       ("flood_queue", "node's internal queue"),
-                       ("flood_headless", "internal queue, into `run --json`")):
+    for key, label, goal in (("flood_public", "public `node.send()`", ">= 0.9x"),
+                             ("flood_queue", "node's internal queue", ">= 0.9x"),
+                             ("flood_headless", "internal queue, into `run --json`",
+                              ">= 0.7x")):
         fl = lc[key]
         figs.append(Figure(f"one way, stored + acked, {label} (N={fl.get('n', '?'):,})",
-                           fl.get("rate"), tls_rate, "msg/s", ">= 20,000 msg/s",
+                           fl.get("rate"), tls_rate, "msg/s", goal,
                            better="higher", baseline_name="TLS stream"))
     mib = 1024.0
     figs += [
-        Figure("RSS, idle `lanchat run --json`", mem["idle_kib"] / mib,
-               mem["bare_python_kib"] / mib, "MiB", "", baseline_name="bare python"),
+        Figure("RSS, idle `lanchat run --json` (home used before)", mem["idle_kib"] / mib,
+               mem["bare_python_kib"] / mib, "MiB", "< 36 MiB", baseline_name="bare python"),
+        Figure("RSS, idle `lanchat run --json`, first start (makes its key)",
+               mem["fresh_kib"] / mib, mem["bare_python_kib"] / mib, "MiB", "",
+               baseline_name="bare python"),
         Figure(f"RSS, same node with {mem['sessions']} sessions", mem["sessions_kib"] / mib,
                mem["bare_python_kib"] / mib, "MiB", "", baseline_name="bare python"),
     ]
@@ -269,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = Path(args.profile).resolve() if args.profile else None
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
+    precompile()
     started = time.monotonic()
     frame = chat_frame_size(text_for(0))
     with Lab(2) as lab:
@@ -282,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         mode, reason = lab.mode, lab.fallback_reason
         prefix = lab.prefix
     left = lab_namespaces_of(prefix)
-    figs = figures(base, lc, mem)
+    figs = figures(base, lc, mem, floor)
     elapsed = time.monotonic() - started
     notes = [
         f"lab mode: {mode}{' (' + reason + ')' if reason else ''}; chat frame {frame} bytes "

@@ -58,6 +58,7 @@ from bench.common import (
     finish,
     lab_namespaces_of,
     percentile,
+    precompile,
     rss_kib,
     stop_child,
     summary_us,
@@ -623,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="bench/out/scale.json", help="where to write JSON")
     args = ap.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
+    precompile()
     started = time.monotonic()
     frame = chat_frame_size("b000000000 ".ljust(40, "x"))
     with Lab(sizes["hosts"]) as lab:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from test_shell_tmux import Tmux, shell_argv  # noqa: E402
 
+from bench.common import precompile  # noqa: E402
 from lab import Lab, LanchatProc  # noqa: E402
 from lanchat.shell.printer import WRITER_ENV  # noqa: E402
 
@@ -152,6 +153,7 @@ def main() -> int:
     parser.add_argument("--writers", default="erase,run_in_terminal",
                         help="how batches are written: erase (the default), run_in_terminal")
     args = parser.parse_args()
+    precompile()
     rows: list[tuple[str, str]] = []
     base = Path(tempfile.mkdtemp(prefix="bench-shell-"))
     with Lab(2) as lab:

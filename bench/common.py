@@ -31,11 +31,21 @@ NO_DISCOVERY = ("--no-mdns", "--no-beacon")
 
 __all__ = ["Figure", "Host", "Lab", "NO_DISCOVERY", "REPO_ROOT", "chat_frame_size",
            "child_env", "finish", "lab_namespaces_of", "machine_info", "markdown_table",
-           "percentile",
+           "percentile", "precompile",
            "read_json_line", "rss_kib", "start_py", "stop_child", "summary_us"]
 
 
 # --------------------------------------------------------------------------- machine
+
+
+def precompile() -> None:
+    """Write lanchat's bytecode (__pycache__), as `pip install` does for an installed
+    package: start-up figures then measure lanchat, not the compiler. (The environment
+    here sets PYTHONDONTWRITEBYTECODE, so an editable checkout would otherwise compile
+    every module at every start, while the baselines' site-packages are compiled.)"""
+    import compileall
+
+    compileall.compile_dir(str(REPO_ROOT / "lanchat"), quiet=1)
 
 
 def machine_info() -> dict[str, Any]:

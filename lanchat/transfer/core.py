@@ -64,8 +64,7 @@ class ManagerCore:
                  stall_s: float = STALL_S, hashes: tuple[str, ...] = ()) -> None:
         self.offer_timeout_s = offer_timeout_s
         self.stall_s = stall_s
-        # digests this node offers and asks for, best first (only ones it can make)
-        self.hashes = tuple(h for h in hashes if h in available()) or available()
+        self._hashes = hashes
         self.prehasher = Prehasher()
         self.node: NodeHost = cast("NodeHost", None)  # set by start()
         self.records: RecordStore | None = None
@@ -89,6 +88,12 @@ class ManagerCore:
         self._receivers: set[Receiver] = set()
         self._saved_at: dict[str, float] = {}  # receive progress: when last written
         self._dirty: set[str] = set()  # receive progress not yet written
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """Digests this node offers and asks for, best first (only ones it can make; asked
+        when a file first moves, so an idle node never loads the hash packages)."""
+        return tuple(h for h in self._hashes if h in available()) or available()
 
     @property
     def port(self) -> int:

@@ -1,0 +1,39 @@
+"""The node's identity: made once, then known at start without loading cryptography; a
+changed key or certificate file is read again, never trusted from the cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from lanchat.identity import CERT_FILE, KEY_FILE, Identity, verify_proof
+
+
+def test_a_second_start_knows_its_id_without_loading_cryptography(tmp_path: Path) -> None:
+    """The first start makes key, certificate and the id cache; the next start (in a fresh
+    interpreter) has the same id and loads `cryptography` only once it signs."""
+    made = Identity.load_or_create(tmp_path)
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from lanchat.identity import Identity\n"
+        f"i = Identity.load_or_create(Path({str(tmp_path)!r}))\n"
+        "loaded = any(m.startswith('cryptography') for m in sys.modules)\n"
+        "sig = i.sign(b'x')\n"
+        "print(i.node_id, i.key_b64, loaded, sig)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == made.node_id and out[1] == made.key_b64
+    assert out[2] == "False", "an idle start must not import cryptography"
+    assert verify_proof(out[1], out[3], b"x") == made.node_id, "the lazily read key signs"
+
+
+def test_a_replaced_key_is_read_again_not_taken_from_the_cache(tmp_path: Path) -> None:
+    """Another identity's key and certificate copied into the home give that identity's id."""
+    mine = Identity.load_or_create(tmp_path / "mine")
+    other = Identity.load_or_create(tmp_path / "other")
+    for name in (KEY_FILE, CERT_FILE):
+        (tmp_path / "mine" / name).write_bytes((tmp_path / "other" / name).read_bytes())
+    again = Identity.load_or_create(tmp_path / "mine")
+    assert again.node_id == other.node_id != mine.node_id
+    assert verify_proof(again.key_b64, again.sign(b"y"), b"y") == other.node_id
