@@ -267,9 +267,19 @@ def _history(ctx: Context, args: str) -> Output | None:
     except LookupError as exc:
         raise CommandError(str(exc).strip("'\"")) from None
     lines = [f"{time.strftime('%H:%M', time.localtime(r['ts']))} "
-             f"{'->' if r['direction'] == 'out' else '<-'} {safe_line(r['nick'])}: "
+             f"{'->' if r['direction'] == 'out' else '<-'} {_other_side(r)}: "
              f"{safe_text(r['text'])}" for r in rows]
     return Output("\n".join(lines) or "no messages yet", rows)
+
+
+def _other_side(row: dict[str, Any]) -> str:
+    """Who a stored message was with: the recipient of an outgoing one, else its sender."""
+    if row["direction"] == "in":
+        return safe_line(row["nick"])
+    if row.get("to") == "broadcast":
+        return "everyone"
+    who = str(row.get("with") or row["peer"])
+    return safe_line(who if who != row["peer"] else short_id(who))
 
 
 def _one_peer(ctx: Context, args: str, usage: str) -> tuple[dict[str, Any], list[str]]:
