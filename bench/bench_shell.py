@@ -1,11 +1,14 @@
 """Shell figures in a real terminal (tmux), in lab namespaces: start-up and typing latency.
 
-    python bench/bench_shell.py [--runs 5] [--keys 150] [--rate 200]
+    python bench/bench_shell.py [--runs 5] [--keys 150] [--rate 200] [--before DIR]
 
 Start-up: from starting `lanchat` to a drawn prompt with its toolbar. Typing: a key sent
 with `tmux send-keys` until capture-pane shows it on the prompt line, idle and while bob
 sends `--rate` messages per second, beside a bare prompt-toolkit prompt in the same tmux.
-Message latency: from bob's `/msg` to the line on alice's screen. Nothing is asserted.
+The load goes to the buffer alice reads (`/all`) and, with buffers, to one she does not
+(`/msg alice`: bob's buffer, counted in the toolbar). Message latency: from bob's `/all`
+to the line on alice's screen. `--before DIR` runs the same scenarios with the lanchat in
+DIR too (a checkout from before a change), in the same run. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from test_shell_tmux import Tmux, shell_argv  # noqa: E402
+from test_shell_tmux import REPO_ROOT, Tmux, shell_argv  # noqa: E402
 
 from bench.common import precompile  # noqa: E402
 from lab import Lab, LanchatProc  # noqa: E402
@@ -34,8 +37,9 @@ BARE_PROMPT = ("from prompt_toolkit import PromptSession\n"
                "s = PromptSession(bottom_toolbar=' to: all')\n"
                "while True:\n    s.prompt('all> ')\n")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-LOAD_LINE = re.compile(r"^\d\d:\d\d \[bob -> you\] load \d+$")
+LOAD_LINE = re.compile(r"^\d\d:\d\d <bob> load \d+$")
 TORN: list[str] = []
+TOOLBAR_WORDS = ("to: all", "[2:all]")  # the toolbar before buffers, and with them
 
 
 def pct(values: list[float], p: float) -> float:
@@ -116,10 +120,10 @@ def typing_latency(term: Tmux, keys: int, clear: str = "C-c") -> list[float]:
 
 
 class Sender:
-    """Bob sends `rate` direct messages per second to alice on a paced schedule."""
+    """Bob sends `rate` messages per second on a paced schedule, with `command`."""
 
-    def __init__(self, bob: LanchatProc, rate: float) -> None:
-        self.bob, self.rate = bob, rate
+    def __init__(self, bob: LanchatProc, rate: float, command: str = "/all") -> None:
+        self.bob, self.rate, self.command = bob, rate, command
         self.sent = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -131,7 +135,7 @@ class Sender:
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self.bob.command(f"/msg alice load {self.sent}")
+            self.bob.command(f"{self.command} load {self.sent}")
             self.sent += 1
 
     def __enter__(self) -> Sender:
@@ -150,8 +154,10 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=150, help="keystrokes per scenario")
     parser.add_argument("--rate", type=float, default=200, help="messages per second")
     parser.add_argument("--messages", type=int, default=50, help="message-latency samples")
-    parser.add_argument("--writers", default="erase,run_in_terminal",
+    parser.add_argument("--writers", default="erase",
                         help="how batches are written: erase (the default), run_in_terminal")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a lanchat checkout to measure beside this one")
     args = parser.parse_args()
     precompile()
     rows: list[tuple[str, str]] = []
@@ -162,12 +168,20 @@ def main() -> int:
         bob.wait_event("ready")
         peer = f"{h2.ip}:{bob.port}"
 
+        builds = [("buffers", REPO_ROOT)]
+        if args.before is not None:
+            builds.insert(0, ("before", args.before.resolve()))
         # start-up: bare prompt, then lanchat, each in a fresh tmux
-        for label, argv_of in (
-                ("bare prompt-toolkit prompt", lambda i: h1.wrap(
-                    [sys.executable, "-c", BARE_PROMPT])),
-                ("lanchat shell (known peer)", lambda i: shell_argv(
-                    h1, lab, base / "alice", "alice", peer))):
+        starts: list[tuple[str, Callable[[int], list[str]]]] = [
+            ("bare prompt-toolkit prompt", lambda i: h1.wrap(
+                [sys.executable, "-c", BARE_PROMPT]))]
+        def lanchat_argv(repo: Path) -> Callable[[int], list[str]]:
+            return lambda i: shell_argv(h1, lab, base / f"alice-{repo.name}", "alice", peer,
+                                        repo=repo)
+
+        for build, repo in builds:
+            starts.append((f"lanchat shell [{build}] (known peer)", lanchat_argv(repo)))
+        for label, argv_of in starts:
             times = []
             for i in range(args.runs):
                 term = Tmux(base)
@@ -175,7 +189,7 @@ def main() -> int:
                     start = time.monotonic()
                     term.start(argv_of(i))
                     seen = wait_until(term, lambda s: prompt_line(s) is not None
-                                      and "to: all" in s)
+                                      and any(w in s for w in TOOLBAR_WORDS))
                     times.append((seen - start) * 1000)
                 finally:
                     term.close()
@@ -195,9 +209,10 @@ def main() -> int:
         finally:
             term.close()
 
-        # typing and messages in the lanchat shell, once per way of writing the batch
-        for writer in args.writers.split(","):
-            rows += lanchat_rows(lab, bob, base, peer, writer, args)
+        # typing and messages in the lanchat shell, per build and way of writing the batch
+        for build, repo in builds:
+            for writer in args.writers.split(","):
+                rows += lanchat_rows(lab, bob, base, peer, writer, args, build, repo)
     width = max(len(r[0]) for r in rows)
     print(f"\nlab mode: {lab.mode}; python {sys.version.split()[0]}")
     for name, value in rows:
@@ -206,13 +221,14 @@ def main() -> int:
 
 
 def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
-                 args: argparse.Namespace) -> list[tuple[str, str]]:
-    """Idle typing, message latency, typing under load and CPU, for one batch writer."""
+                 args: argparse.Namespace, build: str, repo: Path) -> list[tuple[str, str]]:
+    """Idle typing, message latency, typing under load and CPU, for one build and writer."""
     rows: list[tuple[str, str]] = []
     term = Tmux(base)
-    tag = f"lanchat [{writer}]"
+    tag = f"lanchat [{build}, {writer}]"
     try:
-        term.start(shell_argv(lab.hosts[0], lab, base / "alice", "alice", peer),
+        term.start(shell_argv(lab.hosts[0], lab, base / f"alice-{repo.name}", "alice", peer,
+                              repo=repo),
                    env={WRITER_ENV: writer})
         wait_until(term, lambda s: "bob [1] is here" in s and prompt_line(s) is not None)
         bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=20)
@@ -221,25 +237,34 @@ def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
         msg = []
         for i in range(args.messages):
             start = time.monotonic()
-            bob.command(f"/msg alice mark{i}x")
+            bob.command(f"/all mark{i}x")
             seen = wait_until(term, shows(f"mark{i}x"))
             msg.append((seen - start) * 1000)
             time.sleep(random.uniform(0.02, 0.05))
-        rows.append((f"bob's /msg to alice's screen, {tag}, idle (ms)", summary(msg)))
+        rows.append((f"bob's line to alice's screen, {tag}, idle (ms)", summary(msg)))
         pid = pane_pid(term)
-        TORN.clear()
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        with Sender(bob, args.rate) as sender:
-            time.sleep(1.0)
-            lat = typing_latency(term, args.keys)
-            sent = sender.sent
-        cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
-        rows.append((f"keystroke to screen, {tag}, {args.rate:g} msg/s (ms)", summary(lat)))
-        rows.append((f"{tag} CPU while {args.rate:g} msg/s arrive",
-                     f"{cpu:5.1f} % of one core ({sent} messages sent)"))
-        rows.append((f"{tag} message lines torn by typed keys", f"{len(TORN)} {TORN[:3]}"))
-        wait_until(term, shows(f"load {sent - 1}"), timeout=30)
-        rows.append((f"{tag} last load message shown", "yes"))
+        loads = [("shown", "/all")]
+        if build == "buffers":
+            loads.append(("to another buffer", "/msg alice"))
+        for where, command in loads:
+            TORN.clear()
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            with Sender(bob, args.rate, command) as sender:
+                time.sleep(1.0)
+                lat = typing_latency(term, args.keys)
+                sent = sender.sent
+            cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
+            load = f"{args.rate:g} msg/s {where}"
+            rows.append((f"keystroke to screen, {tag}, {load} (ms)", summary(lat)))
+            rows.append((f"{tag} CPU while {load}",
+                         f"{cpu:5.1f} % of one core ({sent} messages sent)"))
+            rows.append((f"{tag} message lines torn by typed keys, {load}",
+                         f"{len(TORN)} {TORN[:3]}"))
+            if command == "/all":
+                wait_until(term, shows(f"load {sent - 1}"), timeout=30)
+            else:
+                wait_until(term, lambda s: "3:bob(" in s, timeout=30)
+            rows.append((f"{tag} last load message counted or shown, {load}", "yes"))
     finally:
         term.close()
     bob.wait_event("peer_left", peer={"nick": "alice"}, timeout=20)

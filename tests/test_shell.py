@@ -24,8 +24,10 @@ from lanchat.events import Event
 from lanchat.node import Node
 from lanchat.plugins import Plugins
 from lanchat.shell import render
-from lanchat.shell.app import Shell, add_bell_command
+from lanchat.shell.app import Shell
+from lanchat.shell.buffers import Buffers
 from lanchat.shell.completer import ShellCompleter
+from lanchat.shell.local_commands import add_shell_commands
 from lanchat.shell.state import PeerView, ShellState
 from nodes import EventLog, make_node
 
@@ -150,7 +152,7 @@ def test_plain_line_goes_to_the_chat_target(alice_shell: Callable[..., ShellRun]
     run.type("hello all\r")
     bob[1].wait("message", lambda e: e["text"] == "hello all" and e["to"] == "broadcast")
     run.type("/chat bob\r")
-    run.wait_for(lambda: run.shell.state.target == bob[0].node_id, "target bob")
+    run.wait_for(lambda: run.shell.buffers.current == bob[0].node_id, "bob's buffer")
     run.type("just you\r")
     bob[1].wait("message", lambda e: e["text"] == "just you" and e["to"] == "direct")
 
@@ -179,7 +181,7 @@ def test_incoming_message_keeps_the_half_typed_line(alice_shell: Callable[..., S
     run = alice_shell(record=True)
     run.type("half typ")
     run.wait_for(lambda: run.shell.session.default_buffer.text == "half typ", "typed text")
-    bob[0].send("alice", "interrupting")
+    bob[0].broadcast("interrupting")
     run.wait_screen("interrupting")
     assert run.shell.session.default_buffer.text == "half typ"
 
@@ -196,7 +198,7 @@ def test_peer_escape_sequences_are_shown_not_obeyed(alice_shell: Callable[..., S
                                                     bob: tuple[Node, EventLog]) -> None:
     """Clear-screen and set-title from a peer arrive as visible ^[ text, never raw."""
     run = alice_shell(record=True)
-    bob[0].send("alice", f"look{ESC_ATTACK}there")
+    bob[0].broadcast(f"look{ESC_ATTACK}there")
     run.wait_screen("there")
     screen = run.screen.text()  # type: ignore[union-attr]
     assert "look^[[2J^[]0;pwned^Gthere" in screen
@@ -205,14 +207,17 @@ def test_peer_escape_sequences_are_shown_not_obeyed(alice_shell: Callable[..., S
 
 def test_direct_message_rings_and_counts_as_unread(alice_shell: Callable[..., ShellRun],
                                                    bob: tuple[Node, EventLog]) -> None:
-    """A direct message rings the bell and is unread until /chat bob; /bell off stops it."""
+    """A direct message rings the bell and is unread in bob's buffer until alice goes
+    there (/chat bob); /bell off stops the bell."""
     run = alice_shell(record=True)
     bob[0].send("alice", "ding")
-    run.wait_screen("ding")
     run.wait_for(lambda: "\x07" in run.screen.text(), "bell")  # type: ignore[union-attr]
-    assert run.shell.state.unread_total() == 1
+    assert "ding" not in run.screen.text()  # type: ignore[union-attr]
+    run.wait_for(lambda: run.shell.buffers.unread_by_key() == {bob[0].node_id: 1},
+                 f"one unread in bob's buffer ({run.shell.buffers.unread_by_key()})")
     run.type("/chat bob\r")
-    run.wait_for(lambda: run.shell.state.unread_total() == 0, "unread cleared")
+    run.wait_screen("ding")
+    run.wait_for(lambda: not run.shell.buffers.unread_by_key(), "unread cleared")
     run.type("/bell off\r")
     run.wait_screen("bell off")
     mark = len(run.screen.text())  # type: ignore[union-attr]
@@ -235,11 +240,30 @@ def test_unknown_command_is_a_red_error(alice_shell: Callable[..., ShellRun]) ->
 # -- completion and rendering, without a node -------------------------------------------
 
 
-def completer(peers: tuple[PeerView, ...]) -> ShellCompleter:
-    """A completer over the built-in commands (and /bell) and a fixed peer snapshot."""
+class NoShell:
+    """The shell side of /buffer, /clear and /bell, for registering them only."""
+
+    bell = True
+
+    def buffer_views(self) -> tuple[()]:
+        return ()
+
+    def switch(self, ref: str) -> None:
+        raise AssertionError("not used")
+
+    def close_buffer(self, ref: str) -> str:
+        raise AssertionError("not used")
+
+    def clear_screen(self) -> None:
+        raise AssertionError("not used")
+
+
+def completer(peers: tuple[PeerView, ...], buffers: Buffers | None = None) -> ShellCompleter:
+    """A completer over the built-in and shell commands and fixed snapshots."""
     registry = build_registry(Plugins(None, entry_points=False))
-    add_bell_command(registry, ShellState())
-    return ShellCompleter(registry, lambda: peers)
+    add_shell_commands(registry, NoShell())
+    return ShellCompleter(registry, lambda: peers,
+                          lambda: buffers.views if buffers is not None else ())
 
 
 PEERS = (PeerView("a" * 52, "alice", 1, True), PeerView("b" * 52, "albert", 2, False),
@@ -255,7 +279,8 @@ def complete(text: str, peers: tuple[PeerView, ...] = PEERS) -> set[str]:
 def test_completes_command_names() -> None:
     """A slash and a prefix complete to the commands that start with it."""
     assert complete("/ms") == {"/msg"}
-    assert complete("/b") == {"/bell"}
+    assert complete("/be") == {"/bell"}
+    assert complete("/bu") == {"/buffer"}
     assert {"/msg", "/chat", "/list", "/quit", "/help", "/bell"} <= complete("/")
 
 
@@ -324,39 +349,55 @@ def test_home_in_use_is_one_line_on_stderr_and_exit_1(
     assert err.count("\n") == 1 and "in use by another lanchat" in err
 
 
-def test_toolbar_shows_target_peers_unread_and_transfers() -> None:
-    """The toolbar reads the snapshot: target nick, online peers, unread, transfers."""
+def test_toolbar_shows_buffers_unread_mentions_peers_and_transfers() -> None:
+    """The toolbar is a hotlist: every buffer with its number, the current one in
+    brackets, unread counts, `!` where alice was named; then peers online and transfers,
+    counting an offer that waits."""
+    from lanchat.shell.buffers import Kind, Level, Line
     from lanchat.shell.toolbar import create_toolbar_tokens_func
 
-    state = ShellState(transfers=lambda: 2)
+    rows = [{"transfer": "t1", "name": "a.pdf", "peer": "c" * 52, "nick": "carol",
+             "direction": "in", "state": "offered"}]
+    state = ShellState("a" * 52, "alice", transfers=lambda: rows)
+    state.refresh_transfers()
     state.load([{"id": "b" * 52, "nick": "bob", "number": 1, "online": True},
                 {"id": "c" * 52, "nick": "carol", "number": 2, "online": False}])
-    state.apply(Event.make("message", id="m", to="direct", text="psst",
-                           **{"from": {"id": "c" * 52, "nick": "carol"}}))
-    state.set_target("b" * 52)
-    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
-    assert "to: bob" in text and "1 online" in text and "1 unread" in text
-    assert "2 transfers" in text
-    state.set_target("c" * 52)
-    assert "0 unread" in "".join(t for _, t in create_toolbar_tokens_func(state)())
+    buffers = Buffers()
+    buffers.add("c" * 52, Kind.DIRECT, "carol", Line([("", "psst")]), incoming_id="m1",
+                level=Level.PRIVATE)
+    buffers.add("all", Kind.EVERYONE, "all", Line([("", "hi alice")]), incoming_id="m2")
+    buffers.add("#lunch", Kind.ROOM, "#lunch", Line([("", "alice?")]), incoming_id="m3",
+                level=Level.HIGHLIGHT)
+    draw = create_toolbar_tokens_func(state, buffers)
+    text = "".join(t for _, t in draw())
+    assert " 1:lanchat [2:all] 3:carol(1) 4:#lunch(1!) " in text
+    assert "1 online" in text and "0 transfers, 1 offer waiting" in text
+    buffers.switch("c" * 52)
+    text = "".join(t for _, t in draw())
+    assert " 1:lanchat 2:all [3:carol] 4:#lunch(1!) " in text
 
 
 def test_toolbar_shows_a_progress_bar_with_rate_and_time_left() -> None:
-    """A file moving in shows as a bar with percent, rate and time left; gone when done."""
+    """A file moving in shows as a line with peer, name, percent, rate and time left;
+    gone when done."""
     from lanchat.shell.toolbar import create_toolbar_tokens_func
 
-    state = ShellState("me", "alice")
+    rows = [{"transfer": "t1", "name": "report.pdf", "peer": "b" * 52, "nick": "bob",
+             "direction": "in", "state": "accepted"}]
+    state = ShellState("me", "alice", transfers=lambda: rows)
     state.apply(Event("file_offer", MappingProxyType(
         {"transfer": "t1", "name": "report.pdf", "size": 100 << 20}), ts=100.0))
     state.apply(Event("file_progress", MappingProxyType(
         {"transfer": "t1", "done": 0, "size": 100 << 20}), ts=100.0))
     state.apply(Event("file_progress", MappingProxyType(
         {"transfer": "t1", "done": 50 << 20, "size": 100 << 20}), ts=101.0))
-    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
-    assert "report.pdf [######------]  50% 50.0 MiB/s 0:01 left" in text
-    assert "1 transfers" in text
+    draw = create_toolbar_tokens_func(state, Buffers())
+    text = "".join(t for _, t in draw())
+    assert "\n <- bob report.pdf [######------]  50% 50.0 MiB/s 0:01 left" in text
+    assert "1 transfer " in text
+    rows.clear()
     state.apply(Event("file_done", MappingProxyType({"transfer": "t1"}), ts=102.0))
-    text = "".join(t for _, t in create_toolbar_tokens_func(state)())
+    text = "".join(t for _, t in draw())
     assert "report.pdf" not in text and "0 transfers" in text
 
 
@@ -365,6 +406,8 @@ def test_the_shell_answers_while_a_peer_floods_it(
     """Bob floods alice's shell with 30,000 messages; a line alice types mid-flood still
     goes out at once, the flood all arrives, and the screen is not buried line by line."""
     run = alice_shell(record=True)
+    run.type("/chat bob\r")
+    run.wait_for(lambda: run.shell.buffers.current == bob[0].node_id, "bob's buffer")
     n = 30_000
     for i in range(n):
         bob[0].send("alice", f"flood {i}")

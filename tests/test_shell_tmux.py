@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ TMUX = shutil.which("tmux") or ("/usr/bin/tmux" if os.access("/usr/bin/tmux", os
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ATTACK = "\x1b[2J\x1b]0;pwned\x07\x1b[31mRED"
+BIG_FILE_MIB = (32, 256, 2048)
 TMUX_CONF = "set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n"
 
 
@@ -96,14 +98,16 @@ class Tmux:
                 Path(self.socket_path).unlink(missing_ok=True)
 
 
-def shell_argv(host: Host, lab: Lab, home: Path, nick: str, *peers: str) -> list[str]:
-    """`python -m lanchat` (the shell) inside `host`, never on a real interface."""
+def shell_argv(host: Host, lab: Lab, home: Path, nick: str, *peers: str,
+               repo: Path = REPO_ROOT) -> list[str]:
+    """`python -m lanchat` (the shell, from `repo`) inside `host`, never on a real
+    interface."""
     args = ["--home", str(home), "--nick", nick, "--no-mdns", "--no-beacon"]
     if lab.mode == "loopback":
         args += ["--interface", "127.0.0.1", "--port", str(free_port())]
     for peer in peers:
         args += ["--peer", peer]
-    return host.wrap(["env", "-u", "LANCHAT_HOME", f"PYTHONPATH={REPO_ROOT}",
+    return host.wrap(["env", "-u", "LANCHAT_HOME", f"PYTHONPATH={repo}",
                       sys.executable, "-m", "lanchat", *args])
 
 
@@ -130,6 +134,63 @@ def alice_in_tmux(lab2: Lab, tmp_path: Path) -> Iterator[tuple[Tmux, LanchatProc
         term.close()
 
 
+def toolbar(screen: str) -> str:
+    """The toolbar's first line (the buffer list)."""
+    lines = [ln for ln in screen.splitlines() if "online |" in ln]
+    return lines[-1] if lines else ""
+
+
+def test_buffers_live_progress_and_unread_across_a_restart(
+        alice_in_tmux: tuple[Tmux, LanchatProc], lab2: Lab, tmp_path: Path) -> None:
+    """Bob's direct line is unread in buffer 3 until Alt-3 shows it; his file's progress
+    bar moves with no key pressed; two more lines stay unread across a restart of alice's
+    shell, and the line she read stays read."""
+    term, bob = alice_in_tmux
+    bob.command("/msg alice psst")
+    term.wait_for(lambda s: "3:bob(1)" in toolbar(s), "bob's buffer with 1 unread")
+    assert "psst" not in term.screen()
+    term.key("M-3")
+    term.wait_for(lambda s: "[3:bob]" in toolbar(s) and "<bob> psst" in s, "bob's buffer")
+    # A sparse file (no disk to fill it), bigger each time until one moves for longer
+    # than a progress interval on this machine: then the bar must move on its own.
+    seen: set[int] = set()
+    for size_mib in BIG_FILE_MIB:
+        big = tmp_path / f"big{size_mib}.bin"
+        with big.open("wb") as fh:
+            fh.truncate(size_mib << 20)
+        bob.command(f"/file alice {big}")
+        term.wait_text(f"bob offers {big.name}")
+        term.type("/accept")
+        term.key("Enter")  # the last key pressed until the transfer ends
+        bar = re.compile(rf"<- bob +{re.escape(big.name)} \[[#-]+\] +(\d+)%")
+
+        def moving(screen: str, bar: re.Pattern[str] = bar, name: str = big.name) -> bool:
+            seen.update(int(m) for m in bar.findall(screen) if 0 < int(m) < 100)
+            return f"received {name}" in screen
+
+        term.wait_for(moving, "the transfer to end", timeout=60)
+        if seen:
+            break
+    assert seen, "the progress bar did not move on its own"
+    term.key("M-2")
+    term.wait_for(lambda s: "[2:all]" in toolbar(s), "back in all")
+    bob.command("/msg alice one")
+    bob.command("/msg alice two")
+    term.wait_for(lambda s: "3:bob(2)" in toolbar(s), "two unread")
+    term.type("/quit")
+    term.key("Enter")
+    term.wait_for(lambda s: term.dead(), "the shell exiting")
+    bob.wait_event("peer_left", peer={"nick": "alice"}, reason="bye")
+    term.close()
+    again = Tmux(tmp_path)
+    try:
+        h1, h2 = lab2.hosts[:2]
+        again.start(shell_argv(h1, lab2, tmp_path / "alice", "alice", f"{h2.ip}:{bob.port}"))
+        again.wait_for(lambda s: "3:bob(2)" in toolbar(s), "two unread after the restart")
+    finally:
+        again.close()
+
+
 def test_list_shows_bob_and_msg_reaches_him(alice_in_tmux: tuple[Tmux, LanchatProc]) -> None:
     """Alice lists peers, sees bob, sends him a line; he gets it; /quit closes cleanly."""
     term, bob = alice_in_tmux
@@ -153,7 +214,7 @@ def test_incoming_message_leaves_half_typed_line_intact(
     term, bob = alice_in_tmux
     term.type("half typed")
     term.wait_for(lambda s: "half typed" in prompt_line(s), "half typed on the prompt")
-    bob.command("/msg alice hello from bob")
+    bob.command("/all hello from bob")
     screen = term.wait_for(lambda s: "hello from bob" in s and "half typed" in prompt_line(s),
                            "bob's message and the intact prompt line")
     lines = screen.splitlines()
@@ -167,7 +228,7 @@ def test_peer_escape_sequences_leave_screen_and_title_alone(
     """Clear-screen, OSC 0 title and colour codes from bob show as ^[ text and do nothing."""
     term, bob = alice_in_tmux
     title = term.title()
-    bob.command(f"/msg alice before{ATTACK}after")
+    bob.command(f"/all before{ATTACK}after")
     screen = term.wait_text("after")
     assert "before^[[2J^[]0;pwned^G^[[31mREDafter" in screen, screen
     assert "lanchat: you are alice" in screen, "earlier lines were cleared:\n" + screen

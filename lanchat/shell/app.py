@@ -1,4 +1,5 @@
-"""The shell: wires node, commands, printer, completer, toolbar and keys into one prompt."""
+"""The shell: wires node, commands, buffers, printer, completer, toolbar and keys into one
+prompt."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory
@@ -17,25 +17,50 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
 from lanchat.assembly import open_node, plugin_bridge
-from lanchat.commands import CommandError, CommandRegistry, Context, build_registry, execute
+from lanchat.commands import CommandError, Context, build_registry, execute
 from lanchat.commands import Output as CommandOutput
 from lanchat.config import Config
 from lanchat.errors import NodeError
-from lanchat.events import Event
 from lanchat.plugins import Plugins
+from lanchat.protocol import MAX_TEXT_CHARS
 from lanchat.shell import render
+from lanchat.shell.buffers import (
+    EVERYONE,
+    NOTICES,
+    Buffers,
+    BufferView,
+    Kind,
+    Level,
+    Line,
+    Sent,
+)
 from lanchat.shell.completer import ShellCompleter
+from lanchat.shell.history import load_scrollback
 from lanchat.shell.key_bindings import shell_bindings
+from lanchat.shell.local_commands import add_shell_commands
+from lanchat.shell.paste import guard_pastes
 from lanchat.shell.printer import Printer
+from lanchat.shell.router import Router
 from lanchat.shell.state import ShellState
-from lanchat.shell.toolbar import create_toolbar_tokens_func, target_label
+from lanchat.shell.toolbar import create_toolbar_tokens_func, current_name
 from lanchat.text import safe_line, safe_text
+from lanchat.transfer import manager_of
 
 HISTORY_FILE = "history"
+REPAINT_LINES = 200  # written when switching buffers; the rest is in /history
+# An outgoing line waits this long for its delivery mark before it is written without it
+# (a LAN delivery takes a few ms); later marks follow as a "delivered" line.
+DELIVERY_WAIT_S = 0.3
+SAVE_EVERY_S = 5.0  # read markers of messages read in the current buffer
+# A line longer than this cannot be sent (a message holds MAX_TEXT_CHARS; a command adds
+# its words): a paste that would pass it is refused at once.
+MAX_INPUT_CHARS = MAX_TEXT_CHARS + 256
 
 
 class Shell:
     """One interactive session over one node."""
+
+    max_input_chars = MAX_INPUT_CHARS
 
     def __init__(self, config: Config, *, input: Input | None = None,
                  output: Output | None = None, plugins: Plugins | None = None) -> None:
@@ -44,40 +69,46 @@ class Shell:
         self.registry = build_registry(self.plugins)
         self.node = open_node(config, self.plugins)
         self.state = ShellState(own_nick=config.nick)
+        self.buffers = Buffers(config.home)
         self.ctx = Context(self.node, self.registry, self.plugins)
-        add_bell_command(self.registry, self.state)
+        add_shell_commands(self.registry, self)
+        style = Style.from_dict(render.STYLE_RULES)
         self.session: PromptSession[str] = PromptSession(
             input=input, output=output, history=FileHistory(str(config.home / HISTORY_FILE)),
-            completer=ShellCompleter(self.registry, lambda: self.state.peers),
-            complete_while_typing=False, multiline=True, key_bindings=shell_bindings(self.submit),
-            bottom_toolbar=create_toolbar_tokens_func(self.state),
-            style=Style.from_dict(render.STYLE_RULES), include_default_pygments_style=False,
+            completer=ShellCompleter(self.registry, lambda: self.state.peers,
+                                     lambda: self.buffers.views),
+            complete_while_typing=False, multiline=True, key_bindings=shell_bindings(self),
+            bottom_toolbar=create_toolbar_tokens_func(self.state, self.buffers),
+            style=style, include_default_pygments_style=False,
             prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
             erase_when_done=True, enable_open_in_editor=False)
-        self.printer = Printer(self.session.output, Style.from_dict(render.STYLE_RULES))
+        self.paste_parser = guard_pastes(self.session.input, MAX_INPUT_CHARS)
+        self.printer = Printer(self.session.output, style)
         self.printer.app = self.session.app
-        self.node.subscribe(self._on_event)
+        self.router = Router(self.state, self.buffers, self.printer, self._redraw)
+        self.node.subscribe(self.router.on_event)
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
+        self._saved_at = time.monotonic()
 
-    # -- event thread ------------------------------------------------------------------
+    @property
+    def bell(self) -> bool:
+        """Whether direct messages and mentions ring the terminal bell."""
+        return self.state.bell
 
-    def _on_event(self, event: Event) -> None:
-        """Render the event (before the state forgets old nicks), then update the state."""
-        try:
-            line = render.event_lines(event, self.state)
-        except Exception:  # noqa: BLE001 - an odd event never stops the others
-            line = render.notice(f"-- {safe_line(event.name)}", event.ts)
-        self.state.apply(event)
-        if line is not None:
-            bell = self.state.bell and event.name == "message" and event["to"] == "direct"
-            self.printer.put(line, bell=bell)
-        elif event.name.startswith("peer_") and self.session.app.is_running:
-            self.session.app.invalidate()  # the toolbar counts peers
+    @bell.setter
+    def bell(self, on: bool) -> None:
+        self.state.bell = on
+
+    def _redraw(self) -> None:
+        self.printer.touch()  # the toolbar changed: redrawn with the next batch
+        if time.monotonic() - self._saved_at > SAVE_EVERY_S:
+            self._saved_at = time.monotonic()
+            self.buffers.save()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the node and show the banner; raises NodeError."""
+        """Start the node, load each buffer's scrollback and show the current one."""
         for failure in self.plugins.failures:
             self.node.emit("error", code="plugin_failed",
                            message=f"plugin {failure.name} disabled ({failure.where}): "
@@ -86,13 +117,22 @@ class Shell:
         self.plugins.call("lanchat_startup", node=self.node)
         info = self.node.info()
         self.state.own_id, self.state.own_nick = info["id"], info["nick"]
-        self.state.transfers_source = _transfers_source(self.node)
+        manager = manager_of(self.node)
+        self.state.transfers_source = manager.transfers if manager is not None else None
+        self.state.refresh_transfers()
         self.state.load(self.node.peers())
-        self.printer.put(render.banner(info), first=True)
+        load_scrollback(self.node, self.buffers, self.state)
+        self.buffers.loaded()
+        self._set_target(self.buffers.current)
+        banner = Line(render.banner(info))
+        with self.buffers.lock:  # what events queued so far is in the tail already
+            tail = self.buffers.tail(self.buffers.current, REPAINT_LINES)
+            self.buffers.add(NOTICES, Kind.NOTICES, NOTICES, banner, level=Level.LOW)
+            self.printer.reset([*tail, banner])
 
     def run(self) -> int:
         """Prompt until /quit or Ctrl-D; then say bye and close the node."""
-        handler = _LogToPrinter(self.printer)
+        handler = _LogToPrinter(self.router)
         root = logging.getLogger()
         saved = root.handlers[:]
         root.handlers = [h for h in saved if not _writes_to_terminal(h)] + [handler]
@@ -106,11 +146,12 @@ class Shell:
         return 0
 
     def close(self) -> None:
-        """Tell plugins, say bye to peers, write what is left."""
+        """Tell plugins, say bye to peers, keep the read markers, write what is left."""
         self.plugins.call("lanchat_shutdown", node=self.node)
         self.node.close()
         self.plugins.close()
-        self.printer.write_now()
+        self.buffers.save()
+        self.printer.write_now(force=True)
 
     async def _main(self) -> None:
         pump = asyncio.create_task(self.printer.run())
@@ -129,7 +170,85 @@ class Shell:
                 await pump
 
     def _prompt(self) -> render.Fragments:
-        return [("class:prompt", f"{target_label(self.state)}> ")]
+        return [("class:prompt", f"{current_name(self.buffers)}> ")]
+
+    # -- buffers (UI thread) -------------------------------------------------------------
+
+    def buffer_views(self) -> tuple[BufferView, ...]:
+        """The buffer list, as the toolbar shows it."""
+        return self.buffers.views
+
+    def switch(self, ref: str) -> None:
+        """Go to a buffer by number, name, room or peer; raise CommandError if none."""
+        buf = self.buffers.find(ref, self._peer_key)
+        if buf is None:
+            raise CommandError(f"no buffer {ref!r}; /buffer lists them")
+        self.show(buf.key)
+
+    def _peer_key(self, ref: str) -> str | None:
+        """A peer reference as a direct buffer's key, opening the buffer."""
+        if ref.startswith("#"):
+            return None
+        try:
+            peer = self.node.resolve(ref)
+        except LookupError:
+            return None
+        self.buffers.ensure(str(peer["id"]), Kind.DIRECT, str(peer["nick"]))
+        return str(peer["id"])
+
+    def show(self, key: str) -> None:
+        """Make `key` the current buffer and repaint the screen with its lines."""
+        with self.buffers.lock:
+            self.buffers.switch(key)
+            self.printer.repaint(self.buffers.tail(key, REPAINT_LINES))
+        self._set_target(key)
+        self.buffers.save()
+        self._saved_at = time.monotonic()
+        if self.session.app.is_running:
+            self.session.app.invalidate()
+
+    def step(self, delta: int) -> None:
+        """The next or previous buffer."""
+        self.show(self.buffers.neighbour(delta))
+
+    def jump_active(self) -> None:
+        """The buffer with the most pressing unread activity, if any."""
+        key = self.buffers.most_active()
+        if key is not None:
+            self.show(key)
+
+    def close_buffer(self, ref: str) -> str:
+        """Close a direct or room buffer (the current one without `ref`)."""
+        buf = self.buffers.find(ref) if ref.strip() else \
+            self.buffers.get(self.buffers.current)
+        if buf is None or buf.kind in (Kind.NOTICES, Kind.EVERYONE):
+            raise CommandError(f"{ref or 'this buffer'!r} cannot be closed; /buffer lists them")
+        was_current = buf.key == self.buffers.current
+        self.buffers.close(buf.key)
+        if was_current:
+            self.show(EVERYONE)
+        return safe_line(buf.name)
+
+    def clear_screen(self) -> None:
+        """Forget the current buffer's lines in memory and clear the screen."""
+        with self.buffers.lock:
+            self.buffers.clear(self.buffers.current)
+            self.printer.repaint([])
+
+    def _set_target(self, key: str) -> None:
+        """Where /me and plain lines go: the buffer's peer, room or everyone."""
+        buf = self.buffers.get(key)
+        self.ctx.target = key if buf is not None and buf.kind in (Kind.DIRECT, Kind.ROOM) \
+            else EVERYONE
+
+    def paste_refused(self, chars: int) -> None:
+        """A paste longer than a line can be: say so at once."""
+        if self.paste_parser is not None:
+            chars = max(chars, self.paste_parser.pasted_chars)
+        self._answer(render.error(
+            f"paste of {chars:,} characters refused: a message holds at most "
+            f"{MAX_TEXT_CHARS:,}; send it as a file: /file PEER PATH"))
+        self.printer.write_now()
 
     # -- input ---------------------------------------------------------------------------
 
@@ -141,84 +260,101 @@ class Shell:
             self.session.app.exit(result="")
 
     def handle(self, line: str) -> None:
-        """Run one input line and queue what it answers."""
-        self.ctx.state["unread"] = dict(self.state.unread)
+        """Run one input line and show what it answers in the current buffer."""
+        self.ctx.state["unread"] = self.buffers.unread_by_key()
+        current = self.buffers.get(self.buffers.current)
+        assert current is not None
+        command = line.lstrip().startswith("/") and not line.lstrip().startswith("//")
+        if not command and line.strip():
+            if current.kind is Kind.NOTICES:
+                self._answer(render.error("this buffer shows notices only; Alt-2 or "
+                                          "/buffer all talks to everyone"))
+                return
+            if current.kind is Kind.ROOM:
+                text = line[1:] if line.startswith("//") else line
+                line = f"/msg {current.key} {text}"
         target = self.ctx.target
         try:
             out = execute(self.ctx, line)
         except CommandError as exc:
-            self.printer.put(render.echo(line))
-            self.printer.put(render.error(str(exc)))
+            self._answer(render.echo(line), render.error(str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - a command bug never ends the shell
             logging.getLogger(__name__).debug("command failed", exc_info=True)
-            self.printer.put(render.echo(line))
-            self.printer.put(render.error(f"internal error: {type(exc).__name__}: {exc}"))
+            self._answer(render.echo(line),
+                         render.error(f"internal error: {type(exc).__name__}: {exc}"))
             return
-        if self.ctx.target != target:
-            self.state.set_target(self.ctx.target)
+        finally:
+            self.state.refresh_transfers()
+        if self.ctx.target != target:  # /chat PEER (or /forget): go to that conversation
+            new = self.ctx.target
+            if new != EVERYONE and self.buffers.get(new) is None:
+                self._peer_key(new)
+            self.show(new if self.buffers.get(new) is not None else EVERYONE)
         if out is None:
             return
-        sent = self._sent_line(out)
-        if sent is not None:
-            self.printer.put(sent)
+        if self._sent(out):
             return
-        if line.strip().startswith("/"):
-            self.printer.put(render.echo(line.strip()))
+        answer = [render.echo(line.strip())] if command else []
         if out.text:
-            self.printer.put(render.output(out.text))
+            answer.append(render.output(out.text))
+        self._answer(*answer)
 
-    def _sent_line(self, out: CommandOutput) -> render.Fragments | None:
-        """Our own message as a chat line, when `out` answers a send."""
+    def _answer(self, *lines: render.Fragments | Line) -> None:
+        """Lines for the current buffer only (command echo and answers)."""
+        key = self.buffers.current
+        buf = self.buffers.get(key)
+        assert buf is not None
+        for item in lines:
+            line = item if isinstance(item, Line) else Line(item)
+            with self.buffers.lock:
+                self.buffers.add(key, buf.kind, buf.name, line)
+                self.printer.put(line)
+
+    def _sent(self, out: CommandOutput) -> bool:
+        """Our own message as a chat line in its buffer, waiting briefly for its mark."""
         data = out.data
         if not isinstance(data, dict) or "id" not in data or "to" not in data:
-            return None
+            return False
+        if not data["id"]:
+            return False
         to = str(data["to"])
-        peer = self.state.peer(to)
-        prefix = (f"-> all ({len(data.get('peers', []))}): " if to == "all"
-                  else f"-> {peer.nick if peer else ''}: ")
-        text = data.get("text")
-        if text is None and out.text.startswith(prefix):
-            text = out.text[len(prefix):]
-        if text is None:
-            return render.notice(safe_text(out.text))
-        return render.message_line(time.time(), self.state.own_id, self.node.nick, str(text),
-                                   direct=to != "all",
-                                   to_nick=peer.nick if peer else to[:8])
-
-
-def add_bell_command(registry: CommandRegistry, state: ShellState) -> None:
-    """Register `/bell [on|off]` unless a plugin has taken the name."""
-
-    def bell(ctx: Context, args: str) -> CommandOutput:
-        word = args.strip().lower()
-        if word not in ("", "on", "off"):
-            raise CommandError("usage: /bell [on|off]")
-        state.bell = (not state.bell) if not word else word == "on"
-        return CommandOutput(f"bell {'on' if state.bell else 'off'} for direct messages",
-                             {"bell": state.bell})
-
-    saved, registry.current_plugin = registry.current_plugin, "shell"
-    try:
-        registry.add("bell", bell, help="ring the terminal bell on a direct message",
-                     usage="/bell [on|off]")
-    except ValueError:
-        pass
-    finally:
-        registry.current_plugin = saved
+        text = str(data.get("text", out.text))
+        recipients = [str(p) for p in data.get("peers", [])] or [to]
+        if to == "all":
+            key, kind, name, group = EVERYONE, Kind.EVERYONE, EVERYONE, True
+        elif to.startswith("#"):
+            key, kind, name, group = to, Kind.ROOM, to, True
+        else:
+            peer = self.state.peer(to)
+            key, kind, name, group = to, Kind.DIRECT, peer.nick if peer else to[:8], False
+        sent = Sent(str(data["id"]), recipients, group=group, key=key, text=text)
+        hold = time.monotonic() + DELIVERY_WAIT_S
+        own = render.chat_line(time.time(), self.state.own_id, self.node.nick, text)
+        line = Line(own, sent, hold)
+        with self.buffers.lock:
+            shown = self.buffers.add(key, kind, name, line)
+            if shown:
+                self.printer.put(line)
+        if not shown:  # sent from another buffer: show it here too, as `[me -> bob] text`
+            echo = render.message_line(time.time(), self.state.own_id, self.node.nick,
+                                       text, direct=True, to_nick=name)
+            self._answer(Line(echo, sent, hold))
+        return True
 
 
 class _LogToPrinter(logging.Handler):
-    """Log records above the prompt instead of across it."""
+    """Log records go to the notices buffer (and above the prompt) instead of across it."""
 
-    def __init__(self, printer: Printer) -> None:
+    def __init__(self, router: Router) -> None:
         super().__init__(logging.WARNING)
-        self.printer = printer
+        self.router = router
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record as a red line."""
         try:
-            self.printer.put(render.error(f"{record.name}: {record.getMessage()}"))
+            line = render.error(f"{record.name}: {safe_text(record.getMessage())}")
+            self.router.add(NOTICES, Kind.NOTICES, NOTICES, Line(line))
         except Exception:  # noqa: BLE001
             self.handleError(record)
 
@@ -226,15 +362,6 @@ class _LogToPrinter(logging.Handler):
 def _writes_to_terminal(handler: logging.Handler) -> bool:
     stream = getattr(handler, "stream", None)
     return isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout)
-
-
-def _transfers_source(node: Any) -> Any:
-    """The `active_transfers()` of a node extension, if one offers it."""
-    for ext in getattr(node, "extensions", []):
-        source = getattr(ext, "active_transfers", None)
-        if callable(source):
-            return source
-    return None
 
 
 def _is_terminal() -> bool:

@@ -11,22 +11,25 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Path
 from prompt_toolkit.document import Document
 
 from lanchat.commands import CommandRegistry
+from lanchat.shell.buffers import BufferView, Kind
 from lanchat.shell.state import PeerView
 from lanchat.text import safe_line
 
 PATH_WORDS = ("PATH", "FILE")
 # Argument kinds of commands whose usage text does not say (or that may come later).
 KNOWN_ARGS = {"file": ("PEER", "PATH"), "msg": ("PEER",), "chat": ("PEER|all",),
-              "whois": ("PEER",), "history": ("PEER",)}
+              "whois": ("PEER",), "history": ("PEER",), "buffer": ("BUFFER",)}
 
 
 class ShellCompleter(Completer):
     """Completes the word before the cursor from in-memory snapshots."""
 
     def __init__(self, registry: CommandRegistry,
-                 peers: Callable[[], Iterable[PeerView]]) -> None:
+                 peers: Callable[[], Iterable[PeerView]],
+                 buffers: Callable[[], Iterable[BufferView]] = tuple) -> None:
         self.registry = registry
         self.peers = peers
+        self.buffers = buffers
         self.paths = PathCompleter(expanduser=True)
 
     def get_completions(self, document: Document,
@@ -51,8 +54,12 @@ class ShellCompleter(Completer):
             path_text = text.split(" ", index + 1)[-1].lstrip()
             yield from self.paths.get_completions(Document(path_text, len(path_text)),
                                                   complete_event)
+        elif kind == "BUFFER":
+            yield from self._buffer_words(words[-1])
         elif "PEER" in kind:
             extra = tuple(k for k in kind.split("|") if k.islower())
+            if index == 0:  # a room is a place to send to, like a peer
+                extra += tuple(v.name for v in self.buffers() if v.kind is Kind.ROOM)
             yield from self._peer_words(words[-1], extra)
 
     def _commands(self, prefix: str) -> Iterable[Completion]:
@@ -62,11 +69,25 @@ class ShellCompleter(Completer):
                 yield Completion("/" + name, start_position=-len(prefix) - 1,
                                  display_meta=command.help if command else "")
 
+    def _buffer_words(self, word: str) -> Iterable[Completion]:
+        low = word.lower()
+        for view in self.buffers():
+            shown = safe_line(view.name)
+            if _typeable(view.name) and view.name.lower().startswith(low):
+                yield Completion(view.name, start_position=-len(word),
+                                 display_meta=f"{view.number} {view.kind.value}")
+            elif str(view.number).startswith(word):
+                yield Completion(str(view.number), start_position=-len(word),
+                                 display=f"{view.number} {shown}",
+                                 display_meta=view.kind.value)
+
     def _arg_kinds(self, name: str) -> tuple[str, ...]:
         command = self.registry.get(name)
         if command is None:
             return KNOWN_ARGS.get(name.lower(), ())
         kinds = tuple(w.strip("[]") for w in command.usage.split()[1:])
+        if command.name in KNOWN_ARGS and command.plugin == "shell":
+            return KNOWN_ARGS[command.name]
         return kinds if any("PEER" in k or k in PATH_WORDS for k in kinds) else \
             KNOWN_ARGS.get(command.name, kinds)
 

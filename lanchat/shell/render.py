@@ -31,6 +31,12 @@ STYLE_RULES: dict[str, str] = {
     "echo": "ansibrightblack",
     "action": "italic",
     "prompt": "bold",
+    "mark": "ansibrightblack",
+    "bottom-toolbar.current": "bold",
+    "bottom-toolbar.low": "",
+    "bottom-toolbar.unread": "ansiwhite bold",
+    "bottom-toolbar.private": "ansibrightgreen bold",
+    "bottom-toolbar.mention": "ansibrightmagenta bold",
     "bottom-toolbar": "noreverse bg:ansiblack fg:ansiwhite",
 }
 INDENT = " " * 6
@@ -69,6 +75,39 @@ def message_line(ts: float, sender_id: str, sender_nick: str, text: str, *,
     else:
         out += [("", "<"), (style, nick), ("", "> ")]
     return out + _body("", body)
+
+
+def chat_line(ts: float, sender_id: str, sender_nick: str, text: str) -> Fragments:
+    """A line inside its conversation's buffer: `12:03 <bob> hi`, `/me` as an action."""
+    nick = safe_line(sender_nick)
+    body = safe_text(text)
+    style = nick_class(sender_id)
+    out: Fragments = [("class:time", clock(ts) + " ")]
+    if body.startswith("/me "):
+        return out + [("class:action", "* "), (style, nick), ("class:action", " ")] + \
+            _body("class:action", body[4:])
+    return out + [("", "<"), (style, nick), ("", "> ")] + _body("", body)
+
+
+def room_line(event: Event, state: ShellState) -> Fragments:
+    """Membership and topic of a room, as a notice in its buffer."""
+    f = event.fields
+    room = safe_line(str(f.get("room", "?")))
+    who = _nick_of(state, f.get("peer", f.get("by", "")))
+    name = event.name
+    if name == "room_joined":
+        return notice(f"-- you joined {room}", event.ts)
+    if name == "room_left":
+        return notice(f"-- you left {room}", event.ts)
+    if name == "member_joined":
+        return notice(f"-- {who} joined {room}", event.ts)
+    if name == "member_left":
+        reason = f.get("reason")
+        return notice(f"-- {who} left {room}"
+                      + (f" ({safe_line(str(reason))})" if reason else ""), event.ts)
+    topic = safe_line(str(f.get("topic", "")))
+    by = f" (set by {who})" if f.get("by") else ""
+    return notice(f"-- topic of {room}: {topic}{by}", event.ts)
 
 
 def notice(text: str, ts: float | None = None) -> Fragments:
@@ -111,14 +150,62 @@ def event_lines(event: Event, state: ShellState) -> Fragments | None:
     if name == "file_offer":
         return notice(f"{_nick_of(state, f.get('from'))} offers "
                       f"{safe_line(str(f.get('name', '?')))} ({_size(f.get('size'))}); "
-                      f"/accept {safe_line(str(f.get('transfer', '?')))}", event.ts)
+                      f"/accept {safe_line(str(f.get('number', f.get('transfer', '?'))))} or "
+                      f"/decline {safe_line(str(f.get('number', f.get('transfer', '?'))))}",
+                      event.ts)
     if name == "file_done":
-        return notice(f"file {safe_line(str(f.get('path', '')))} "
-                      f"{'received' if f.get('direction') == 'in' else 'sent'}", event.ts)
+        return _file_done(event, state)
     if name == "file_failed":
-        return error(f"transfer {safe_line(str(f.get('transfer', '?')))} failed: "
-                     f"{f.get('reason')}")
+        return _file_failed(event, state)
     return None
+
+
+def _transfer_words(f: Any, state: ShellState) -> tuple[str, str]:
+    """The file's name and the peer's nick, safe, as far as they are known."""
+    known = state.unfinished.get(str(f.get("transfer", "")))
+    name = f.get("name") or (known.name if known else "") or str(f.get("transfer", "?"))[:8]
+    nick = known.nick if known else ""
+    if not nick and f.get("peer"):
+        peer = state.peer(str(f["peer"]))
+        nick = peer.nick if peer else str(f["peer"])[:8]
+    return safe_line(str(name)), safe_line(nick or "the peer")
+
+
+def _file_done(event: Event, state: ShellState) -> Fragments:
+    f = event.fields
+    name, nick = _transfer_words(f, state)
+    size = f" ({_size(f['size'])})" if f.get("size") is not None else ""
+    if f.get("direction") == "in":
+        return notice(f"received {name}{size} from {nick}, checked: "
+                      f"{safe_line(str(f.get('path', '')))}", event.ts)
+    return notice(f"sent {name}{size} to {nick}; {nick} checked it", event.ts)
+
+
+def _file_failed(event: Event, state: ShellState) -> Fragments:
+    """A transfer that stopped, said in words: declined (and why), cancelled, failed."""
+    f = event.fields
+    name, nick = _transfer_words(f, state)
+    reason = str(f.get("reason", ""))
+    detail = safe_line(str(f.get("detail") or ""))
+    why = f": {detail}" if detail else ""
+    incoming = f.get("direction") == "in"
+    if f.get("resumable"):
+        return notice(f"{name} {'from' if incoming else 'to'} {nick} interrupted "
+                      f"({safe_line(reason)}); it goes on where it stopped when "
+                      f"{nick} is back", event.ts)
+    if reason == "declined":
+        text = f"you declined {name} from {nick}" if incoming else f"{nick} declined {name}"
+        return notice(text + why, event.ts)
+    if reason == "cancelled":
+        return notice(f"you cancelled {name} {'from' if incoming else 'to'} {nick}", event.ts)
+    if reason == "cancelled by peer":
+        return notice(f"{nick} cancelled {name}{why}", event.ts)
+    if reason == "timeout":
+        text = (f"the offer of {name} from {nick} expired" if incoming
+                else f"{nick} did not answer the offer of {name} in time")
+        return notice(text, event.ts)
+    return error(f"{name} {'from' if incoming else 'to'} {nick} failed: {reason}"
+                 + (f": {f.get('detail')}" if f.get("detail") else ""))
 
 
 def _peer_line(event: Event, state: ShellState) -> Fragments | None:
@@ -139,6 +226,8 @@ def _peer_line(event: Event, state: ShellState) -> Fragments | None:
 
 def _nick_of(state: ShellState, who: Any) -> str:
     if isinstance(who, dict):
+        if "nick" not in who and "id" in who:
+            return _nick_of(state, who["id"])
         return safe_line(str(who.get("nick", "?")))
     peer = state.peer(str(who))
     return safe_line(peer.nick) if peer else safe_line(str(who))[:12]

@@ -1,4 +1,4 @@
-"""What the shell shows besides the scrollback: peers, unread counts, bell, transfers.
+"""What the shell shows besides the scrollback: peers, bell, transfers and their progress.
 
 The event thread replaces each snapshot whole; the UI thread only reads references, so the
 completer and the toolbar never wait and never call the network.
@@ -14,6 +14,10 @@ from typing import Any
 
 from lanchat.events import Event
 
+# The rate shown is over about this long (older samples are forgotten), so it follows
+# changes and does not count the time before the first byte.
+RATE_WINDOW_S = 3.0
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -26,6 +30,8 @@ class Progress:
     first_ts: float
     first_done: int
     ts: float
+    peer: str = ""
+    direction: str = "in"
 
     @property
     def fraction(self) -> float:
@@ -34,7 +40,7 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        """Bytes per second since the first progress event seen."""
+        """Bytes per second over the recent window."""
         elapsed = self.ts - self.first_ts
         return (self.done - self.first_done) / elapsed if elapsed > 0 else 0.0
 
@@ -43,6 +49,18 @@ class Progress:
         """Seconds left at the current rate, or None while unknown."""
         rate = self.rate
         return (self.size - self.done) / rate if rate > 0 else None
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """One unfinished transfer: who, what, and whether it still waits for an answer."""
+
+    transfer: str
+    name: str
+    peer: str
+    nick: str
+    direction: str
+    waiting: bool
 
 
 @dataclass(frozen=True)
@@ -61,24 +79,25 @@ class PeerView:
                    bool(peer["online"]))
 
 
+TransfersSource = Callable[[], list[dict[str, Any]]]
+
+
 class ShellState:
-    """Snapshots for the completer and toolbar; counters kept by the event thread."""
+    """Snapshots for the completer and toolbar, kept by the event thread."""
 
     def __init__(self, own_id: str = "", own_nick: str = "",
-                 transfers: Callable[[], int] | None = None) -> None:
+                 transfers: TransfersSource | None = None) -> None:
         self.own_id = own_id
         self.own_nick = own_nick
-        self.target = "all"
         self.bell = True
         self.transfers_source = transfers
         self._by_id: dict[str, PeerView] = {}
         self.peers: tuple[PeerView, ...] = ()
-        self.unread: Mapping[str, int] = MappingProxyType({})
         self.progress: Mapping[str, Progress] = MappingProxyType({})
-        self._names: dict[str, str] = {}
+        self.unfinished: Mapping[str, TransferView] = MappingProxyType({})
         self._lock = threading.Lock()
 
-    # -- writers (event thread, or the UI thread for `set_target`) ---------------------
+    # -- writers (event thread) --------------------------------------------------------
 
     def load(self, peers: list[dict[str, Any]]) -> None:
         """Add peers known before the first event (events seen already win)."""
@@ -95,18 +114,9 @@ class ShellState:
                 view = PeerView.of(event["peer"])
                 self._by_id[view.id] = view
                 self._publish()
-        elif name == "message" and event["to"] == "direct":
-            sender = str(event["from"]["id"])
-            if sender != self.target:
-                with self._lock:
-                    counts = dict(self.unread)
-                    counts[sender] = counts.get(sender, 0) + 1
-                    self.unread = MappingProxyType(counts)
         elif name == "ready":
             self.own_id = str(event["id"])
             self.own_nick = str(event["nick"])
-        elif name == "file_offer":
-            self._names[str(event["transfer"])] = str(event.fields.get("name", ""))
         elif name == "file_progress":
             self._progress(event)
         elif name in ("file_done", "file_failed"):
@@ -116,29 +126,45 @@ class ShellState:
                     moving = dict(self.progress)
                     moving.pop(transfer, None)
                     self.progress = MappingProxyType(moving)
+        if name.startswith("file_") and name != "file_progress":
+            self.refresh_transfers()
+
+    def refresh_transfers(self) -> None:
+        """Read the unfinished transfers again (after a file event or command)."""
+        if self.transfers_source is None:
+            return
+        try:
+            rows = self.transfers_source()
+        except Exception:  # noqa: BLE001 - the toolbar goes on with what it had
+            return
+        self.unfinished = MappingProxyType({
+            str(r["transfer"]): TransferView(str(r["transfer"]), str(r["name"]),
+                                             str(r["peer"]), str(r["nick"]),
+                                             str(r["direction"]), r["state"] == "offered")
+            for r in rows if r["state"] in ("offered", "accepted")})
 
     def _progress(self, event: Event) -> None:
         transfer = str(event["transfer"])
         done, size = int(event["done"]), int(event["size"])
-        name = str(event.fields.get("name") or self._names.get(transfer) or transfer[:8])
+        known = self.unfinished.get(transfer)
+        if known is None or known.waiting:  # accepted since (or auto-accepted): read again
+            self.refresh_transfers()
+            known = self.unfinished.get(transfer)
+        name = str(event.fields.get("name") or (known.name if known else "") or transfer[:8])
+        peer = known.nick if known else ""
+        direction = str(event.fields.get("direction") or (known.direction if known else "in"))
         with self._lock:
             moving = dict(self.progress)
             before = moving.get(transfer)
             if before is None or done < before.done:
-                moving[transfer] = Progress(transfer, name, done, size, event.ts, done, event.ts)
+                first_ts, first_done = event.ts, done
             else:
-                moving[transfer] = Progress(transfer, name, done, size, before.first_ts,
-                                            before.first_done, event.ts)
+                first_ts, first_done = before.first_ts, before.first_done
+                if event.ts - first_ts > RATE_WINDOW_S:  # slide: the previous sample starts it
+                    first_ts, first_done = before.ts, before.done
+            moving[transfer] = Progress(transfer, name, done, size, first_ts, first_done,
+                                        event.ts, peer, direction)
             self.progress = MappingProxyType(moving)
-
-    def set_target(self, target: str) -> None:
-        """Plain lines now go to `target`; its messages count as read."""
-        self.target = target
-        if target in self.unread:
-            with self._lock:
-                counts = dict(self.unread)
-                counts.pop(target, None)
-                self.unread = MappingProxyType(counts)
 
     def _publish(self) -> None:
         self.peers = tuple(sorted(self._by_id.values(), key=lambda p: p.number))
@@ -147,21 +173,15 @@ class ShellState:
 
     def peer(self, peer_id: str) -> PeerView | None:
         """The peer with this id in the current snapshot."""
-        return next((p for p in self.peers if p.id == peer_id), None)
+        return self._by_id.get(peer_id)
 
     def online(self) -> int:
         """How many peers are online."""
         return sum(1 for p in self.peers if p.online)
 
-    def unread_total(self) -> int:
-        """Direct messages received from peers other than the current target."""
-        return sum(self.unread.values())
-
-    def transfers(self) -> int:
-        """Active file transfers (those moving, when nothing else reports them)."""
-        if self.transfers_source is None:
-            return len(self.progress)
-        try:
-            return int(self.transfers_source())
-        except Exception:  # noqa: BLE001 - the toolbar never fails
-            return 0
+    def transfers(self) -> tuple[int, int]:
+        """(moving or accepted, offers waiting for an answer)."""
+        views = self.unfinished.values()
+        waiting = sum(1 for t in views if t.waiting)
+        active = max(len(views) - waiting, len(self.progress))
+        return active, waiting

@@ -1,14 +1,23 @@
-"""The bottom toolbar: target, peers online, unread, transfers. It only reads."""
+"""The bottom toolbar: the buffer list with unread counts (the hotlist), peers online,
+transfers, and one line per moving file. It only reads snapshots."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from lanchat.shell.buffers import Buffers, BufferView, Kind, Level
 from lanchat.shell.render import Fragments
 from lanchat.shell.state import Progress, ShellState
 from lanchat.text import safe_line
 
 BAR_CELLS = 12
+NAME_CHARS = 14  # a buffer name longer than this is cut in the list
+FILE_CHARS = 24
+PROGRESS_LINES = 3  # moving files drawn one per line; more are counted
+LEVEL_STYLE = {Level.LOW: "class:bottom-toolbar.low",
+               Level.MESSAGE: "class:bottom-toolbar.unread",
+               Level.PRIVATE: "class:bottom-toolbar.private",
+               Level.HIGHLIGHT: "class:bottom-toolbar.mention"}
 
 
 def _size(n: float) -> str:
@@ -19,44 +28,70 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def _cut(text: str, chars: int) -> str:
+    text = safe_line(text)
+    return text if len(text) <= chars else text[:chars - 1] + "~"
+
+
 def progress_label(p: Progress) -> str:
-    """A text progress bar with rate and time left: `name [#####-----] 42% 80 MiB/s 0:07`."""
+    """`-> bob report.pdf [#####-------]  42% 80.0 MiB/s 0:07 left`."""
     filled = int(p.fraction * BAR_CELLS)
     bar = "#" * filled + "-" * (BAR_CELLS - filled)
     eta = p.eta
     left = "--:--" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}"
-    name = safe_line(p.name)
-    if len(name) > 20:
-        name = name[:19] + "~"
-    return f"{name} [{bar}] {p.fraction:4.0%} {_size(p.rate)}/s {left} left"
+    who = f"{'->' if p.direction == 'out' else '<-'} {_cut(p.peer, NAME_CHARS)} " \
+        if p.peer else ""
+    return (f"{who}{_cut(p.name, FILE_CHARS)} [{bar}] {p.fraction:4.0%} "
+            f"{_size(p.rate)}/s {left} left")
 
 
-def target_label(state: ShellState) -> str:
-    """Where plain lines go, as people read it."""
-    if state.target == "all":
-        return "all"
-    peer = state.peer(state.target)
-    return safe_line(peer.nick) if peer else state.target[:8]
+def buffer_label(view: BufferView) -> str:
+    """`3:bob(2!)`: number, name, unread count, `!` where you were mentioned."""
+    name = _cut(view.name, NAME_CHARS) + (" (left)" if view.parted else "")
+    label = f"{view.number}:{name}"
+    if view.unread:
+        label += f"({view.unread}{'!' if view.level is Level.HIGHLIGHT else ''})"
+    return f"[{label}]" if view.current else label
 
 
-def create_toolbar_tokens_func(state: ShellState) -> Callable[[], Fragments]:
+def current_name(buffers: Buffers) -> str:
+    """The current buffer's name, safe, for the prompt."""
+    view = next((v for v in buffers.views if v.current), None)
+    return _cut(view.name, NAME_CHARS * 2) if view else "?"
+
+
+def _transfer_words(state: ShellState) -> str:
+    active, waiting = state.transfers()
+    words = [f"{active} transfer{'' if active == 1 else 's'}"]
+    if waiting:
+        words.append(f"{waiting} offer{'' if waiting == 1 else 's'} waiting")
+    return ", ".join(words)
+
+
+def create_toolbar_tokens_func(state: ShellState, buffers: Buffers
+                               ) -> Callable[[], Fragments]:
     """A function the prompt calls at each redraw to draw the toolbar."""
 
     def get_toolbar_tokens() -> Fragments:
-        unread = state.unread_total()
-        tokens: Fragments = [
-            ("class:bottom-toolbar", f" to: {target_label(state)}"),
+        tokens: Fragments = []
+        for view in buffers.views:
+            style = ("class:bottom-toolbar.current" if view.current
+                     else LEVEL_STYLE.get(view.level, "class:bottom-toolbar"))
+            if view.kind is Kind.DIRECT and view.unread and not view.current:
+                style = LEVEL_STYLE[max(view.level, Level.PRIVATE)]
+            tokens.append(("class:bottom-toolbar", " "))
+            tokens.append((style, buffer_label(view)))
+        tokens += [
             ("class:bottom-toolbar", f" | {state.online()} online"),
-            ("class:bottom-toolbar.unread" if unread else "class:bottom-toolbar",
-             f" | {unread} unread"),
-            ("class:bottom-toolbar", f" | {state.transfers()} transfers"),
+            ("class:bottom-toolbar", f" | {_transfer_words(state)}"),
             ("class:bottom-toolbar", f" | bell {'on' if state.bell else 'off'} "),
         ]
-        moving = sorted(state.progress.values(), key=lambda p: p.ts)
-        if moving:
-            more = f" (+{len(moving) - 1} more)" if len(moving) > 1 else ""
+        moving = sorted(state.progress.values(), key=lambda p: p.first_ts)
+        for p in moving[:PROGRESS_LINES]:
+            tokens.append(("class:bottom-toolbar.progress", f"\n {progress_label(p)} "))
+        if len(moving) > PROGRESS_LINES:
             tokens.append(("class:bottom-toolbar.progress",
-                           f"| {progress_label(moving[-1])}{more} "))
+                           f"\n (+{len(moving) - PROGRESS_LINES} more: /transfers) "))
         return tokens
 
     return get_toolbar_tokens

@@ -1,0 +1,168 @@
+"""Which buffer each event belongs in, at what activity level; runs on the event thread.
+
+Messages go to their conversation (a room, everyone, or the peer's direct buffer); who
+comes and goes to `all` (and the peer's buffer); file events to the peer's buffer; errors
+to the notices buffer and, so they are never missed, above the prompt wherever you are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lanchat.events import Event
+from lanchat.shell import render
+from lanchat.shell.buffers import EVERYONE, NOTICES, Buffers, Kind, Level, Line, mentions
+from lanchat.shell.printer import Printer
+from lanchat.shell.state import ShellState
+from lanchat.text import safe_line
+
+NOTE_CHARS = 40  # of a message quoted in a late "delivered" line
+ROOM_EVENTS = ("room_joined", "room_left", "member_joined", "member_left", "topic")
+
+
+class Router:
+    """Renders events into lines and adds them to their buffers."""
+
+    def __init__(self, state: ShellState, buffers: Buffers, printer: Printer,
+                 redraw: Callable[[], None]) -> None:
+        self.state = state
+        self.buffers = buffers
+        self.printer = printer
+        self.redraw = redraw  # the toolbar changed (thread-safe)
+
+    def on_event(self, event: Event) -> None:
+        """Render the event (before the state forgets old nicks), then update the state."""
+        try:
+            self._route(event)
+        except Exception:  # noqa: BLE001 - an odd event never stops the others
+            self.add(NOTICES, Kind.NOTICES, NOTICES,
+                     Line(render.notice(f"-- {safe_line(event.name)}", event.ts)))
+        self.state.apply(event)
+        if event.name.startswith(("peer_", "file_", "room_", "member_")):
+            self.redraw()
+
+    def add(self, key: str, kind: Kind, name: str, line: Line, *, incoming_id: str = "",
+            level: Level = Level.MESSAGE, bell: bool = False) -> bool:
+        """Put a line in a buffer; write it if that buffer is on screen."""
+        with self.buffers.lock:  # one step, so a switch or repaint sees it once
+            shown = self.buffers.add(key, kind, name, line, incoming_id=incoming_id,
+                                     level=level)
+            if shown:
+                self.printer.put(line, bell=bell)
+        if not shown:
+            if bell:
+                self.printer.ring()
+            self.redraw()
+        return shown
+
+    def _route(self, event: Event) -> None:
+        name, f = event.name, event.fields
+        if name == "message":
+            self._message(event)
+        elif name == "delivered":
+            self._delivered(str(f["id"]), str(f["to"]))
+        elif name in ("peer_joined", "peer_left", "peer_updated"):
+            self._peer(event)
+        elif name == "error":
+            self._notice(render.error(str(f.get("message", f.get("code", "error")))))
+        elif name == "not_delivered":
+            line = render.event_lines(event, self.state)
+            assert line is not None
+            self._notice(line)
+        elif name in ("file_offer", "file_done", "file_failed"):
+            self._file(event)
+        elif name in ROOM_EVENTS:
+            self._room(event)
+
+    def _message(self, event: Event) -> None:
+        f = event.fields
+        sender = f["from"]
+        sender_id, nick, text = str(sender["id"]), str(sender["nick"]), str(f["text"])
+        room = f.get("room")
+        if room:
+            key, kind, title = str(room), Kind.ROOM, str(room)
+        elif f["to"] == "broadcast":
+            key, kind, title = EVERYONE, Kind.EVERYONE, EVERYONE
+        else:
+            key, kind, title = sender_id, Kind.DIRECT, nick
+        mentioned = mentions(text, self.state.own_nick)
+        level = (Level.HIGHLIGHT if mentioned
+                 else Level.PRIVATE if kind is Kind.DIRECT else Level.MESSAGE)
+        line = Line(render.chat_line(event.ts, sender_id, nick, text))
+        bell = self.state.bell and (kind is Kind.DIRECT or mentioned)
+        self.add(key, kind, title, line, incoming_id=str(f["id"]), level=level, bell=bell)
+
+    def _delivered(self, msg_id: str, peer_id: str) -> None:
+        found = self.buffers.delivered(msg_id, peer_id)
+        if found is None:
+            return
+        sent, lines = found
+        self.printer.poke()  # a line held for its mark may go now
+        if sent.complete and any(line.shown_incomplete for line in lines):
+            who = (f"all {len(sent.recipients)}" if sent.group
+                   else self._nick(next(iter(sent.recipients))))
+            text = safe_line(sent.text)
+            text = text if len(text) <= NOTE_CHARS else text[:NOTE_CHARS - 1] + "~"
+            note = Line(render.notice(
+                f"✓ delivered to {who} (sent {render.clock(sent.ts)}): {text}"))
+            buf = self.buffers.get(sent.key)
+            if buf is not None:
+                self.add(buf.key, buf.kind, buf.name, note, level=Level.LOW)
+
+    def _nick(self, peer_id: str) -> str:
+        peer = self.state.peer(peer_id)
+        return safe_line(peer.nick) if peer else peer_id[:8]
+
+    def _peer(self, event: Event) -> None:
+        line = render.event_lines(event, self.state)
+        peer = event["peer"]
+        peer_id, nick = str(peer["id"]), str(peer["nick"])
+        if event.name == "peer_updated":
+            self.buffers.rename(peer_id, nick)
+        if line is None:
+            return
+        self.add(EVERYONE, Kind.EVERYONE, EVERYONE, Line(line), level=Level.LOW)
+        if self.buffers.get(peer_id) is not None:
+            self.add(peer_id, Kind.DIRECT, nick, Line(line), level=Level.LOW)
+
+    def _notice(self, line: render.Fragments) -> None:
+        if not self.add(NOTICES, Kind.NOTICES, NOTICES, Line(line)):
+            self.printer.put(Line(line))  # errors show wherever you are
+
+    def _file(self, event: Event) -> None:
+        line = render.event_lines(event, self.state)
+        if line is None:
+            return
+        peer_id, nick = self._file_peer(event.fields)
+        if not peer_id:
+            self._notice(line)
+            return
+        level = Level.PRIVATE if event.name == "file_offer" else Level.MESSAGE
+        self.add(peer_id, Kind.DIRECT, nick, Line(line), level=level,
+                 bell=event.name == "file_offer" and self.state.bell)
+
+    def _file_peer(self, f: Any) -> tuple[str, str]:
+        sender = f.get("from")
+        if isinstance(sender, dict):
+            return str(sender.get("id", "")), str(sender.get("nick", ""))
+        known = self.state.unfinished.get(str(f.get("transfer", "")))
+        if known is not None:
+            return known.peer, known.nick
+        peer_id = str(f.get("peer") or "")
+        peer = self.state.peer(peer_id)
+        return peer_id, peer.nick if peer else peer_id[:8]
+
+    def _room(self, event: Event) -> None:
+        f = event.fields
+        room = str(f.get("room") or "")
+        if not room:
+            return
+        line = render.room_line(event, self.state)
+        if event.name == "room_joined":
+            self.buffers.ensure(room, Kind.ROOM, room)
+            self.buffers.set_parted(room, False)
+        level = Level.MESSAGE if event.name == "topic" else Level.LOW
+        self.add(room, Kind.ROOM, room, Line(line), level=level)
+        if event.name == "room_left":
+            self.buffers.set_parted(room, True)
