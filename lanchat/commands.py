@@ -14,6 +14,7 @@ from typing import Any
 
 from lanchat.hookspecs import hookimpl
 from lanchat.identity import fingerprint, short_id
+from lanchat.naming import NameIndex, display_name
 from lanchat.text import safe_line, safe_text
 
 
@@ -54,12 +55,16 @@ class Context:
                     raise CommandError("nobody is known yet; wait for peers or use --peer")
                 return Output(f"-> all ({len(peers)}): {text}",
                               {"id": msg_id, "to": "all", "peers": peers, "text": text})
-            msg_id = self.node.send(to, text)
+            peer = self.node.resolve(to)
+            msg_id = self.node.send(peer["id"], text)
         except (LookupError, ValueError) as exc:
             raise CommandError(str(exc).strip("'\"")) from None
-        peer = self.node.resolve(to)
-        return Output(f"-> {safe_line(peer['nick'])}: {text}",
+        return Output(f"-> {self.display(peer)}: {text}",
                       {"id": msg_id, "to": peer["id"], "text": text})
+
+    def display(self, peer: dict[str, Any]) -> str:
+        """A peer's name as the screen shows it (suffix when shared, trust mark)."""
+        return display_name(peer, self.node.peers())
 
 
 Handler = Callable[[Context, str], Output | None]
@@ -206,7 +211,7 @@ def _chat(ctx: Context, args: str) -> Output | None:
     except LookupError as exc:
         raise CommandError(str(exc).strip("'\"")) from None
     ctx.target = peer["id"]
-    return Output(f"plain lines now go to {safe_line(peer['nick'])}",
+    return Output(f"plain lines now go to {ctx.display(peer)}",
                   {"target": peer["id"], "nick": peer["nick"]})
 
 
@@ -216,12 +221,14 @@ def _list(ctx: Context, args: str) -> Output | None:
     if not peers:
         return Output("no peers yet", [])
     lines = []
+    names = NameIndex(peers)
     for p in peers:
         status = "online" if p["online"] else "offline"
         host = safe_line(p["host"] or (p["addresses"][0] if p["addresses"] else "?"))
         n = unread.get(p["id"], 0)
-        lines.append(f"{p['number']:>3}  {safe_line(p['nick']):<16} {host:<20} {status:<8}"
-                     f" {short_id(p['id'])}" + (f"  ({n} unread)" if n else ""))
+        p["display"] = names.display(p)
+        lines.append(f"{p['number']:>3}  {p['display']:<16} {host:<20} {status:<8}"
+                     f" {short_id(p['id'])} {p['trust']}" + (f"  ({n} unread)" if n else ""))
         p["unread"] = n
     return Output("\n".join(lines), peers)
 
@@ -235,7 +242,7 @@ def _whois(ctx: Context, args: str) -> Output | None:
     except LookupError as exc:
         raise CommandError(str(exc).strip("'\"")) from None
     seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["first_seen"]))
-    text = (f"{safe_line(p['nick'])} ({'online' if p['online'] else 'offline'})\n"
+    text = (f"{ctx.display(p)} ({'online' if p['online'] else 'offline'})\n"
             f"  fingerprint: {fingerprint(p['id'])}\n"
             f"  addresses:   {', '.join(p['addresses']) or '-'} port {p['port']}\n"
             f"  seen via:    {', '.join(p['via']) or '-'}\n"
@@ -294,7 +301,7 @@ def _one_peer(ctx: Context, args: str, usage: str) -> tuple[dict[str, Any], list
 
 def _verify(ctx: Context, args: str) -> Output | None:
     peer, rest = _one_peer(ctx, args, "/verify PEER [yes]")
-    nick = safe_line(peer["nick"])
+    nick = ctx.display(peer)
     _, code = ctx.node.safety_code(peer["id"])
     if rest and rest[0].lower() in ("yes", "confirm", "ok"):
         ctx.node.set_trust(peer["id"], "verified")

@@ -18,6 +18,7 @@ from lanchat.api import PeerSession, RuntimeApi, SessionOwner
 from lanchat.config import DEFAULT_PORT, Config
 from lanchat.errors import NodeError
 from lanchat.identity import Identity
+from lanchat.notices import Warnings, refusal_notice
 from lanchat.peers import PeerTable
 from lanchat.session import Session, client_context, server_context
 from lanchat.sessions import SessionRegistry
@@ -30,7 +31,6 @@ CONNECT_TIMEOUT_S = 3.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 STABLE_SESSION_S = 2.0  # a session that lasted less does not reset the dial backoff
-REPORT_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Dialer:
     def __init__(self, *, config: Config, identity: Identity, runtime: RuntimeApi,
                  sessions: SessionRegistry, owner: SessionOwner, store: Store,
                  table: PeerTable, nick: Callable[[], str], instance: str,
-                 wanted: Callable[[str], bool]) -> None:
+                 wanted: Callable[[str], bool], warnings: Warnings) -> None:
         self.config = config
         self.identity = identity
         self.runtime = runtime
@@ -111,6 +111,7 @@ class Dialer:
         self._nick = nick
         self.instance = instance
         self._wanted = wanted
+        self._warnings = warnings
         self.port = 0
         self.closing = False
         self.statics: dict[str, StaticTarget] = {}
@@ -120,7 +121,6 @@ class Dialer:
         self._servers: list[asyncio.AbstractServer] = []
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
-        self._reported: dict[str, float] = {}
         self._server_ctx = server_context(identity)
         self._client_ctx = client_context()
         self._liveness = (config.heartbeat_s, config.dead_after_s)
@@ -315,16 +315,10 @@ class Dialer:
         return session
 
     def report(self, code: str, address: str, reason: str) -> None:
-        """An `error` event for a refused connection, at most one per address per second."""
-        now = self.loop.time()
-        if now - self._reported.get(address, -REPORT_EVERY_S) < REPORT_EVERY_S:
-            self.runtime.count("reports_suppressed")
-            return
-        if len(self._reported) > 1024:
-            self._reported.clear()
-        self._reported[address] = now
-        self.runtime.emit("error", code=code, address=address,
-                          message=f"connection from {address} refused: {reason}")
+        """An `error` event for a refused connection: said once per address and code, then
+        at most hourly while it goes on (lanchat/notices.py); doctor lists it."""
+        self._warnings.warn(f"{code}:{address}", "error", code=code, address=address,
+                            message=refusal_notice(code, address, reason))
 
 
 def local_addresses() -> list[str]:

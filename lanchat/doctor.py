@@ -26,6 +26,7 @@ def collect(node: Any) -> dict[str, Any]:
         "errors": disc.get("errors", []),
         "peers": [],
         "counters": stats["counters"],
+        "warnings": [n.public() for n in node.warnings.notices.outstanding(time.time())],
     }
     beacon_ifaces = (disc.get("beacon") or {}).get("interfaces", {})
     for iface in disc.get("interfaces", []):
@@ -121,6 +122,11 @@ def format_text(report: dict[str, Any]) -> str:
         heard = ", ".join(f"{src} {age}s ago" for src, age in p["last_heard"].items()) or "-"
         lines.append(f"  {safe_line(p['nick']):<16} {'online' if p['online'] else 'offline':<8}"
                      f" heard: {heard}; on {', '.join(p['heard_on']) or '-'}")
+    if report["warnings"]:
+        lines.append("outstanding warnings:")
+        lines += [f"  - {safe_line(w['message'])} (x{w['count']}, last "
+                  f"{time.strftime('%H:%M', time.localtime(w['last']))})"
+                  for w in report["warnings"]]
     if report["hints"]:
         lines.append("hints:")
         lines += [f"  - {h}" for h in report["hints"]]

@@ -18,6 +18,7 @@ from lanchat.commands import CommandError, Context, build_registry, execute
 from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, short_id
+from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.text import safe_line, safe_text
@@ -189,6 +190,9 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
                   file=sys.stderr)
             return 1
         return 0
+    except AmbiguousName as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
@@ -203,6 +207,8 @@ def _wait_for_peer(node: Node, waiter: EventWaiter, ref: str,
         marker = len(waiter.events)
         try:
             peer: dict[str, Any] | None = node.resolve(ref)
+        except AmbiguousName:
+            raise  # waiting does not make a shared name mean one key
         except LookupError:
             peer = None
         if peer is not None and peer["online"]:

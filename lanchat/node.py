@@ -40,7 +40,9 @@ from lanchat.dialing import Dialer, StaticTarget, local_addresses, parse_targets
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, safety_code
+from lanchat.naming import AmbiguousName
 from lanchat.nicks import NickError, check_nick
+from lanchat.notices import Warnings
 from lanchat.peers import PeerTable
 from lanchat.presence import Presence
 from lanchat.protocol import Chat, Message, NickChange
@@ -85,6 +87,7 @@ class Node:
         self.instance = secrets.token_hex(8)
         self._runtime = Runtime()
         self.runtime: RuntimeApi = self._runtime
+        self.warnings = Warnings(self.emit)
         self.extensions: list[Extension] = []
         self._addresses: list[str] = []
         self._parts: _Parts | None = None
@@ -150,11 +153,11 @@ class Node:
                                 self._runtime.when_drained)
             presence = Presence(identity.node_id, store, self.runtime,
                                 connected=sessions.connected, queued=delivery.queued,
-                                dial=self._dial)
+                                dial=self._dial, warnings=self.warnings)
             dialer = Dialer(config=self.config, identity=identity, runtime=self.runtime,
                             sessions=sessions, owner=self, store=store, table=presence.table,
                             nick=lambda: self.nick, instance=self.instance,
-                            wanted=delivery.wants)
+                            wanted=delivery.wants, warnings=self.warnings)
         except BaseException:
             store.close()
             raise
@@ -321,14 +324,21 @@ class Node:
         return self.call(self._running.presence.all)
 
     def resolve(self, ref: str) -> dict[str, Any]:
-        """Find a peer by nick, number, id or id prefix; raise LookupError if none."""
+        """The one known peer `ref` names: a list number, id, NICK#ID or a nick held by one
+        key only; raise AmbiguousName (a LookupError listing candidates) or LookupError."""
         return self.call(self._running.presence.resolve, ref)
 
     def send(self, ref: str, text: str) -> str:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
         check_text(text)
         table = self.table
-        peer_id = ref if table.get(ref) is not None else table.resolve(ref).id
+        if table.get(ref) is not None:
+            peer_id = ref
+        else:
+            try:
+                peer_id = table.resolve(ref).id
+            except AmbiguousName:
+                peer_id = self.resolve(ref)["id"]  # raises, listing trust too
         return self._queue([peer_id], text, broadcast=False)
 
     def broadcast(self, text: str) -> tuple[str, list[str]]:
@@ -441,11 +451,12 @@ class Node:
         expected = session.expected_id
         if expected and peer_id != expected and not peer_id.startswith(expected):
             self.runtime.count("key_mismatch")
-            self.emit("error", code="key_mismatch",
-                      message=(f"{session.address} showed key {fingerprint(peer_id)} but "
-                               f"{fingerprint(expected)} is pinned for it; refused. If the "
-                               "peer really has a new key, /forget it and connect again."),
-                      address=session.address, expected=expected, got=peer_id)
+            self.warnings.warn(
+                f"key_mismatch:{session.address}", "error", code="key_mismatch",
+                message=(f"{session.address} showed key {fingerprint(peer_id)} but "
+                         f"{fingerprint(expected)} is pinned for it; refused. If the "
+                         "peer really has a new key, /forget it and connect again."),
+                address=session.address, expected=expected, got=peer_id)
             return "key does not match the pinned id"
         return None
 
@@ -462,6 +473,8 @@ class Node:
         parts.dialer.pin_static(session.dial_key, pid)
         if not parts.sessions.claim(session):
             return
+        self.warnings.resolve(*(f"{code}:{session.address}"
+                                for code in ("refused", "session_refused", "key_mismatch")))
         parts.presence.seen(pid, "session", time.time(), nick=session.peer_nick,
                             address=session.address, port=session.peer_port, verified=True)
         parts.presence.remember(pid)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
+from lanchat import naming
+
 R = TypeVar("R")
 
 SOURCES = ("mdns", "beacon", "static", "session")
@@ -214,33 +216,6 @@ class PeerTable:
 
     @_locked
     def resolve(self, ref: str) -> Peer:
-        """Find a peer by list number, nick, id or unambiguous id prefix.
-
-        Raises LookupError with a message for the user.
-        """
-        ref = ref.strip().lstrip("#")
-        if not ref:
-            raise LookupError("name a peer: a nick, a list number or an id")
-        if ref.isdigit():
-            for peer in self._peers.values():
-                if peer.number == int(ref):
-                    return peer
-            raise LookupError(f"no peer number {ref}; /list shows the numbers")
-        if ref in self._peers:
-            return self._peers[ref]
-        by_nick = [p for p in self._peers.values() if p.nick == ref]
-        if len(by_nick) > 1:
-            online = [p for p in by_nick if p.online]
-            if len(online) == 1:
-                return online[0]
-            raise LookupError(f"{len(by_nick)} peers are called {ref!r}; use the list number")
-        if by_nick:
-            return by_nick[0]
-        compact = ref.replace("-", "").lower()
-        if len(compact) >= 4:
-            by_id = [p for p in self._peers.values() if p.id.startswith(compact)]
-            if len(by_id) == 1:
-                return by_id[0]
-            if len(by_id) > 1:
-                raise LookupError(f"id prefix {ref!r} is ambiguous; give more characters")
-        raise LookupError(f"no peer {ref!r}; /list shows who is here")
+        """The one peer `ref` names (lanchat/naming.py); raises LookupError (AmbiguousName
+        when several keys go by the name) with a message for the user."""
+        return naming.resolve(ref, self._peers.values())

@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lanchat import naming
 from lanchat.api import RuntimeApi
+from lanchat.identity import fingerprint
+from lanchat.notices import Warnings
 from lanchat.peers import Change, Peer, PeerTable
 from lanchat.store import Store
 
@@ -26,13 +29,14 @@ class Presence:
 
     def __init__(self, own_id: str, store: Store, runtime: RuntimeApi, *,
                  connected: Callable[[str], bool], queued: Callable[[str], int],
-                 dial: Callable[[str], None]) -> None:
+                 dial: Callable[[str], None], warnings: Warnings) -> None:
         self._table = PeerTable(own_id)
         self.store = store
         self.runtime = runtime
         self._connected = connected
         self._queued = queued
         self._dial = dial
+        self._warnings = warnings
         self._trust: dict[str, str] = {}
         now = time.time()
         for known in store.known_peers():
@@ -63,8 +67,13 @@ class Presence:
         return [self.view(p) for p in self._table.all()]
 
     def resolve(self, ref: str) -> dict[str, Any]:
-        """A peer by nick, number, id or id prefix; LookupError if none."""
-        return self.view(self._table.resolve(ref))
+        """The one known peer `ref` names (lanchat/naming.py): AmbiguousName (a LookupError
+        listing the candidates with trust and online state) when several keys go by that
+        name, online or not; LookupError when none does."""
+        try:
+            return self.view(self._table.resolve(ref))
+        except naming.AmbiguousName:
+            return naming.resolve(ref, self.all())  # raises again, listing trust too
 
     def trust_of(self, peer_id: str) -> str | None:
         """The stored trust of a known peer, None if it is not known."""
@@ -113,6 +122,7 @@ class Presence:
 
     def forget(self, peer_id: str) -> None:
         """Drop the peer from the store and the table."""
+        self._warnings.notices.resolve_prefix(f"name_taken:{peer_id}:")
         self.store.forget_peer(peer_id)
         self._trust.pop(peer_id, None)
         self._table.forget(peer_id)
@@ -122,6 +132,8 @@ class Presence:
         if change is None:
             return
         view = self.view(change.peer)
+        if change.kind != "left":
+            self._check_name(view)
         if change.kind == "joined":
             self.runtime.emit("peer_joined", peer=view)
             if self._queued(change.peer.id):
@@ -130,3 +142,16 @@ class Presence:
             self.runtime.emit("peer_left", peer=view, reason=change.reason)
         else:
             self.runtime.emit("peer_updated", peer=view)
+
+    def _check_name(self, view: dict[str, Any]) -> None:
+        """A key that takes the name of a known peer: a warning naming both fingerprints."""
+        if view["trust"] in ("verified", "trusted"):
+            return
+        for other in naming.name_taken(view["id"], view["nick"], self._table.all(),
+                                       self.trust_of):
+            self.runtime.count("names_taken")
+            self._warnings.warn(
+                f"name_taken:{view['id']}:{other.id}", "warning", code="name_taken",
+                message=naming.taken_message(view, self.view(other)), peer=view["id"],
+                nick=view["nick"], known=other.id, known_nick=other.nick,
+                fingerprints=[fingerprint(view["id"]), fingerprint(other.id)])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lanchat.config import Config
 from lanchat.errors import NodeError
+from lanchat.naming import AmbiguousName
 from lanchat.transfer import TransferError, attach
 
 PEER_WAIT_SHARE = 0.5
@@ -35,6 +36,9 @@ def send_file(config: Config, *, to: str, path: Path, wait_s: float) -> int:
         while True:
             try:
                 peer = node.resolve(to)
+            except AmbiguousName as exc:
+                print(f"lanchat: {exc}", file=sys.stderr)
+                return 1
             except LookupError:
                 peer = None
             if peer is not None and (peer["online"] or time.monotonic() >= peer_deadline):

@@ -193,7 +193,8 @@ class Shell:
             peer = self.node.resolve(ref)
         except LookupError:
             return None
-        self.buffers.ensure(str(peer["id"]), Kind.DIRECT, str(peer["nick"]))
+        self.buffers.ensure(str(peer["id"]), Kind.DIRECT,
+                            self.state.display(str(peer["id"]), str(peer["nick"])))
         return str(peer["id"])
 
     def show(self, key: str) -> None:
@@ -327,7 +328,8 @@ class Shell:
             key, kind, name, group = to, Kind.ROOM, to, True
         else:
             peer = self.state.peer(to)
-            key, kind, name, group = to, Kind.DIRECT, peer.nick if peer else to[:8], False
+            name = self.state.names.display(peer) if peer else to[:8]
+            key, kind, group = to, Kind.DIRECT, False
         sent = Sent(str(data["id"]), recipients, group=group, key=key, text=text)
         hold = time.monotonic() + DELIVERY_WAIT_S
         own = render.chat_line(time.time(), self.state.own_id, self.node.nick, text)

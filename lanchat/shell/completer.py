@@ -11,6 +11,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Path
 from prompt_toolkit.document import Document
 
 from lanchat.commands import CommandRegistry
+from lanchat.naming import NameIndex
 from lanchat.shell.buffers import BufferView, Kind
 from lanchat.shell.state import PeerView
 from lanchat.text import safe_line
@@ -97,11 +98,14 @@ class ShellCompleter(Completer):
         for name in extra:
             if name.startswith(low):
                 yield Completion(name, start_position=-len(word))
-        for peer in self.peers():
-            shown = safe_line(peer.nick)
+        peers = list(self.peers())
+        names = NameIndex(peers)
+        for peer in peers:
+            shown = names.display(peer)
             status = "" if peer.online else " (offline)"
-            if _typeable(peer.nick) and peer.nick.lower().startswith(low):
-                yield Completion(peer.nick, start_position=-len(word),
+            handle = names.handle(peer)  # nick#id when the nick is shared or looks alike
+            if _typeable(handle) and handle.lower().startswith(low):
+                yield Completion(handle, start_position=-len(word), display=shown,
                                  display_meta=f"[{peer.number}]{status}")
             elif not numbers:
                 continue

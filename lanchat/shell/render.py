@@ -137,8 +137,9 @@ def event_lines(event: Event, state: ShellState) -> Fragments | None:
     name = event.name
     if name == "message":
         sender = f["from"]
-        return message_line(event.ts, str(sender["id"]), str(sender["nick"]), str(f["text"]),
-                            direct=f["to"] == "direct")
+        return message_line(event.ts, str(sender["id"]),
+                            state.display(str(sender["id"]), str(sender["nick"])),
+                            str(f["text"]), direct=f["to"] == "direct")
     if name in ("peer_joined", "peer_left", "peer_updated"):
         return _peer_line(event, state)
     if name == "error":
@@ -210,7 +211,7 @@ def _file_failed(event: Event, state: ShellState) -> Fragments:
 
 def _peer_line(event: Event, state: ShellState) -> Fragments | None:
     peer = event["peer"]
-    nick = safe_line(str(peer["nick"]))
+    nick = state.names.display(peer)
     tag: Fragments = [(nick_class(str(peer["id"])), nick),
                       ("class:notice", f" [{peer['number']}]")]
     if event.name == "peer_joined":

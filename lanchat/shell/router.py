@@ -78,7 +78,8 @@ class Router:
     def _message(self, event: Event) -> None:
         f = event.fields
         sender = f["from"]
-        sender_id, nick, text = str(sender["id"]), str(sender["nick"]), str(f["text"])
+        sender_id, text = str(sender["id"]), str(f["text"])
+        nick = self.state.display(sender_id, str(sender["nick"]))
         room = f.get("room")
         if room:
             key, kind, title = str(room), Kind.ROOM, str(room)
@@ -112,12 +113,13 @@ class Router:
 
     def _nick(self, peer_id: str) -> str:
         peer = self.state.peer(peer_id)
-        return safe_line(peer.nick) if peer else peer_id[:8]
+        return self.state.names.display(peer) if peer else peer_id[:8]
 
     def _peer(self, event: Event) -> None:
         line = render.event_lines(event, self.state)
         peer = event["peer"]
-        peer_id, nick = str(peer["id"]), str(peer["nick"])
+        peer_id = str(peer["id"])
+        nick = self.state.display(peer_id, str(peer["nick"]))
         if event.name == "peer_updated":
             self.buffers.rename(peer_id, nick)
         if line is None:

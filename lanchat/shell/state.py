@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lanchat.events import Event
+from lanchat.naming import UNKNOWN_TRUST, NameIndex
 
 # The rate shown is over about this long (older samples are forgotten), so it follows
 # changes and does not count the time before the first byte.
@@ -71,12 +72,13 @@ class PeerView:
     nick: str
     number: int
     online: bool
+    trust: str = UNKNOWN_TRUST
 
     @classmethod
     def of(cls, peer: Mapping[str, Any]) -> PeerView:
         """Build from the contract's peer object."""
         return cls(str(peer["id"]), str(peer["nick"]), int(peer["number"]),
-                   bool(peer["online"]))
+                   bool(peer["online"]), str(peer.get("trust") or UNKNOWN_TRUST))
 
 
 TransfersSource = Callable[[], list[dict[str, Any]]]
@@ -93,6 +95,7 @@ class ShellState:
         self.transfers_source = transfers
         self._by_id: dict[str, PeerView] = {}
         self.peers: tuple[PeerView, ...] = ()
+        self.names = NameIndex(())
         self.progress: Mapping[str, Progress] = MappingProxyType({})
         self.unfinished: Mapping[str, TransferView] = MappingProxyType({})
         self._lock = threading.Lock()
@@ -168,12 +171,19 @@ class ShellState:
 
     def _publish(self) -> None:
         self.peers = tuple(sorted(self._by_id.values(), key=lambda p: p.number))
+        self.names = NameIndex(self.peers)
 
     # -- readers (any thread) --------------------------------------------------------
 
     def peer(self, peer_id: str) -> PeerView | None:
         """The peer with this id in the current snapshot."""
         return self._by_id.get(peer_id)
+
+    def display(self, peer_id: str, nick: str) -> str:
+        """A peer's name on screen (lanchat/naming.py): an id suffix when another known
+        name is the same or looks alike, a mark when verified or trusted; safe text."""
+        peer = self.peer(peer_id)
+        return self.names.display(peer if peer is not None else {"id": peer_id, "nick": nick})
 
     def online(self) -> int:
         """How many peers are online."""
