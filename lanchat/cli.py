@@ -35,11 +35,24 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         choices=["debug", "info", "warning", "error"], help="log detail")
 
 
+def _version() -> str:
+    """The installed version (the package's own when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lanchat")
+    except PackageNotFoundError:
+        from lanchat import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; global options work before or after the subcommand."""
     parser = argparse.ArgumentParser(
         prog="lanchat", description="Chat and share files with people on your local network.")
     _global_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"lanchat {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

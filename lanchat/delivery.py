@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 
 from lanchat.api import Capability, PeerSession, RuntimeApi
+from lanchat.limits import accepted_time
 from lanchat.protocol import MAX_TEXT_CHARS, Chat, Message, encode
 from lanchat.sessions import Sessions
-from lanchat.store import Store
+from lanchat.store import Received, Store
 
 log = logging.getLogger("lanchat.node")
 
@@ -166,7 +167,7 @@ class Delivery:
         self._in, self._out, self._acks = [], [], []
         if not (inbound or outbound or acks):
             return
-        incoming = [(s.peer_id, c) for s, chats in inbound for c in chats]
+        incoming = self._received(inbound)
         try:
             fresh, done = self.store.commit_batch(incoming, outbound, acks)
         except Exception as exc:  # noqa: BLE001 - the node goes on without acking
@@ -180,11 +181,9 @@ class Delivery:
         for session, chats in inbound:
             session.ack([c.msg_id for c in chats])
         emit = self.runtime.emit
-        nicks = {s.peer_id: s.peer_nick for s, _ in inbound}
-        for peer_id, chat, seq in fresh:
-            emit("message", id=chat.msg_id,
-                 **{"from": {"id": peer_id, "nick": nicks.get(peer_id, chat.nick)}},
-                 to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=chat.ts,
+        for (peer_id, nick, ts, chat), seq in fresh:
+            emit("message", id=chat.msg_id, **{"from": {"id": peer_id, "nick": nick}},
+                 to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=ts,
                  seq=seq)
         backlog = self._backlog()
         counters = self.runtime.counters
@@ -205,6 +204,21 @@ class Delivery:
                 self.pump(ready)
             else:
                 self._dial(peer_id)
+
+    def _received(self, inbound: list[tuple[PeerSession, list[Chat]]]) -> list[Received]:
+        """What arrived, named by the session's proven peer and nick (a frame's own `nick`
+        is never read); a send time outside the sane window becomes the receive time."""
+        now = time.time()
+        out = []
+        for session, chats in inbound:
+            peer, nick = session.peer_id, session.peer_nick
+            for chat in chats:
+                ts = accepted_time(chat.ts, now)
+                if ts is None:
+                    self.runtime.count("send_times_clamped")
+                    ts = now
+                out.append(Received(peer, nick, ts, chat))
+        return out
 
     def _throttle(self, sessions: list[PeerSession]) -> None:
         """The listeners fell behind: stop reading from these peers for now."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from typing import Any
 
 from lanchat.config import Config
+from lanchat.events import json_line
 from lanchat.text import safe_line
 
 CONTAINER_PREFIXES = ("docker", "br-", "virbr", "veth", "vboxnet", "vmnet", "cni", "podman",
@@ -146,7 +146,7 @@ def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
     finally:
         node.close()
     if json_mode:
-        print(json.dumps(report, ensure_ascii=True))
+        print(json_line(report))
     else:
         print(format_text(report))
     return 0

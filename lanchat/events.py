@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -33,5 +34,35 @@ class Event:
 
     def to_json(self) -> str:
         """One line of JSON; non-ASCII and control characters are escaped."""
-        return json.dumps(self.to_dict(), ensure_ascii=True, separators=(",", ":"),
-                          default=str)
+        return json_line(self.to_dict())
+
+
+# A \uXXXX escape of a surrogate that is not half of a pair: valid JSON syntax, but no
+# UTF-8 text can hold it, and strict readers refuse the line.
+_LONE_SURROGATE = re.compile(r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
+                             r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, every surrogate is a lone one
+
+
+def _scrub(value: Any) -> Any:
+    """The same data with every lone surrogate replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, MappingProxyType):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
+def json_line(obj: Any) -> str:
+    """One line of ASCII JSON that is valid UTF-8 JSON to any reader: non-ASCII and control
+    characters escaped, lone surrogates (from a peer or a plugin) replaced by U+FFFD."""
+    line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str)
+    if "\\ud" in line and _LONE_SURROGATE.search(line):
+        line = json.dumps(_scrub(obj), ensure_ascii=True, separators=(",", ":"), default=str)
+    return line

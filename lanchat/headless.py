@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from lanchat.assembly import EventWaiter, open_node, plugin_bridge, started_node
 from lanchat.commands import CommandError, Context, build_registry, execute
 from lanchat.config import Config
-from lanchat.events import Event
+from lanchat.events import Event, json_line
 from lanchat.identity import Identity, fingerprint, short_id
 from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
@@ -229,9 +229,7 @@ def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
     finally:
         node.close()
     if json_mode:
-        import json
-
-        print(json.dumps({"peers": found}, ensure_ascii=True))
+        print(json_line({"peers": found}))
     elif not found:
         print("no peers found; `lanchat doctor` tells why", file=sys.stderr)
     else:
@@ -263,9 +261,7 @@ def list_plugins(config: Config, *, json_mode: bool) -> int:
     for item in listing:
         item["commands"] = by_plugin.get(item["name"], [])
     if json_mode:
-        import json
-
-        print(json.dumps({"plugins": listing}, ensure_ascii=True))
+        print(json_line({"plugins": listing}))
         return 0
     for item in listing:
         state = "" if item["enabled"] else f"  DISABLED: {item.get('error', '')}"

@@ -48,6 +48,21 @@ def _str(d: dict[str, Any], key: str, limit: int, *, empty: bool = False) -> str
         raise ProtocolError(f"field {key!r} longer than {limit} characters")
     if not empty and not value:
         raise ProtocolError(f"field {key!r} is empty")
+    if not value.isascii():
+        value = _whole(value)
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, every surrogate is a lone one
+
+
+def _whole(value: str) -> str:
+    """`value` with lone surrogates (a JSON escape like \\ud800, which no UTF-8 text can
+    hold) replaced by U+FFFD, so nothing downstream (SQLite, a terminal, --json) fails."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
     return value
 
 
@@ -277,6 +292,29 @@ class Bye(Message):
         return cls(_str(d, "reason", MAX_REASON_CHARS, empty=True))
 
 
+MAX_SLOW_DOWN_S = 3600.0
+
+
+@dataclass(frozen=True)
+class SlowDown(Message):
+    """Receiver to sender: chat messages after the last ack were not stored (a stranger
+    over its budget, a full store); keep them and send them again in `retry_after` s."""
+
+    T: ClassVar[str] = "slow_down"
+    retry_after: float
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SlowDown:
+        wait = _float(d, "retry_after")
+        if not 0 <= wait <= MAX_SLOW_DOWN_S:
+            raise ProtocolError(f"field 'retry_after' must be in 0..{MAX_SLOW_DOWN_S:g}")
+        return cls(wait, _str(d, "reason", MAX_REASON_CHARS, empty=True))
+
+
 MAX_PENDING_OFFERS = 16  # unanswered offers held per peer; more are declined
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # File digests: SHA-256 is what every peer understands (and what version 1 offers imply);
@@ -494,7 +532,7 @@ class FileDone(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.T: cls
-    for cls in (Hello, Auth, Welcome, Refused, Chat, Ack, Ping, Pong, NickChange, Bye,
+    for cls in (Hello, Auth, Welcome, Refused, Chat, Ack, Ping, Pong, NickChange, Bye, SlowDown,
                 FileOffer, FileAnswer, FileCancel, FileRequest, FileStart, FileEnd,
                 FileDone)
 }
@@ -574,7 +612,8 @@ class SessionState(enum.Enum):
 
 _SERVER_HANDSHAKE = (Auth, Refused)
 _CLIENT_HANDSHAKE = (Hello, Welcome, Refused)
-_READY = (Chat, Ack, Ping, Pong, NickChange, Bye, Refused, FileOffer, FileAnswer, FileCancel)
+_READY = (Chat, Ack, Ping, Pong, NickChange, Bye, Refused, SlowDown, FileOffer, FileAnswer,
+          FileCancel)
 
 # Which messages each state accepts, per role: the one transition table.
 ALLOWED: dict[tuple[SessionState, bool], tuple[type[Message], ...]] = {

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from lanchat.protocol import Chat
@@ -70,6 +70,36 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
 DROP TRIGGER IF EXISTS messages_fts_add;
 DROP TRIGGER IF EXISTS messages_fts_del;
 """
+
+
+class Received(NamedTuple):
+    """A message as it arrived: the session's proven peer and nick, the accepted time."""
+
+    peer: str
+    nick: str
+    ts: float
+    msg: Chat
+
+
+# Times a row may carry; anything else (1e300, NaN, from older versions or a forged send
+# time) is read as the time the row was stored.
+_SANE_TS = (0.0, 1e11)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _row(r: Sequence[Any]) -> HistoryRow:
+    """A stored row as history: a time that cannot be shown is the time it was stored."""
+    ts = r[6]
+    if not isinstance(ts, int | float) or not _SANE_TS[0] <= ts <= _SANE_TS[1]:
+        stored = r[7]
+        ts = stored if isinstance(stored, int | float) and (
+            _SANE_TS[0] <= stored <= _SANE_TS[1]) else 0.0
+    seq = r[8] if len(r) > 8 and isinstance(r[8], int) else 0
+    return HistoryRow(_text(r[0]), _text(r[1]), _text(r[2]), bool(r[3]), _text(r[4]),
+                      _text(r[5]), float(ts), seq)
 
 
 class StoreError(Exception):
@@ -225,14 +255,16 @@ class Store:
 
     def commit_batch(
         self,
-        incoming: Sequence[tuple[str, Chat]],
+        incoming: Sequence[Received],
         outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]] = (),
-    ) -> tuple[list[tuple[str, Chat, int]], list[tuple[str, str]]]:
+    ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         """Store one batch in one durable transaction.
 
-        `incoming`: (peer id, message) received; `outgoing`: (peer ids, message, frame
-        payload) to send; `acked`: (peer id, message ids) the peers confirmed.
+        `incoming`: messages received, with the authenticated sender and its nick as the
+        session knows them (never the frame's own claim) and the send time as accepted;
+        `outgoing`: (peer ids, message, frame payload) to send; `acked`: (peer id, message
+        ids) the peers confirmed.
         Returns the incoming messages that were new (not duplicates) with their history
         seq, and the (peer, id) pairs that left the outbox.
         """
@@ -244,12 +276,12 @@ class Store:
 
     def _commit_batch(
         self,
-        incoming: Sequence[tuple[str, Chat]],
+        incoming: Sequence[Received],
         outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]],
-    ) -> tuple[list[tuple[str, Chat, int]], list[tuple[str, str]]]:
+    ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         now = time.time()
-        fresh: list[tuple[str, Chat, int]] = []
+        fresh: list[tuple[Received, int]] = []
         done: list[tuple[str, str]] = []
         with self._lock:
             db = self._db
@@ -261,13 +293,15 @@ class Store:
                 self._durable = durable
             db.execute("BEGIN IMMEDIATE")
             try:
-                for peer, msg in incoming:
+                for item in incoming:
+                    msg = item.msg
                     cur = db.execute(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
                         " text, ts, stored) VALUES (?, ?, 'in', ?, ?, ?, ?, ?)",
-                        (msg.msg_id, peer, msg.broadcast, msg.nick, msg.text, msg.ts, now))
+                        (msg.msg_id, item.peer, msg.broadcast, item.nick, msg.text, item.ts,
+                         now))
                     if cur.rowcount == 1:
-                        fresh.append((peer, msg, int(cur.lastrowid or 0)))
+                        fresh.append((item, int(cur.lastrowid or 0)))
                 if outgoing:
                     db.executemany(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
@@ -318,7 +352,7 @@ class Store:
         """Return the last `limit` messages, oldest first; with `peer`, only with that peer;
         with `before`, only those stored before that seq; with `broadcast`, only those
         sent to everyone (True) or only direct ones (False)."""
-        sql = "SELECT id, peer, direction, broadcast, nick, text, ts, seq FROM messages"
+        sql = "SELECT id, peer, direction, broadcast, nick, text, ts, stored, seq FROM messages"
         where: list[str] = []
         args: list[Any] = []
         if peer is not None:
@@ -336,8 +370,7 @@ class Store:
         args.append(limit)
         with self._read_lock:
             rows = self._reader.execute(sql, args).fetchall()
-        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], int(r[7]))
-                for r in reversed(rows)]
+        return [_row(r) for r in reversed(rows)]
 
     def search(self, query: str, limit: int = 50) -> list[HistoryRow]:
         """Messages whose text matches every word of `query` (prefixes too), newest last."""
@@ -346,12 +379,13 @@ class Store:
             return []
         if not self.searchable:
             like = " AND ".join("text LIKE ?" for _ in words)
-            sql = (f"SELECT id, peer, direction, broadcast, nick, text, ts FROM messages"
-                   f" WHERE {like} ORDER BY seq DESC LIMIT ?")
+            sql = ("SELECT id, peer, direction, broadcast, nick, text, ts, stored, seq"
+                   f" FROM messages WHERE {like} ORDER BY seq DESC LIMIT ?")
             args: list[Any] = [f"%{w}%" for w in words] + [limit]
         else:
             match = " ".join(f'"{w}"*' for w in words)
-            sql = ("SELECT m.id, m.peer, m.direction, m.broadcast, m.nick, m.text, m.ts"
+            sql = ("SELECT m.id, m.peer, m.direction, m.broadcast, m.nick, m.text, m.ts, m.stored,"
+                   " m.seq"
                    " FROM messages_fts f JOIN messages m ON m.seq = f.rowid"
                    " WHERE messages_fts MATCH ? ORDER BY m.seq DESC LIMIT ?")
             args = [match, limit]
@@ -359,8 +393,7 @@ class Store:
             self.index_new()
         with self._read_lock:
             rows = self._reader.execute(sql, args).fetchall()
-        return [HistoryRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
-                for r in reversed(rows)]
+        return [_row(r) for r in reversed(rows)]
 
     def trust_of(self, node_id: str) -> str | None:
         """A known peer's trust: 'tofu', 'verified' or 'trusted'; None if unknown."""

@@ -30,6 +30,7 @@ messages = st.one_of(
     st.builds(p.Pong),
     st.builds(p.NickChange, nicks),
     st.builds(p.Bye, st.text(max_size=50)),
+    st.builds(p.SlowDown, st.floats(0, p.MAX_SLOW_DOWN_S), st.text(max_size=50)),
     st.builds(p.FileOffer, ids, st.text(min_size=1, max_size=100),
               st.integers(0, p.MAX_FILE_BYTES), sha,
               st.lists(st.builds(p.FileEntry, st.text(min_size=1, max_size=50),

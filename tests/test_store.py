@@ -9,15 +9,17 @@ import pytest
 
 from lanchat.node import Node, NodeError
 from lanchat.protocol import Chat
-from lanchat.store import Store, StoreError
+from lanchat.store import Received, Store, StoreError
 from tests.nodes import make_node
 
 
 def test_a_known_id_with_another_body_keeps_the_first(tmp_path: Path) -> None:
     """A replay with the same id but different text is dropped, not stored again."""
     store = Store(tmp_path / "db")
-    fresh, _ = store.commit_batch([("alice", Chat("id1", 1.0, "original"))], [])
-    again, _ = store.commit_batch([("alice", Chat("id1", 2.0, "forged"))], [])
+    fresh, _ = store.commit_batch([Received("alice", "alice", 1.0,
+                                            Chat("id1", 1.0, "original"))], [])
+    again, _ = store.commit_batch([Received("alice", "alice", 2.0,
+                                            Chat("id1", 2.0, "forged"))], [])
     assert len(fresh) == 1 and again == []
     assert [r.text for r in store.history()] == ["original"]
 
@@ -119,7 +121,8 @@ def test_history_and_search_never_wait_for_the_writer(tmp_path: Path,
 
     monkeypatch.setattr(store_module, "INDEX_CHUNK", 7)
     store = Store(tmp_path / "db")
-    store.commit_batch([("alice", Chat(f"id{i}", float(i), f"word{i % 3} text"))
+    store.commit_batch([Received("alice", "alice", float(i),
+                                 Chat(f"id{i}", float(i), f"word{i % 3} text"))
                         for i in range(30)], [])
     answers: dict[str, object] = {}
 
@@ -134,6 +137,23 @@ def test_history_and_search_never_wait_for_the_writer(tmp_path: Path,
         assert not reader.is_alive(), "a read waited for the writer's lock"
     assert answers == {"history": 30, "search": 10}
     assert store.index_new() == 0  # all indexed: 30 rows in five chunks of 7
-    store.commit_batch([("alice", Chat("late", 99.0, "word1 late"))], [])
+    store.commit_batch([Received("alice", "alice", 99.0, Chat("late", 99.0, "word1 late"))], [])
     assert [r.id for r in store.search("late")] == ["late"]
+    store.close()
+
+
+def test_history_and_search_never_fail_on_rows_older_versions_stored(tmp_path: Path) -> None:
+    """A 1e300, infinite, textual or negative send time from an older version's row reads
+    back as the time it was stored; /history and /search still work."""
+    store = Store(tmp_path / "db")
+    db = sqlite3.connect(tmp_path / "db")
+    rows = [("a", 1e300), ("b", float("inf")), ("c", "soon"), ("d", -5.0)]
+    for msg_id, ts in rows:
+        db.execute("INSERT INTO messages (id, peer, direction, broadcast, nick, text, ts,"
+                   " stored) VALUES (?, 'p', 'in', 0, ?, 'old row', ?, 1700000000.0)",
+                   (msg_id, "alice\x1b[2J", ts))
+    db.commit()
+    db.close()
+    assert [r.ts for r in store.history()] == [1700000000.0] * 4
+    assert [r.ts for r in store.search("old")] == [1700000000.0] * 4
     store.close()

@@ -1,0 +1,125 @@
+"""A name is not a person, attacked by real hostile processes in the namespace lab.
+
+One lab serves many checks: alice and bob are honest lanchat nodes, mallory runs a real
+lanchat node with its own key and alice's nick, and `tests/hostile.py` processes send what
+no honest node would (a frame lying about its sender, a forged send time, lone surrogates,
+bad nicks in auth and nick frames, raw beacons with bad nicks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from lab import Host, Lab, LanchatProc
+from lanchat.nicks import placeholder
+
+HOSTILE = "tests/hostile.py"
+RAW_BEACON = """
+import json, secrets, socket, sys
+data = json.dumps({"v": 1, "t": "hello", "id": sys.argv[1], "nick": sys.argv[2], "host": "evil",
+                   "port": 4000, "inst": secrets.token_hex(8), "seq": 1}).encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+for _ in range(3):
+    s.sendto(data, ("239.255.77.77", 47812))
+"""
+
+
+def hostile(host: Host, target: LanchatProc, *args: str, timeout: float = 60) -> dict[str, Any]:
+    """Run tests/hostile.py from `host` against `target`; return its JSON summary."""
+    out = host.run([sys.executable, HOSTILE, target.host.ip, str(target.port), *args],
+                   check=True, timeout=timeout)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def command(node: LanchatProc, line: str, **kw: Any) -> dict[str, Any]:
+    """Run one command and return its `output` or `error` event."""
+    mark = node.mark()
+    node.command(line)
+    return node.wait_event(None, since=mark, timeout=kw.get("timeout", 10),
+                           pred=lambda e: e.get("command") == line)
+
+
+def no_surrogates(value: Any) -> bool:
+    """True if no string inside `value` holds a lone surrogate."""
+    text = json.dumps(value, ensure_ascii=False)
+    return not any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def test_a_stranger_taking_a_verified_nick_never_gets_alices_messages(lab3: Lab) -> None:
+    """Bob verified alice. Mallory, with her own key, calls herself alice while alice is
+    offline and again while she is online: bob is warned once with both fingerprints,
+    `/msg alice` is refused with the candidates both times, and NICK#ID reaches each."""
+    h_alice, h_bob, h_mallory = lab3.hosts
+    bob = h_bob.start_node(nick="bob")
+    alice = h_alice.start_node(nick="alice")
+    alice_id = alice.wait_event("ready")["id"]
+    bob_id = bob.wait_event("ready")["id"]
+    bob.wait_event("peer_joined", peer={"id": alice_id}, timeout=20)
+    command(bob, f"/msg {alice_id} hello alice")
+    alice.wait_event("message", text="hello alice", timeout=20)
+    assert command(bob, f"/verify {alice_id} yes")["event"] == "output"
+    alice.stop()
+    bob.wait_event("peer_left", peer={"id": alice_id}, timeout=20)
+
+    # Offline: the stranger takes the name.
+    mallory = h_mallory.start_node(nick="alice")
+    mallory_id = mallory.wait_event("ready")["id"]
+    warning = bob.wait_event("warning", code="name_taken", timeout=20)
+    assert warning["peer"] == mallory_id and warning["known"] == alice_id
+    assert alice_id[:4] in warning["message"].replace(" ", "")
+    refused = command(bob, "/msg alice the password is hunter2")
+    assert refused["event"] == "error" and "2 known peers go by 'alice'" in refused["message"]
+    assert "verified, offline" in refused["message"] and "new, online" in refused["message"]
+    command(bob, f"/msg alice#{mallory_id[:5]} canary one")
+    got = mallory.wait_event("message", timeout=20)
+    assert got["text"] == "canary one", "the refused message reached the stranger"
+
+    # Online: alice is back; the name is still ambiguous, NICK#ID picks each.
+    alice = alice.restart()
+    bob.wait_event("peer_joined", peer={"id": alice_id}, timeout=20)
+    refused = command(bob, "/msg alice the password is hunter2")
+    assert refused["event"] == "error" and "verified, online" in refused["message"]
+    command(bob, f"/msg alice#{alice_id[:5]} for alice only")
+    assert alice.wait_event("message", timeout=20)["text"] == "for alice only"
+    command(bob, f"/msg alice#{mallory_id[:5]} canary two")
+    assert mallory.wait_event("message", timeout=20)["text"] == "canary two"
+    listing = command(bob, "/list")
+    shown = {p["id"]: p["display"] for p in listing["data"]}
+    assert shown[alice_id] == f"alice#{alice_id[:4]}\u2713"
+    assert shown[mallory_id] == f"alice#{mallory_id[:4]}"
+    assert len(bob.events_named("warning")) == 1  # said once
+
+    # Hostile frames: a chat frame that claims to be alice, with a forged send time and
+    # a lone surrogate; an auth with an invisible nick; nick frames with bad nicks.
+    before = time.time()
+    liar = hostile(h_mallory, bob, "say", "--nick", "\u3164", "--claim", "alice",
+                   "--ts", "1e300", "--text-json", '"from alice\\ud800!"')
+    assert liar["acked"] == 1
+    msg = bob.wait_event("message", match={"from": {"id": liar["id"]}}, timeout=20)
+    assert msg["from"]["nick"] == placeholder(liar["id"])
+    assert before - 5 <= msg["sent"] <= time.time() + 5
+    assert msg["text"] == "from alice\ufffd!" and no_surrogates(msg)
+    history = command(bob, "/history 50")
+    assert history["event"] == "output"
+    row = next(r for r in history["data"] if r["id"] == msg["id"])
+    assert row["nick"] == placeholder(liar["id"]) and row["peer"] == liar["id"]
+    assert command(bob, "/search alice")["event"] == "output"
+    nicks = hostile(h_mallory, bob, "nicks", "--nick", "mallory3")
+    bob.wait_event("peer_updated", peer={"id": nicks["id"], "nick": "mallory3"}, timeout=20)
+    renamed = [e["peer"]["nick"] for e in bob.events_named("peer_updated")
+               if e["peer"]["id"] == nicks["id"]]
+    assert set(renamed) <= {placeholder(nicks["id"]), "mallory3"}
+    if lab3.mode == "netns":  # a raw beacon with an invisible nick, from the segment
+        beacon_id = "b" * 52
+        h_mallory.python(RAW_BEACON, beacon_id, "\u3164", check=True)
+        bob.wait_event("peer_joined", peer={"id": beacon_id, "nick": placeholder(beacon_id)},
+                       timeout=20)
+    doctor = command(bob, "/doctor")
+    assert doctor["data"]["counters"].get("send_times_clamped", 0) >= 1
+    assert no_surrogates([e for e in bob.events])
+    assert bob_id != alice_id
