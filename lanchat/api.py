@@ -13,13 +13,15 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lanchat.protocol import Chat, Message, SessionState
+from lanchat.protocol import Message, SessionState
+from lanchat.store import DurableKind
 
 if TYPE_CHECKING:
     from lanchat.config import Config
     from lanchat.events import Event
     from lanchat.identity import Identity
     from lanchat.peers import PeerTable
+    from lanchat.store import Store
 
 
 class CloseReason(enum.Enum):
@@ -121,8 +123,9 @@ class SessionOwner(Protocol):
         """The handshake is done both ways."""
         ...
 
-    def session_chats(self, session: PeerSession, chats: list[Chat]) -> None:
-        """Chat messages arrived (to store, then ack)."""
+    def session_chats(self, session: PeerSession, chats: list[Message]) -> None:
+        """Durable messages arrived: chat, or frames of a registered kind such as room
+        messages (`protocol.register_message(..., durable=True)`); to store, then ack."""
         ...
 
     def session_acks(self, session: PeerSession, ids: tuple[str, ...]) -> None:
@@ -191,6 +194,29 @@ class PresenceApi(Protocol):
         ...
 
 
+class DurableHandler(DurableKind, Protocol):
+    """A capability whose frames travel like chat messages (outbox rows, group commit,
+    acks, dedupe): registered with `NodeHost.add_durable_kind` from `Extension.start`."""
+
+    def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
+        """Frames from a session that may be stored; the rest are dropped (count them)
+        and acked all the same, so the sender stops resending them."""
+        ...
+
+    def stored(self, fresh: list[tuple[str, Message]]) -> None:
+        """After the commit: frames to show now (emit their events)."""
+        ...
+
+    def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """After the commit: (peer, id) outbox rows the peers acked; return the pairs
+        that are not this kind's (they get the plain `delivered` event)."""
+        ...
+
+    def store_failed(self) -> None:
+        """The commit failed: drop state that assumed it would succeed."""
+        ...
+
+
 class NodeHost(Protocol):
     """What an extension may use of the node: public methods and read-only facts."""
 
@@ -237,6 +263,23 @@ class NodeHost(Protocol):
 
     def resolve(self, ref: str) -> dict[str, Any]:
         """A peer by nick, number or id (any thread)."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """The node's database (`Store.transact`/`read` for an extension's own tables)."""
+        ...
+
+    def add_durable_kind(self, handler: DurableHandler) -> None:
+        """Carry a capability's frames like chat messages (loop thread, in `start`)."""
+        ...
+
+    def queue_frame(self, peers: list[str], message: Message) -> None:
+        """Queue a durable frame of a registered kind to these peers (any thread)."""
+        ...
+
+    def watch_sessions(self, ready: Callable[[PeerSession], None]) -> None:
+        """Call `ready(session)` each time a session speaks for its peer (loop thread)."""
         ...
 
 

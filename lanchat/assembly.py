@@ -20,7 +20,7 @@ from lanchat.plugins import PluginFailure, Plugins
 
 def open_node(config: Config, plugins: Plugins | None = None) -> Node:
     """Build a node with the configured discovery and file transfer (not started)."""
-    from lanchat import transfer
+    from lanchat import rooms, transfer
 
     node = Node(config)
     if config.beacon or config.mdns:
@@ -28,6 +28,7 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
 
         discovery.attach(node)
     transfer.attach(node)
+    rooms.attach(node)
     return node
 
 
@@ -65,6 +66,8 @@ def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
                          reason=f["reason"])
         elif event.name == "file_done" and f.get("direction") == "in":
             plugins.post("lanchat_file_received", node=node, transfer=dict(f))
+        elif event.name == "room_joined":
+            plugins.post("lanchat_room_joined", node=node, room=dict(f))
 
     return on_event
 

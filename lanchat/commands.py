@@ -42,12 +42,16 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)
 
     def queue_text(self, to: str, text: str) -> Output:
-        """Send `text` to a peer reference or 'all', after the outgoing hook."""
+        """Send `text` to a peer reference, 'all', or a target a plugin registered (e.g. a
+        room), after the outgoing hook."""
         if self.plugins is not None:
             filtered = self.plugins.filter_outgoing(self.node, to, text)
             if filtered is None:
                 return Output("message vetoed by a plugin", {"vetoed": True})
             text = filtered
+        sender = self.registry.target(to)
+        if sender is not None:
+            return sender(self, to, text)
         try:
             if to == "all":
                 msg_id, peers = self.node.broadcast(text)
@@ -68,6 +72,7 @@ class Context:
 
 
 Handler = Callable[[Context, str], Output | None]
+TargetSender = Callable[[Context, str, str], Output]
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,22 @@ class CommandRegistry:
 
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
+        self._targets: dict[str, TargetSender] = {}
         self.current_plugin = "builtin"
+
+    def add_target(self, prefix: str, sender: TargetSender) -> None:
+        """Route text for targets starting with `prefix` (e.g. '#' for rooms) to
+        `sender(ctx, target, text)`, for /msg, /chat and plain lines."""
+        if not prefix or prefix in self._targets:
+            raise ValueError(f"target prefix {prefix!r} is taken or empty")
+        self._targets[prefix] = sender
+
+    def target(self, to: str) -> TargetSender | None:
+        """The sender registered for target `to`, if any."""
+        for prefix, sender in self._targets.items():
+            if to.startswith(prefix):
+                return sender
+        return None
 
     def add(self, name: str, func: Handler, *, help: str = "", usage: str = "") -> None:
         """Register `/name`; `func(ctx, argtext)` returns an Output or None."""
@@ -206,6 +226,9 @@ def _chat(ctx: Context, args: str) -> Output | None:
     if words[0] == "all":
         ctx.target = "all"
         return Output("plain lines now go to everyone", {"target": "all"})
+    if ctx.registry.target(words[0]) is not None:
+        ctx.target = words[0]
+        return Output(f"plain lines now go to {safe_line(words[0])}", {"target": words[0]})
     try:
         peer = ctx.node.resolve(words[0])
     except LookupError as exc:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from lanchat.api import Capability, PeerSession, RuntimeApi
+from lanchat.api import Capability, DurableHandler, PeerSession, RuntimeApi
 from lanchat.limits import accepted_time
 from lanchat.protocol import MAX_TEXT_CHARS, Chat, Message, encode
 from lanchat.sessions import Sessions
@@ -68,11 +68,12 @@ class Delivery:
         self._when_drained = when_drained
         self.outbox_count: dict[str, int] = store.outbox_peers()
         self._control: dict[str, list[Message]] = {}
-        self._in: list[tuple[PeerSession, list[Chat]]] = []
-        self._out: list[tuple[list[str], Chat, bytes]] = []
+        self._in: list[tuple[PeerSession, list[Message]]] = []
+        self._out: list[tuple[list[str], Message, bytes]] = []
         self._acks: list[tuple[str, tuple[str, ...]]] = []
+        self._kinds: dict[type[Message], DurableHandler] = {}
         self._submit_lock = threading.Lock()
-        self._submitted: list[tuple[list[str], Chat, bytes]] = []
+        self._submitted: list[tuple[list[str], Message, bytes]] = []
         self._wake_pending = False
         self._throttled: set[PeerSession] = set()
         self._flush_scheduled = False
@@ -102,14 +103,27 @@ class Delivery:
     def queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
         """Hand a message to the loop; the loop is woken once per batch, not per message."""
         msg = Chat(new_message_id(), time.time(), text, broadcast, self._nick())
-        payload = encode(msg)[4:]
+        self._submit(peers, msg, encode(msg)[4:])
+        return msg.msg_id
+
+    def queue_frame(self, peers: list[str], message: Message) -> None:
+        """Queue a durable frame of a registered kind (e.g. a room message) to these peers,
+        on the same path as a chat message (any thread)."""
+        self._submit(peers, message, encode(message)[4:])
+
+    def _submit(self, peers: list[str], msg: Message, payload: bytes) -> None:
         with self._submit_lock:
             self._submitted.append((peers, msg, payload))
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
             self.runtime.call_soon(self._take_submitted)
-        return msg.msg_id
+
+    def add_kind(self, handler: DurableHandler) -> None:
+        """Let a capability's frames travel like chat messages (loop thread, at start)."""
+        self.store.add_kind(handler)
+        for cls in handler.types:
+            self._kinds[cls] = handler
 
     def send_control(self, peer_id: str, message: Message) -> None:
         """Send a control message now, or keep it in memory until a session is up."""
@@ -133,7 +147,7 @@ class Delivery:
         """A connection is gone."""
         self._throttled.discard(session)
 
-    def session_chats(self, session: PeerSession, chats: list[Chat]) -> None:
+    def session_chats(self, session: PeerSession, chats: list[Message]) -> None:
         """Queue received messages for the next group commit."""
         if not session.peer_id:
             self.runtime.count("chats_unauthenticated")
@@ -171,6 +185,8 @@ class Delivery:
         try:
             fresh, done = self.store.commit_batch(incoming, outbound, acks)
         except Exception as exc:  # noqa: BLE001 - the node goes on without acking
+            for kind in set(self._kinds.values()):
+                kind.store_failed()
             self._store_failed(exc, inbound, outbound)
             if acks:  # the peers will not ack again: keep them for a later commit
                 self._acks[:0] = acks
@@ -179,20 +195,30 @@ class Delivery:
         count = self.runtime.count
         count("duplicates", len(incoming) - len(fresh))
         for session, chats in inbound:
-            session.ack([c.msg_id for c in chats])
+            session.ack([getattr(c, "msg_id") for c in chats])  # noqa: B009 - durable
         emit = self.runtime.emit
+        others: dict[int, tuple[DurableHandler, list[tuple[str, Message]]]] = {}
         for (peer_id, nick, ts, chat), seq in fresh:
+            if not isinstance(chat, Chat):
+                kind = self._kinds[type(chat)]
+                others.setdefault(id(kind), (kind, []))[1].append((peer_id, chat))
+                continue
             emit("message", id=chat.msg_id, **{"from": {"id": peer_id, "nick": nick}},
                  to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=ts,
-                 seq=seq)
+                 seq=seq, room=None)
+        for kind, shown in others.values():
+            kind.stored(shown)
         backlog = self._backlog()
         counters = self.runtime.counters
         counters["max_event_backlog"] = max(counters.get("max_event_backlog", 0), backlog)
         if backlog > EVENTS_HIGH_WATER:
             self._throttle([s for s, _ in inbound])
         count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
-        for peer_id, msg_id in done:
+        for peer_id, _ in done:
             self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 1) - 1
+        for kind in set(self._kinds.values()):
+            done = kind.acked(done)
+        for peer_id, msg_id in done:
             emit("delivered", id=msg_id, to=peer_id)
         for peers, _, _ in outbound:
             for peer_id in peers:
@@ -205,13 +231,18 @@ class Delivery:
             else:
                 self._dial(peer_id)
 
-    def _received(self, inbound: list[tuple[PeerSession, list[Chat]]]) -> list[Received]:
+    def _received(self, inbound: list[tuple[PeerSession, list[Message]]]) -> list[Received]:
         """What arrived, named by the session's proven peer and nick (a frame's own `nick`
-        is never read); a send time outside the sane window becomes the receive time."""
+        is never read); a send time outside the sane window becomes the receive time.
+        Frames of other kinds are kept as their kind admits them (the rest are dropped and
+        counted by the kind, and acked all the same)."""
         now = time.time()
         out = []
-        for session, chats in inbound:
+        for session, frames in inbound:
             peer, nick = session.peer_id, session.peer_nick
+            chats = [f for f in frames if isinstance(f, Chat)]
+            if len(chats) != len(frames):
+                out.extend(self._admitted(peer, nick, now, frames))
             for chat in chats:
                 ts = accepted_time(chat.ts, now)
                 if ts is None:
@@ -219,6 +250,21 @@ class Delivery:
                     ts = now
                 out.append(Received(peer, nick, ts, chat))
         return out
+
+    def _admitted(self, peer: str, nick: str, now: float,
+                  frames: list[Message]) -> list[Received]:
+        """The frames of durable kinds (not chat) that their kind lets in."""
+        groups: dict[int, tuple[DurableHandler, list[Message]]] = {}
+        for f in frames:
+            if isinstance(f, Chat):
+                continue
+            kind = self._kinds.get(type(f))
+            if kind is None:
+                self.runtime.count("frames_without_kind")
+                continue
+            groups.setdefault(id(kind), (kind, []))[1].append(f)
+        return [Received(peer, nick, now, f) for kind, group in groups.values()
+                for f in kind.admit(peer, group)]
 
     def _throttle(self, sessions: list[PeerSession]) -> None:
         """The listeners fell behind: stop reading from these peers for now."""
@@ -236,8 +282,8 @@ class Delivery:
             session.resume_reading()
         self._throttled.clear()
 
-    def _store_failed(self, exc: Exception, inbound: list[tuple[PeerSession, list[Chat]]],
-                      outbound: list[tuple[list[str], Chat, bytes]]) -> None:
+    def _store_failed(self, exc: Exception, inbound: list[tuple[PeerSession, list[Message]]],
+                      outbound: list[tuple[list[str], Message, bytes]]) -> None:
         self.runtime.count("store_errors")
         log.error("store failed: %s", exc)
         self.runtime.emit("error", code="store_failed",
@@ -247,8 +293,8 @@ class Delivery:
             session.fail("receiver could not store messages", tell_peer=True)
         for peers, msg, _ in outbound:
             for peer_id in peers:
-                self.runtime.emit("not_delivered", id=msg.msg_id, to=peer_id,
-                                  reason="store failed")
+                self.runtime.emit("not_delivered", id=getattr(msg, "msg_id"),  # noqa: B009
+                                  to=peer_id, reason="store failed")
 
     def pump(self, session: PeerSession) -> None:
         """Send queued messages for the session's peer, in order, until the buffer fills."""

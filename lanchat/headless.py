@@ -21,6 +21,7 @@ from lanchat.identity import Identity, fingerprint, short_id
 from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
+from lanchat.rooms.render import ROOM_EVENTS, describe_room
 from lanchat.text import safe_line, safe_text
 
 __all__ = ["EventWaiter", "JsonPrinter", "TextPrinter", "describe", "list_plugins",
@@ -52,7 +53,8 @@ def describe(event: Event) -> str | None:
         sender = safe_line(f["from"]["nick"])
         # Continuation lines are indented, so a peer cannot forge a line of its own.
         text = safe_text(f["text"]).replace("\n", "\n    | ")
-        where = "" if f["to"] == "direct" else " (all)"
+        where = {"direct": "", "broadcast": " (all)"}.get(
+            f["to"], f" {safe_line(str(f.get('room')))}")
         if text.startswith("/me "):
             return f"* {sender}{where} {text[4:]}"
         return f"<{sender}>{where} {text}"
@@ -60,6 +62,8 @@ def describe(event: Event) -> str | None:
         p = f["peer"]
         verb = "is here" if event.name == "peer_joined" else f"left ({f['reason']})"
         return f"-- {safe_line(p['nick'])} [{p['number']}] {verb}"
+    if event.name in ROOM_EVENTS:
+        return describe_room(event.name, f)
     if event.name == "output":
         return safe_text(str(f["text"]))
     if event.name == "error":

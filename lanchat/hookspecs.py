@@ -37,12 +37,20 @@ def lanchat_peer_left(node: Any, peer: dict[str, Any], reason: str) -> None:
 
 @hookspec
 def lanchat_message_received(node: Any, message: dict[str, Any]) -> None:
-    """A new chat message was stored (never called twice for one id)."""
+    """A new chat message was stored (never called twice for one id); `message["room"]` is
+    the room ("#name") or None for a direct or broadcast message."""
 
 
 @hookspec
 def lanchat_message_outgoing(node: Any, message: dict[str, Any]) -> str | bool | None:
-    """Before a message is queued: return a new text to change it, False to veto it."""
+    """Before a message is queued: return a new text to change it, False to veto it;
+    `message["to"]` is a peer, "all" or a room ("#name")."""
+
+
+@hookspec
+def lanchat_room_joined(node: Any, room: dict[str, Any]) -> None:
+    """This node is in a room (created, joined or invited); `room` is the `room_joined`
+    event's fields: room, kind, creator, topic, members, reason."""
 
 
 @hookspec

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from lanchat.api import (
     Capability,
     CloseReason,
+    DurableHandler,
     Extension,
     PeerSession,
     PresenceApi,
@@ -45,7 +46,7 @@ from lanchat.nicks import NickError, check_nick
 from lanchat.notices import Warnings
 from lanchat.peers import PeerTable
 from lanchat.presence import Presence
-from lanchat.protocol import Chat, Message, NickChange
+from lanchat.protocol import Message, NickChange
 from lanchat.runtime import CALL_TIMEOUT_S, Runtime
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store, StoreError
@@ -94,6 +95,7 @@ class Node:
         self._lock_fd: int | None = None
         self._closing = False
         self._closed = False
+        self._session_watchers: list[Callable[[PeerSession], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -352,6 +354,18 @@ class Node:
     def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
         return self._running.delivery.queue(peers, text, broadcast=broadcast)
 
+    def add_durable_kind(self, handler: DurableHandler) -> None:
+        """Carry a capability's frames like chat messages (loop thread, in `start`)."""
+        self._running.delivery.add_kind(handler)
+
+    def queue_frame(self, peers: list[str], message: Message) -> None:
+        """Queue a durable frame of a registered kind to these peers (any thread)."""
+        self._running.delivery.queue_frame(peers, message)
+
+    def watch_sessions(self, ready: Callable[[PeerSession], None]) -> None:
+        """Call `ready(session)` each time a session speaks for its peer (loop thread)."""
+        self._session_watchers.append(ready)
+
     def send_control(self, peer_id: str, message: Message) -> None:
         """Send a control message to a peer (thread-safe); it waits in memory, not in the
         store, until a session to the peer is up."""
@@ -479,8 +493,10 @@ class Node:
                             address=session.address, port=session.peer_port, verified=True)
         parts.presence.remember(pid)
         parts.delivery.session_ready(session)
+        for watcher in self._session_watchers:
+            watcher(session)
 
-    def session_chats(self, session: PeerSession, chats: list[Chat]) -> None:
+    def session_chats(self, session: PeerSession, chats: list[Message]) -> None:
         """Queue received messages for the next group commit."""
         self._running.delivery.session_chats(session, chats)
 

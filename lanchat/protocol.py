@@ -93,6 +93,10 @@ def _nick(d: dict[str, Any]) -> str:
     return _str(d, "nick", MAX_WIRE_NICK_CHARS, empty=True)
 
 
+# Field readers for frames that capabilities register (see `register_message`).
+read_str, read_int, read_float, read_ident, read_nick = _str, _int, _float, _ident, _nick
+
+
 class Message:
     """Base of every wire message; subclasses are frozen dataclasses with a type tag `T`."""
 
@@ -626,6 +630,34 @@ ALLOWED: dict[tuple[SessionState, bool], tuple[type[Message], ...]] = {
     (SessionState.CLOSED, True): (),
     (SessionState.CLOSED, False): (),
 }
+
+
+# Frames stored and acked by the group commit (the outbox path), as opposed to control.
+DURABLE_TYPES: set[type[Message]] = {Chat}
+
+
+def register_message(cls: type[Message], *, durable: bool = False) -> None:
+    """Add a capability's message type (e.g. rooms) to the decoder and the ready states.
+
+    A durable type has a `msg_id` and travels like `Chat`: through the outbox, stored in
+    the group commit, acked. Registering the same class twice is a no-op."""
+    existing = MESSAGE_TYPES.get(cls.T)
+    if existing is cls:
+        return
+    if existing is not None or not cls.T:
+        raise ValueError(f"message type {cls.T!r} is already taken")
+    MESSAGE_TYPES[cls.T] = cls
+    states = [SessionState.READY] + ([SessionState.CLOSING] if durable else [])
+    for state in states:
+        for server in (True, False):
+            ALLOWED[(state, server)] = (*ALLOWED[(state, server)], cls)
+    if durable:
+        DURABLE_TYPES.add(cls)
+
+
+def is_durable(message: Message) -> bool:
+    """True for a message that goes through the outbox, the group commit and acks."""
+    return type(message) in DURABLE_TYPES
 
 
 def check_allowed(state: SessionState, server: bool, message: Message) -> None:

@@ -26,7 +26,6 @@ from lanchat.protocol import (
     Ack,
     Auth,
     Bye,
-    Chat,
     FrameDecoder,
     Heartbeat,
     Hello,
@@ -40,6 +39,7 @@ from lanchat.protocol import (
     Welcome,
     check_allowed,
     encode,
+    is_durable,
 )
 from lanchat.text import safe_line
 
@@ -182,7 +182,7 @@ class Session(asyncio.Protocol):
             self._partial_since = None
         elif messages or self._partial_since is None:
             self._partial_since = now
-        chats: list[Chat] = []
+        chats: list[Message] = []
         for message in messages:
             if self._failed or self.state is SessionState.CLOSED:
                 return
@@ -192,7 +192,7 @@ class Session(asyncio.Protocol):
             except ProtocolError as exc:
                 self.fail(exc.reason)
                 return
-            if isinstance(message, Chat):
+            if is_durable(message):
                 if not self._was_ready:
                     self.fail("chat message before authentication")
                     return

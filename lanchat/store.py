@@ -10,13 +10,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote
 
-from lanchat.protocol import Chat
+from lanchat.protocol import Chat, Message
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 DB_FILE = "lanchat.db"
@@ -78,7 +80,7 @@ class Received(NamedTuple):
     peer: str
     nick: str
     ts: float
-    msg: Chat
+    msg: Message  # a Chat, or a frame of a durable kind (add_kind)
 
 
 # Times a row may carry; anything else (1e300, NaN, from older versions or a forged send
@@ -100,6 +102,22 @@ def _row(r: Sequence[Any]) -> HistoryRow:
     seq = r[8] if len(r) > 8 and isinstance(r[8], int) else 0
     return HistoryRow(_text(r[0]), _text(r[1]), _text(r[2]), bool(r[3]), _text(r[4]),
                       _text(r[5]), float(ts), seq)
+
+
+class DurableKind(Protocol):
+    """A capability's durable frames (e.g. room messages): its tables, and what it stores
+    inside the group-commit transaction, so its frames are acked only once durable too."""
+
+    types: tuple[type[Message], ...]
+    schema: str
+
+    def store_in(self, db: sqlite3.Connection, items: list[tuple[str, Message]],
+                 now: float) -> list[tuple[str, Message]]:
+        """Store received (peer id, frame) pairs; return those to show now."""
+
+    def store_out(self, db: sqlite3.Connection, items: list[tuple[Sequence[str], Message]],
+                  now: float) -> None:
+        """Store frames being sent (the outbox rows are the store's)."""
 
 
 class StoreError(Exception):
@@ -150,6 +168,7 @@ class Store:
         self._gate = threading.Condition()
         self._gate_busy = False
         self._commits_waiting = 0
+        self._kinds: dict[type[Message], DurableKind] = {}
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -253,10 +272,42 @@ class Store:
 
     # -- messages ---------------------------------------------------------------------
 
+    def add_kind(self, kind: DurableKind) -> None:
+        """Create a durable kind's tables and store its frames in `commit_batch`."""
+        with self._lock:
+            self._db.executescript(kind.schema)
+            for cls in kind.types:
+                self._kinds[cls] = kind
+
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(db)` in one durable transaction (an extension's own tables)."""
+        self._enter_gate(commit=True)
+        try:
+            with self._lock:
+                db = self._db
+                if not self._durable:
+                    db.execute("PRAGMA synchronous=FULL")
+                    self._durable = True
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        finally:
+            self._leave_gate()
+        return result
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(db)` on the read-only connection (an extension's queries)."""
+        with self._read_lock:
+            return fn(self._reader)
+
     def commit_batch(
         self,
         incoming: Sequence[Received],
-        outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
+        outgoing: Sequence[tuple[Sequence[str], Message, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         """Store one batch in one durable transaction.
@@ -264,7 +315,8 @@ class Store:
         `incoming`: messages received, with the authenticated sender and its nick as the
         session knows them (never the frame's own claim) and the send time as accepted;
         `outgoing`: (peer ids, message, frame payload) to send; `acked`: (peer id, message
-        ids) the peers confirmed.
+        ids) the peers confirmed. Chat messages go to `messages`; other durable frames to
+        their kind (`add_kind`), whose new ones come back with seq 0.
         Returns the incoming messages that were new (not duplicates) with their history
         seq, and the (peer, id) pairs that left the outbox.
         """
@@ -277,12 +329,24 @@ class Store:
     def _commit_batch(
         self,
         incoming: Sequence[Received],
-        outgoing: Sequence[tuple[Sequence[str], Chat, bytes]],
+        outgoing: Sequence[tuple[Sequence[str], Message, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]],
     ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         now = time.time()
         fresh: list[tuple[Received, int]] = []
         done: list[tuple[str, str]] = []
+        chats_in = [item for item in incoming if isinstance(item.msg, Chat)]
+        chats_out = [(ps, m) for ps, m, _ in outgoing if isinstance(m, Chat)]
+        kinds_in: dict[int, tuple[DurableKind, list[tuple[str, Message]]]] = {}
+        kinds_out: dict[int, tuple[DurableKind, list[tuple[Sequence[str], Message]]]] = {}
+        for item in incoming:
+            if not isinstance(item.msg, Chat):
+                kind = self._kinds[type(item.msg)]
+                kinds_in.setdefault(id(kind), (kind, []))[1].append((item.peer, item.msg))
+        for peers, msg, _ in outgoing:
+            if not isinstance(msg, Chat):
+                kind = self._kinds[type(msg)]
+                kinds_out.setdefault(id(kind), (kind, []))[1].append((peers, msg))
         with self._lock:
             db = self._db
             # Only deletions of acked rows: losing them to a power cut means a resend that
@@ -293,8 +357,9 @@ class Store:
                 self._durable = durable
             db.execute("BEGIN IMMEDIATE")
             try:
-                for item in incoming:
+                for item in chats_in:
                     msg = item.msg
+                    assert isinstance(msg, Chat)
                     cur = db.execute(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
                         " text, ts, stored) VALUES (?, ?, 'in', ?, ?, ?, ?, ?)",
@@ -302,17 +367,24 @@ class Store:
                          now))
                     if cur.rowcount == 1:
                         fresh.append((item, int(cur.lastrowid or 0)))
-                if outgoing:
+                for kind, items in kinds_in.values():
+                    fresh.extend((Received(p, "", now, m), 0)
+                                 for p, m in kind.store_in(db, items, now))
+                if chats_out:
                     db.executemany(
                         "INSERT OR IGNORE INTO messages (id, peer, direction, broadcast, nick,"
                         " text, ts, stored) VALUES (?, ?, 'out', ?, ?, ?, ?, ?)",
-                        [(msg.msg_id, "*" if msg.broadcast else peers[0], msg.broadcast,
-                          msg.nick, msg.text, msg.ts, now) for peers, msg, _ in outgoing])
+                        [(m.msg_id, "*" if m.broadcast else peers[0], m.broadcast,
+                          m.nick, m.text, m.ts, now) for peers, m in chats_out
+                         if isinstance(m, Chat)])
+                for kind, out in kinds_out.values():
+                    kind.store_out(db, out, now)
+                if outgoing:
                     db.executemany(
                         "INSERT OR IGNORE INTO outbox (msg_id, peer, payload, created)"
                         " VALUES (?, ?, ?, ?)",
-                        [(msg.msg_id, p, payload, now) for peers, msg, payload in outgoing
-                         for p in peers])
+                        [(getattr(msg, "msg_id"), p, payload, now)  # noqa: B009 - durable
+                         for peers, msg, payload in outgoing for p in peers])
                 for peer, ids in acked:
                     for msg_id in ids:
                         cur = db.execute("DELETE FROM outbox WHERE peer=? AND msg_id=?",

@@ -178,6 +178,10 @@ class Recorder:
     def lanchat_file_received(self, node: Any, transfer: dict[str, Any]) -> None:
         self.calls.append("lanchat_file_received")
 
+    @hookimpl
+    def lanchat_room_joined(self, node: Any, room: dict[str, Any]) -> None:
+        self.calls.append("lanchat_room_joined")
+
 
 def broken_in(hook: str) -> Recorder:
     """A plugin whose `hook` raises and whose other hooks record calls."""
@@ -194,7 +198,7 @@ def broken_in(hook: str) -> Recorder:
 def call_twice(plugins: Plugins, hook: str) -> None:
     """Call `hook` twice, the way lanchat does."""
     args: dict[str, Any] = {"registry": None, "node": None, "peer": {}, "reason": "bye",
-                            "message": {}, "transfer": {}}
+                            "message": {}, "transfer": {}, "room": {}}
     for _ in range(2):
         if hook == "lanchat_register_commands":
             build_registry(plugins)

@@ -1,0 +1,437 @@
+"""The rooms extension of a node: room messages on the durable path, the gap timer, and
+the public API the commands and the shell use (thread-safe: each call runs on the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from lanchat.api import NodeHost
+from lanchat.nicks import clean_received_nick, placeholder
+from lanchat.protocol import Message
+from lanchat.rooms.gossip import Gossip
+from lanchat.rooms.model import Room
+from lanchat.rooms.names import check_room
+from lanchat.rooms.storage import SCHEMA, RoomLog
+from lanchat.rooms.wire import (
+    CONTROL_TYPES,
+    RoomMember,
+    RoomMsg,
+    RoomRoster,
+    RoomTopic,
+    register,
+    sign,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GAP_WAIT_S = 10.0  # an author's early message waits this long for the ones before it
+GAP_CHECK_S = 1.0
+
+
+class RoomError(Exception):
+    """A room command cannot be done; the message says why."""
+
+
+class Rooms(Gossip):
+    """Node extension: rooms without a server. Public methods are thread-safe."""
+
+    types: tuple[type[Message], ...] = (RoomMsg,)
+    schema = SCHEMA
+
+    def __init__(self) -> None:
+        register()
+        self.node: NodeHost = cast(NodeHost, None)
+        self.log = RoomLog("")
+        self.rooms: dict[str, Room] = {}
+        self.directory: dict[str, dict[str, RoomMember]] = {}
+        self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
+        self.relayed: set[str] = set()
+        self._synced: set[str] = set()
+        self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
+        self._my_seq: dict[str, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- extension interface (loop thread) --------------------------------------------
+
+    async def start(self, node: NodeHost) -> None:
+        """Open the room tables and load rooms, marks and unacked own messages."""
+        self.node = node
+        self.log = RoomLog(node.node_id)
+        node.add_durable_kind(self)
+        node.watch_sessions(self.session_ready)
+        for room in node.store.read(self.log.load):
+            self.rooms[room.name] = room
+        own = node.node_id
+        for msg_id, (room_name, of, left) in node.store.read(
+                lambda db: RoomLog.pending_own(db, own)).items():
+            self.pending[msg_id] = [room_name, of, of - left]
+        self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
+        for room in self.rooms.values():
+            if room.joined:
+                s = room.statements.get(own)
+                if room.kind == "open" and s is not None:
+                    self.announce(s)
+
+    async def stop(self) -> None:
+        """Stop the gap timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        """Rooms, members and held messages, for doctor and tests."""
+        return {"rooms": {r.name: {"kind": r.kind, "joined": r.joined,
+                                   "members": len(r.members())}
+                          for r in self.rooms.values()},
+                "held": sum(len(h) for h in self.log.held.values()),
+                "pending": len(self.pending), "late": self.log.late}
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add to a node counter (shown by doctor)."""
+        self.node.runtime.count(key, n)
+
+    def set_nick(self, nick: str) -> None:
+        """Statements keep the nick they were signed with; the next one carries the new."""
+
+    # -- the durable path -----------------------------------------------------------
+
+    def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
+        """Keep the copies a member relayed for a room this node is in, signed by an
+        author allowed to post there; drop (and count) the rest."""
+        kept: list[Message] = []
+        for m in frames:
+            assert isinstance(m, RoomMsg)
+            room = self.rooms.get(m.room)
+            if room is None or not room.joined:
+                self.count("room_not_joined")
+                continue
+            if room.kind == "private" and (peer_id not in room.members()
+                                           or not room.listed(m.author)):
+                self.count("room_refused")
+                continue
+            if not m.verified():
+                self.count("room_forged")
+                log.info("dropped a room message that %s relayed: bad signature", peer_id[:16])
+                continue
+            kept.append(m)
+        return kept
+
+    def store_in(self, db: Any, items: list[tuple[str, Message]],
+                 now: float) -> list[tuple[str, Message]]:
+        """Inside the group commit: see RoomLog.store_in."""
+        return self.log.store_in(db, items, now)
+
+    def store_out(self, db: Any, items: list[tuple[Any, Message]], now: float) -> None:
+        """Inside the group commit: see RoomLog.store_out."""
+        self.log.store_out(db, items, now)
+
+    def stored(self, fresh: list[tuple[str, Message]]) -> None:
+        """Show new room messages; ask for what comes before an early one."""
+        for _, m in fresh:
+            assert isinstance(m, RoomMsg)
+            self._show(m)
+        for key in list(self.log.held):
+            if key not in self._asked:
+                self._asked.add(key)
+                self.ask_gap(*key)
+
+    def _show(self, m: RoomMsg) -> None:
+        nick = clean_received_nick(m.nick, m.author, source="room",
+                                   counters=self.node.runtime.counters)
+        self.node.emit("message", id=m.msg_id, **{"from": {"id": m.author, "nick": nick}},
+                       to="room", room=m.room, text=m.text, sent=m.ts / 1000)
+
+    def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Count members' acks of own messages; relayed copies need no event."""
+        rest = []
+        for peer_id, msg_id in done:
+            entry = self.pending.get(msg_id)
+            if entry is not None:
+                entry[2] += 1
+                self.node.emit("delivered", id=msg_id, to=peer_id, room=entry[0],
+                               acked=entry[2], of=entry[1])
+                if entry[2] >= entry[1]:
+                    del self.pending[msg_id]
+            elif msg_id in self.relayed:
+                self.relayed.discard(msg_id)
+            else:
+                rest.append((peer_id, msg_id))
+        return rest
+
+    def store_failed(self) -> None:
+        """The commit failed: read the marks back from the database."""
+        self.node.store.read(self.log.load)
+
+    def _check_gaps(self) -> None:
+        now = time.monotonic()
+        late = [k for k, since in self.log.held_since.items() if now - since >= GAP_WAIT_S]
+        for key in late:
+            released = self.node.store.transact(functools.partial(self.log.give_up, key=key))
+            self.count("room_gaps")
+            self._asked.discard(key)
+            for m in released:
+                self._show(m)
+        self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
+
+    # -- helpers (loop thread) -----------------------------------------------------------
+
+    def _persist(self, room: Room, *statements: RoomMember) -> None:
+        def write(db: Any) -> None:
+            RoomLog.save_room(db, room)
+            for s in statements:
+                RoomLog.save_statement(db, s)
+        self.node.store.transact(write)
+
+    def _member(self, room: Room, node_id: str) -> dict[str, str]:
+        nick = room.nick_of(node_id)
+        if nick is None:
+            peer = self.node.presence.table.get(node_id)
+            return {"id": node_id, "nick": peer.nick if peer is not None
+                    else placeholder(node_id)}
+        return {"id": node_id, "nick": clean_received_nick(nick, node_id, source="room")}
+
+    def _version(self, old: int) -> int:
+        return max(old + 1, int(time.time() * 1000))
+
+    def _own_statement(self, room: Room, joined: bool) -> RoomMember:
+        held = room.statements.get(self.node.node_id)
+        ident = self.node.identity
+        s = RoomMember(room.name, ident.node_id, ident.key_b64, room.kind, joined,
+                       self._version(held.ver if held else 0), self.node.nick)
+        return sign(s, ident.sign)
+
+    def _announce_joined(self, room: Room, reason: str) -> None:
+        self.node.emit("room_joined", room=room.name, kind=room.kind, creator=room.creator,
+                       topic=room.topic.topic if room.topic else "", reason=reason,
+                       members=[self._member(room, m) for m in sorted(room.members())])
+
+    def _room(self, name: str) -> Room:
+        try:
+            canonical = check_room(name)
+        except ValueError as exc:
+            raise RoomError(str(exc)) from None
+        room = self.rooms.get(canonical)
+        if room is None or not room.joined:
+            raise RoomError(f"you are not in {canonical}; /join {canonical} first")
+        return room
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        result: T = self.node.runtime.call(fn)
+        return result
+
+    # -- public API (any thread) -------------------------------------------------------
+
+    def join(self, name: str, private: bool = False) -> dict[str, Any]:
+        """Join an open room (created if nobody is in it), or create a private room."""
+        try:
+            canonical = check_room(name)
+        except ValueError as exc:
+            raise RoomError(str(exc)) from None
+        return self._call(lambda: self._join(canonical, private))
+
+    def _join(self, name: str, private: bool) -> dict[str, Any]:
+        own = self.node.node_id
+        room = self.rooms.get(name)
+        if room is not None and room.joined:
+            raise RoomError(f"you are already in {name}")
+        if room is not None and room.kind == "private" and (
+                room.roster is None or own not in room.roster.members):
+            raise RoomError(f"{name} is private; its creator can /invite you")
+        if room is None or (private and room.kind == "open" and not room.members()):
+            ident = self.node.identity
+            room = Room(name, "private" if private else "open",
+                        own if private else None)
+            if private:
+                roster = RoomRoster(name, own, ident.key_b64, self._version(0), (own,))
+                room.roster = sign(roster, ident.sign)
+            seen = self.directory.get(name, {})
+            if not private:
+                for s in seen.values():
+                    room.accept_statement(s)
+            self.rooms[name] = room
+        elif private and room.kind == "open":
+            raise RoomError(f"{name} is an open room with members; pick another name")
+        reason = "created" if not room.members() else "joined"
+        room.joined = True
+        mine = self._own_statement(room, True)
+        room.accept_statement(mine)
+        self._persist(room, mine, *room.statements.values())
+        self._announce_joined(room, reason)
+        if room.kind == "open":
+            self.announce(mine)
+        for member in room.members() - {own}:
+            self.send(member, mine)
+            self.welcome(room, member)
+        return self._view(room)
+
+    def part(self, name: str) -> dict[str, Any]:
+        """Leave a room; members are told."""
+        return self._call(lambda: self._part(self._room(name)))
+
+    def _part(self, room: Room) -> dict[str, Any]:
+        members = room.members()
+        mine = self._own_statement(room, False)
+        room.accept_statement(mine)
+        room.joined = False
+        self._persist(room, mine)
+        for member in members - {self.node.node_id}:
+            self.send(member, mine)
+        if room.kind == "open":
+            self.announce(mine)
+        self._synced.discard(room.name)
+        self.node.emit("room_left", room=room.name, reason="part")
+        return {"room": room.name}
+
+    def post(self, name: str, text: str) -> dict[str, Any]:
+        """Sign a message and queue it to every member; return its id and recipients."""
+        return self._call(lambda: self._post(self._room(name), text))
+
+    def _post(self, room: Room, text: str) -> dict[str, Any]:
+        from lanchat.delivery import check_text, new_message_id
+
+        check_text(text)
+        ident = self.node.identity
+        seq = max(self._my_seq.get(room.name, 0), self.log.own_seq(room.name)) + 1
+        self._my_seq[room.name] = seq
+        self.log.next[(room.name, ident.node_id)] = seq + 1
+        msg = sign(RoomMsg(room.name, new_message_id(), ident.node_id, ident.key_b64, seq,
+                           int(time.time() * 1000), self.node.nick, text), ident.sign)
+        peers = sorted(room.members() - {ident.node_id})
+        if peers:
+            self.pending[msg.msg_id] = [room.name, len(peers), 0]
+        self.node.queue_frame(peers, msg)
+        return {"id": msg.msg_id, "room": room.name, "to": room.name, "members": peers,
+                "text": text}
+
+    def invite(self, peer_ref: str, name: str) -> dict[str, Any]:
+        """Private rooms (the creator): add a peer to the signed list. Open rooms: tell
+        the peer about the room."""
+        peer = self.node.resolve(peer_ref)
+        return self._call(lambda: self._invite(self._room(name), peer))
+
+    def _invite(self, room: Room, peer: dict[str, Any]) -> dict[str, Any]:
+        if room.kind == "open":
+            mine = room.statements[self.node.node_id]
+            self.send(peer["id"], mine)
+            return {"room": room.name, "peer": peer["id"]}
+        roster = self._new_roster(room, add=peer["id"])
+        room.accept_roster(roster)
+        self._persist(room)
+        self.tell_members(room, roster)
+        self.node.emit("member_joined", room=room.name,
+                       member={"id": peer["id"], "nick": peer["nick"]})
+        return {"room": room.name, "peer": peer["id"]}
+
+    def kick(self, peer_ref: str, name: str) -> dict[str, Any]:
+        """Private rooms, the creator only: drop a peer from the signed list."""
+        peer = self.node.resolve(peer_ref)
+        return self._call(lambda: self._kick(self._room(name), peer))
+
+    def _kick(self, room: Room, peer: dict[str, Any]) -> dict[str, Any]:
+        if room.kind != "private":
+            raise RoomError(f"{room.name} is open: anyone may join it; kick works in "
+                            "private rooms")
+        if peer["id"] not in room.members():
+            raise RoomError(f"{peer['nick']} is not in {room.name}")
+        before = room.members()
+        roster = self._new_roster(room, drop=peer["id"])
+        room.accept_roster(roster)
+        self._persist(room)
+        self.tell_members(room, roster, also=before - room.members())
+        self.node.emit("member_left", room=room.name, reason="kicked",
+                       member={"id": peer["id"], "nick": peer["nick"]})
+        return {"room": room.name, "peer": peer["id"]}
+
+    def _new_roster(self, room: Room, *, add: str = "", drop: str = "") -> RoomRoster:
+        ident = self.node.identity
+        if room.creator != ident.node_id or room.roster is None:
+            raise RoomError(f"only the creator of {room.name} can change who is in it")
+        members = [m for m in room.roster.members if m != drop]
+        if add and add not in members:
+            members.append(add)
+        roster = RoomRoster(room.name, ident.node_id, ident.key_b64,
+                            self._version(room.roster.ver), tuple(members))
+        return sign(roster, ident.sign)
+
+    def set_topic(self, name: str, text: str) -> dict[str, Any]:
+        """Set a room's topic; every member is told."""
+        return self._call(lambda: self._set_topic(self._room(name), text))
+
+    def _set_topic(self, room: Room, text: str) -> dict[str, Any]:
+        ident = self.node.identity
+        old = room.topic.ver if room.topic else 0
+        t = sign(RoomTopic(room.name, ident.node_id, ident.key_b64, self._version(old),
+                           self.node.nick, text), ident.sign)
+        room.accept_topic(t)
+        self._persist(room)
+        self.tell_members(room, t)
+        self.node.emit("topic", room=room.name, topic=text,
+                       by={"id": ident.node_id, "nick": self.node.nick})
+        return {"room": room.name, "topic": text}
+
+    def info(self, name: str) -> dict[str, Any]:
+        """A joined room: kind, creator, topic and members with their nicks."""
+        return self._call(lambda: self._view(self._room(name)))
+
+    def _view(self, room: Room) -> dict[str, Any]:
+        online = {p.id for p in self.node.presence.table.online()} | {self.node.node_id}
+        return {"room": room.name, "kind": room.kind, "creator": room.creator,
+                "topic": room.topic.topic if room.topic else "",
+                "members": [{**self._member(room, m), "online": m in online}
+                            for m in sorted(room.members())]}
+
+    def joined(self) -> list[str]:
+        """The rooms this node is in."""
+        return self._call(lambda: sorted(r.name for r in self.rooms.values() if r.joined))
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Open rooms announced on the LAN (and rooms this node is in), by name."""
+        def collect() -> list[dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            for name, seen in self.directory.items():
+                n = sum(1 for s in seen.values() if s.joined)
+                if n:
+                    out[name] = {"room": name, "kind": "open", "members": n,
+                                 "joined": False, "topic": ""}
+            for room in self.rooms.values():
+                if room.joined:
+                    out[room.name] = {"room": room.name, "kind": room.kind,
+                                      "members": len(room.members()), "joined": True,
+                                      "topic": room.topic.topic if room.topic else ""}
+            return [out[k] for k in sorted(out)]
+        return self._call(collect)
+
+    def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The last `limit` messages of a room, oldest first (scrollback): id, from, text,
+        sent, and for own messages how many members have acked it (`acked` of `of`)."""
+        canonical = check_room(name)
+        rows = self.node.store.read(lambda db: RoomLog.history(db, canonical, limit))
+
+        def marks() -> dict[str, list[Any]]:
+            return {r.msg.msg_id: list(self.pending[r.msg.msg_id]) for r in rows
+                    if r.msg.msg_id in self.pending}
+        pending = self._call(marks)
+        own = self.node.node_id
+        out = []
+        for r in rows:
+            m = r.msg
+            item: dict[str, Any] = {"id": m.msg_id, "room": m.room, "text": m.text,
+                                    "from": {"id": m.author, "nick": clean_received_nick(
+                                        m.nick, m.author, source="room")},
+                                    "sent": m.ts / 1000, "direction":
+                                    "out" if m.author == own else "in"}
+            if m.author == own:
+                entry = pending.get(m.msg_id)
+                item["of"] = r.recipients
+                item["acked"] = entry[2] if entry else r.recipients
+            out.append(item)
+        return out
+
+
+__all__ = ["CONTROL_TYPES", "RoomError", "Rooms"]

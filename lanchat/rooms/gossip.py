@@ -1,0 +1,248 @@
+"""Membership without a server: the signed statements, lists and topics members pass each
+other over their sessions, and the catch-up requests they answer (loop thread).
+
+A mixin of `Rooms` (extension.py): the attributes are the extension's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lanchat.api import NodeHost, PeerSession
+from lanchat.nicks import clean_received_nick
+from lanchat.protocol import Message
+from lanchat.rooms.model import Change, Room, Verdict
+from lanchat.rooms.storage import RoomLog
+from lanchat.rooms.wire import (
+    RoomMember,
+    RoomMsg,
+    RoomRoster,
+    RoomSync,
+    RoomTopic,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Gossip:
+    """Control frames between members (a mixin of `Rooms`)."""
+
+    node: NodeHost
+    log: RoomLog
+    rooms: dict[str, Room]
+    directory: dict[str, dict[str, RoomMember]]
+    relayed: set[str]
+    pending: dict[str, list[Any]]
+    _synced: set[str]
+
+    def count(self, key: str, n: int = 1) -> None:
+        raise NotImplementedError
+
+    def _persist(self, room: Room, *statements: RoomMember) -> None:
+        raise NotImplementedError
+
+    def _member(self, room: Room, node_id: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _own_statement(self, room: Room, joined: bool) -> RoomMember:
+        raise NotImplementedError
+
+    def _announce_joined(self, room: Room, reason: str) -> None:
+        raise NotImplementedError
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, peer_id: str, message: Message) -> None:
+        """A control frame to one peer (dialled if need be)."""
+        self.node.send_control(peer_id, message)
+
+    def tell_members(self, room: Room, message: Message, *, also: frozenset[str] = frozenset(),
+                     skip: frozenset[str] = frozenset()) -> None:
+        """A control frame to every member (and `also`), never to anyone else."""
+        own = self.node.node_id
+        for peer_id in (room.members() | also) - skip - {own}:
+            self.send(peer_id, message)
+
+    def announce(self, statement: RoomMember) -> None:
+        """Tell every peer online on the LAN that this node is in (or left) an open room."""
+        for peer in self.node.presence.table.online():
+            self.send(peer.id, statement)
+
+    def welcome(self, room: Room, peer_id: str) -> None:
+        """Send a member what it needs to know of a room, and ask it for what this node
+        lacks: every statement, the list, the topic, then a catch-up request."""
+        for s in list(room.statements.values()):
+            self.send(peer_id, s)
+        if room.roster is not None:
+            self.send(peer_id, room.roster)
+        if room.topic is not None:
+            self.send(peer_id, room.topic)
+        self.send(peer_id, self.sync_request(room, peer_id))
+
+    def sync_request(self, room: Room, peer_id: str) -> RoomSync:
+        """What to ask a member for: everything, once per room after start or join;
+        then what its own messages and those of members now offline may have added."""
+        heads = tuple(self.log.heads(room.name).items())
+        if room.name not in self._synced:
+            self._synced.add(room.name)
+            return RoomSync(room.name, heads, None)
+        online = {p.id for p in self.node.presence.table.online()}
+        offline = sorted(m for m in room.members() if m not in online
+                         and m != self.node.node_id)
+        return RoomSync(room.name, heads, (peer_id, *offline))
+
+    # -- receiving ------------------------------------------------------------------
+
+    def session_ready(self, session: PeerSession) -> None:
+        """A session to a peer is up: announce open rooms; bring shared rooms up to date."""
+        peer_id = session.peer_id
+        for room in list(self.rooms.values()):
+            if not room.joined:
+                continue
+            if room.kind == "open":
+                s = room.statements.get(self.node.node_id)
+                if s is not None:
+                    self.send(peer_id, s)
+            if peer_id in room.members():
+                self.welcome(room, peer_id)
+
+    def on_message(self, session: PeerSession, message: Message) -> bool:
+        """Handle a room control frame; False for frames that are not ours."""
+        peer_id = session.peer_id
+        if isinstance(message, RoomMember):
+            self._on_statement(peer_id, message)
+        elif isinstance(message, RoomRoster):
+            self._on_roster(peer_id, message)
+        elif isinstance(message, RoomTopic):
+            self._on_topic(message)
+        elif isinstance(message, RoomSync):
+            self._on_sync(peer_id, message)
+        else:
+            return False
+        return True
+
+    def _on_statement(self, peer_id: str, s: RoomMember) -> None:
+        if not s.verified():
+            self.count("room_forged")
+            return
+        if s.kind == "open":
+            seen = self.directory.setdefault(s.room, {})
+            held = seen.get(s.member)
+            if held is None or held.ver < s.ver:
+                seen[s.member] = s
+        room = self.rooms.get(s.room)
+        if room is None or not room.joined:
+            return
+        verdict, change = room.accept_statement(s)
+        if verdict is Verdict.REFUSED:
+            self.count("room_refused")
+            return
+        if verdict is Verdict.STALE:
+            return
+        self._persist(room, s)
+        self._members_changed(room, change, "part")
+        if change:
+            self.tell_members(room, s, skip=frozenset({peer_id, s.member}))
+        if s.member in change.joined and s.member != self.node.node_id:
+            self.welcome(room, s.member)
+
+    def _on_roster(self, peer_id: str, r: RoomRoster) -> None:
+        if not r.verified():
+            self.count("room_forged")
+            return
+        own = self.node.node_id
+        room = self.rooms.get(r.room)
+        if room is None:
+            if own not in r.members:
+                self.count("room_refused")
+                return
+            room = Room(r.room, "private", r.creator)
+            self.rooms[r.room] = room
+        was_member = room.joined and own in room.members()
+        before = room.members()
+        verdict, change = room.accept_roster(r)
+        if verdict is Verdict.REFUSED:
+            self.count("room_refused")
+            return
+        if verdict is Verdict.STALE:
+            return
+        removed = before - room.members()
+        if own not in r.members:
+            self._persist(room)
+            if was_member:
+                room.joined = False
+                self._persist(room)
+                self.node.emit("room_left", room=room.name, reason="kicked")
+            return
+        if not room.joined or not was_member:
+            room.joined = True
+            mine = self._own_statement(room, True)
+            room.accept_statement(mine)
+            self._persist(room, mine)
+            self._announce_joined(room, "invited")
+            for member in room.members() - {own}:
+                self.send(member, mine)
+                self.welcome(room, member)
+        else:
+            self._persist(room)
+            self._members_changed(room, change, "kicked")
+        self.tell_members(room, r, also=removed, skip=frozenset({peer_id}))
+
+    def _on_topic(self, t: RoomTopic) -> None:
+        if not t.verified():
+            self.count("room_forged")
+            return
+        room = self.rooms.get(t.room)
+        if room is None or not room.joined:
+            return
+        verdict = room.accept_topic(t)
+        if verdict is Verdict.REFUSED:
+            self.count("room_refused")
+        if verdict is not Verdict.ACCEPTED:
+            return
+        self._persist(room)
+        self.node.emit("topic", room=room.name, topic=t.topic,
+                       by={"id": t.by, "nick": clean_received_nick(t.nick, t.by,
+                                                                   source="room")})
+        self.tell_members(room, t, skip=frozenset({t.by}))
+
+    def _on_sync(self, peer_id: str, y: RoomSync) -> None:
+        room = self.rooms.get(y.room)
+        if room is None or not room.joined:
+            return
+        if peer_id not in room.members():
+            self.count("room_refused")
+            return
+        missing = self.node.store.read(
+            lambda db: RoomLog.window(db, room.name, dict(y.heads), y.authors, time.time()))
+        for m in missing:
+            if m.msg_id not in self.pending:
+                self.relayed.add(m.msg_id)
+            self.node.queue_frame([peer_id], m)
+        if missing:
+            self.count("room_relayed", len(missing))
+
+    def _members_changed(self, room: Room, change: Change, reason: str) -> None:
+        own = self.node.node_id
+        for member in sorted(change.joined - {own}):
+            self.node.emit("member_joined", room=room.name, member=self._member(room, member))
+        for member in sorted(change.left - {own}):
+            s = room.statements.get(member)
+            why = "part" if s is not None and not s.joined else reason
+            self.node.emit("member_left", room=room.name, member=self._member(room, member),
+                           reason=why)
+
+    def ask_gap(self, room_name: str, author: str) -> None:
+        """An author's message came early: ask the members online for the ones before."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        online = {p.id for p in self.node.presence.table.online()}
+        heads = tuple(self.log.heads(room_name).items())
+        for member in room.members() & online:
+            self.send(member, RoomSync(room_name, heads, (author,)))
+
+
+__all__ = ["Gossip", "RoomMsg"]
