@@ -278,6 +278,17 @@ class LanchatProc:
                         f"{count} x {name} not seen (got {len(found)})\n{self.describe()}")
                 self._cond.wait(min(left, 1.0))
 
+    def wait_until(self, pred: Callable[[list[dict[str, Any]]], bool],
+                   timeout: float = 30.0, what: str = "condition") -> None:
+        """Wait until ``pred(all events so far)`` is true (checked at each new event)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred(self.events):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(f"{what} not reached\n{self.describe()}")
+                self._cond.wait(min(left, 1.0))
+
     def events_named(self, name: str) -> list[dict[str, Any]]:
         with self._cond:
             return [e for e in self.events if e.get("event") == name]
@@ -594,6 +605,22 @@ class Host:
         return proc
 
 
+@dataclass
+class Trunk:
+    """The one link between the two halves of a split lab."""
+
+    _lab: Lab = field(repr=False)
+    port: str  # veth end in the switch namespace
+
+    def down(self) -> None:
+        """Partition: the halves no longer hear each other."""
+        self._lab._ipn(self._lab.switch_ns, "link", "set", self.port, "down")
+
+    def up(self) -> None:
+        """Heal the partition."""
+        self._lab._ipn(self._lab.switch_ns, "link", "set", self.port, "up")
+
+
 def _runs_lanchat(cmd: Sequence[str]) -> bool:
     """True if ``cmd`` starts lanchat (``-m lanchat`` or a ``lanchat`` script)."""
     return any(a == "lanchat" and i > 0 and cmd[i - 1] == "-m" for i, a in enumerate(cmd)) or (
@@ -633,6 +660,7 @@ class Lab:
         self._nodes: list[LanchatProc] = []
         self._procs: list[subprocess.Popen[str]] = []
         self._ports_used: set[int] = set()
+        self._trunks: list[Trunk] = []
         self._gen = itertools.count(1)
         self._closed = False
         self._own_base = base_dir is None
@@ -808,6 +836,30 @@ class Lab:
         """Reconnect ``host`` (switch-side veth end up)."""
         for port in self._ports_of(host, segment):
             self._ipn(self.switch_ns, "link", "set", port, "up")
+
+    def split(self, hosts: Sequence[Host]) -> Trunk:
+        """Move ``hosts`` (segment 0) to a bridge of their own, joined to the others by one
+        link: ``Trunk.down()`` cuts the LAN in two halves that each still work, ``up()``
+        heals it. Addresses stay in the one /24."""
+        self._require_netns("split")
+        n = len(self._trunks)
+        bridge, here, there = f"bs{n}", f"t{n}a", f"t{n}b"
+        snoop = "1" if self.mcast_snooping else "0"
+        sw = self.switch_ns
+        self._ipn(sw, "link", "add", bridge, "type", "bridge", "mcast_snooping", snoop)
+        self._ipn(sw, "link", "set", bridge, "up")
+        self._ipn(sw, "link", "add", here, "type", "veth", "peer", "name", there)
+        self._ipn(sw, "link", "set", here, "master", self.segments[0].bridge)
+        self._ipn(sw, "link", "set", there, "master", bridge)
+        for end in (here, there):
+            self._ipn(sw, "link", "set", end, "up")
+        for host in hosts:
+            for iface in host.interfaces.values():
+                if iface.segment is self.segments[0] and iface.switch_port:
+                    self._ipn(sw, "link", "set", iface.switch_port, "master", bridge)
+        trunk = Trunk(self, here)
+        self._trunks.append(trunk)
+        return trunk
 
     # -- teardown
     def _delete_namespaces(self) -> None:

@@ -243,7 +243,8 @@ class Rooms(Gossip):
         if room is not None and room.kind == "private" and (
                 room.roster is None or own not in room.roster.members):
             raise RoomError(f"{name} is private; its creator can /invite you")
-        if room is None or (private and room.kind == "open" and not room.members()):
+        created = room is None or (private and room.kind == "open" and not room.members())
+        if created:
             ident = self.node.identity
             room = Room(name, "private" if private else "open",
                         own if private else None)
@@ -257,7 +258,7 @@ class Rooms(Gossip):
             self.rooms[name] = room
         elif private and room.kind == "open":
             raise RoomError(f"{name} is an open room with members; pick another name")
-        reason = "created" if not room.members() else "joined"
+        reason = "created" if created and not room.members() - {own} else "joined"
         room.joined = True
         mine = self._own_statement(room, True)
         room.accept_statement(mine)
