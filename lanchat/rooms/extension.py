@@ -243,21 +243,15 @@ class Rooms(Gossip):
         if room is not None and room.kind == "private" and (
                 room.roster is None or own not in room.roster.members):
             raise RoomError(f"{name} is private; its creator can /invite you")
-        created = room is None or (private and room.kind == "open" and not room.members())
-        if created:
-            ident = self.node.identity
-            room = Room(name, "private" if private else "open",
-                        own if private else None)
-            if private:
-                roster = RoomRoster(name, own, ident.key_b64, self._version(0), (own,))
-                room.roster = sign(roster, ident.sign)
-            seen = self.directory.get(name, {})
-            if not private:
-                for s in seen.values():
-                    room.accept_statement(s)
-            self.rooms[name] = room
+        created = room is None or (private and room.kind == "open"
+                                   and not room.members() - {own})
+        if room is None or created:
+            room = self._new_room(name, private)
         elif private and room.kind == "open":
             raise RoomError(f"{name} is an open room with members; pick another name")
+        if room.kind == "open":
+            for s in list(self.directory.get(name, {}).values()):
+                room.accept_statement(s)
         reason = "created" if created and not room.members() - {own} else "joined"
         room.joined = True
         mine = self._own_statement(room, True)
@@ -270,6 +264,16 @@ class Rooms(Gossip):
             self.send(member, mine)
             self.welcome(room, member)
         return self._view(room)
+
+    def _new_room(self, name: str, private: bool) -> Room:
+        own = self.node.node_id
+        room = Room(name, "private" if private else "open", own if private else None)
+        if private:
+            ident = self.node.identity
+            roster = RoomRoster(name, own, ident.key_b64, self._version(0), (own,))
+            room.roster = sign(roster, ident.sign)
+        self.rooms[name] = room
+        return room
 
     def part(self, name: str) -> dict[str, Any]:
         """Leave a room; members are told."""
