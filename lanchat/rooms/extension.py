@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from lanchat.api import NodeHost
+from lanchat.events import Event
 from lanchat.nicks import clean_received_nick, placeholder
 from lanchat.protocol import Message
 from lanchat.rooms.gossip import Gossip
@@ -66,6 +67,7 @@ class Rooms(Gossip):
         self.log = RoomLog(node.node_id)
         node.add_durable_kind(self)
         node.watch_sessions(self.session_ready)
+        node.subscribe(self._on_event)
         for room in node.store.read(self.log.load):
             self.rooms[room.name] = room
         own = node.node_id
@@ -78,6 +80,19 @@ class Rooms(Gossip):
                 s = room.statements.get(own)
                 if room.kind == "open" and s is not None:
                     self.announce(s)
+
+    def _on_event(self, event: Event) -> None:
+        """Event thread: a member came online; reach it on the loop."""
+        if event.name == "peer_joined":
+            self.node.runtime.call_soon(self._peer_online, event["peer"]["id"])
+
+    def _peer_online(self, peer_id: str) -> None:
+        """Greet a member that is back: the session this opens brings the rooms up to
+        date (`session_ready`), so what it or this node missed moves either way."""
+        own = self.node.node_id
+        for room in self.rooms.values():
+            if room.joined and peer_id in room.members() and own in room.statements:
+                self.send(peer_id, room.statements[own])
 
     async def stop(self) -> None:
         """Stop the gap timer."""

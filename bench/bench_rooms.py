@@ -1,0 +1,313 @@
+"""Room benchmarks, each beside a baseline measured in the same run.
+
+    python -m bench.bench_rooms [--quick] [--json PATH]
+
+Everything runs in tests/lab.py's namespace lab: ten hosts on one bridge, each running one
+`_rooms_driver.py` process with in-process nodes (beacon discovery on the host's eth0, no
+mDNS), and a second lab of four hosts split in two halves for the partition figure.
+
+Measured:
+  1. a room of 30 members (10 hosts x 3 nodes): a post -> the last member's `message`,
+     p50/p99 (posts paced at 20/s); baseline: a direct message to one peer on another
+     host -> its `message` (same pacing), and the direct round trip (send -> `delivered`).
+  2. 1,000 posts/s into a 10-member room (one node per host) for 30 s: every member must
+     have every post (lost, duplicated, out of order are counted); baseline: the same
+     rate as broadcasts to the same 9 peers (one outbox row per peer, like the room).
+  3. catch-up: 10,000 posts to a member that is offline, from a member that has them
+     (the author is offline too by then): from the member's restart to its last
+     `message`; baseline: the same 10,000 sent while it is online (first post -> last).
+  4. memory: RSS per room (one node in 200 rooms of its own), per member (the 30-member
+     room's driver processes before and after the room filled, per remote member);
+     baseline: the same processes' RSS per peer session.
+  5. a partition heals: the two halves of #heal each post 500 while apart; from the link
+     coming back to every member having every post; baseline: 500 direct messages per
+     node to a node in the other half, sent in the same partition, until all delivered.
+Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import (
+    Figure,
+    Lab,
+    finish,
+    lab_namespaces_of,
+    percentile,
+    read_json_line,
+    start_py,
+    stop_child,
+)
+
+FULL = {"latency": 200, "rate": 1000, "seconds": 30, "catchup": 10_000, "rooms": 200,
+        "heal": 500}
+QUICK = {"latency": 40, "rate": 200, "seconds": 5, "catchup": 1000, "rooms": 50,
+         "heal": 100}
+FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
+WAIT_S = 300.0
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class Driver:
+    """One `_rooms_driver` process on a lab host."""
+
+    def __init__(self, lab: Lab, index: int, count: int, env: dict[str, str] | None = None,
+                 peers: list[str] | None = None) -> None:
+        host = lab.hosts[index]
+        args = ["--base", str(lab.base_dir / f"d{index}"), "--count", str(count), "--ip",
+                host.ip, "--nick", f"h{index}n"]
+        for p in peers or []:
+            args += ["--peer", p]
+        self.proc: subprocess.Popen[str] = start_py(host, "bench._rooms_driver", *args,
+                                                    extra_env=env)
+        ready = read_json_line(self.proc, 60, "ready")
+        self.ids: list[str] = ready["ids"]
+        self.ports: list[int] = ready["ports"]
+        self.ip = host.ip
+
+    def ask(self, line: str, timeout: float = WAIT_S) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = read_json_line(self.proc, timeout)
+        if answer.get("kind") == "error":
+            raise RuntimeError(answer["message"])
+        return answer
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+        stop_child(self.proc, 30)
+
+
+def us(samples: list[float]) -> dict[str, float]:
+    ms = [s * 1e6 for s in samples]
+    return {"p50": percentile(ms, 50), "p99": percentile(ms, 99), "n": len(ms)}
+
+
+def collect(drivers: list[Driver], kind: str, author: str, n: int) -> dict[str, Any]:
+    """Per message id, the last arrival over every member on every host."""
+    last: dict[str, float] = {}
+    ok, dups, breaks, counts = True, 0, 0, []
+    for d in drivers:
+        got = d.ask(f"got {kind} {author} {n} {WAIT_S}")
+        ok &= got["ok"]
+        dups += got["dups"]
+        breaks += got["order_breaks"]
+        counts += got["counts"]
+        for msg_id, t in got["last"].items():
+            last[msg_id] = max(t, last.get(msg_id, 0.0))
+    return {"last": last, "ok": ok, "dups": dups, "order_breaks": breaks, "counts": counts}
+
+
+def big_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
+    """30 members: post -> last member's message; direct one-way and round trip."""
+    room = "#big"
+    for d in drivers:
+        d.ask(f"join {room} 0,1,2")
+    members = sum(len(d.ids) for d in drivers)
+    for d in drivers:
+        assert d.ask(f"members {room} {members} {WAIT_S}")["ok"], "room did not fill"
+    log(f"{room}: {members} members")
+    author, n = drivers[0].ids[0], sizes["latency"]
+    drivers[0].ask(f"post {room} 0 20 20")  # warm-up: sessions to every member open
+    collect(drivers, room, author, 20)
+    sends = drivers[0].ask(f"post {room} 0 {n} 20")["sends"]
+    got = collect(drivers, room, author, 20 + n)
+    lat = [got["last"][i] - t for i, t in sends.items()]
+    peer = drivers[-1].ids[0]
+    dsends = drivers[0].ask(f"direct 0 {peer} {n} 20")["sends"]
+    dgot = drivers[-1].ask(f"got direct {author} {n} {WAIT_S}")
+    dlat = [dgot["last"][i] - t for i, t in dsends.items()]
+    d0 = drivers[0].ask(f"delivered 0 {n} {WAIT_S}")
+    rtt = [t - s for s, t in zip(sorted(dsends.values()), sorted(d0["times"]), strict=False)]
+    return {"members": members, "room": us(lat), "direct": us(dlat), "rtt": us(rtt),
+            "dups": got["dups"], "order_breaks": got["order_breaks"]}
+
+
+def rate_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
+    """1,000 posts/s into 10 members; the same as broadcasts to the same 9 peers."""
+    room, rate = "#ten", sizes["rate"]
+    n = rate * sizes["seconds"]
+    for d in drivers:
+        d.ask(f"join {room} 0")
+    for d in drivers:
+        assert d.ask(f"members {room} {len(drivers)} {WAIT_S}")["ok"]
+    author = drivers[0].ids[0]
+    t0 = time.time()
+    sends = drivers[0].ask(f"post {room} 0 {n} {rate}", timeout=WAIT_S + 60)["sends"]
+    sent_s = max(sends.values()) - t0
+    got = collect(drivers, room, author, n)
+    lags = [got["last"][i] - t for i, t in sends.items() if i in got["last"]]
+    lost = sum(max(0, n - c) for c in got["counts"])
+    peers = ",".join(d.ids[0] for d in drivers[1:])
+    t1 = time.time()
+    fsends = drivers[0].ask(f"fan 0 {peers} {n} {rate}", timeout=WAIT_S + 60)["sends"]
+    fsent_s = max(fsends.values()) - t1
+    fgot = collect(drivers[1:], "direct", author, n)
+    flags = [fgot["last"][i] - t for i, t in fsends.items() if i in fgot["last"]]
+    flost = sum(max(0, n - c) for c in fgot["counts"])
+    return {"n": n, "rate_sent": n / sent_s, "lost": lost, "dups": got["dups"],
+            "order_breaks": got["order_breaks"], "lag": us(lags),
+            "base_rate_sent": n / fsent_s, "base_lost": flost, "base_lag": us(flags),
+            "base_dups": fgot["dups"]}
+
+
+def catch_up(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
+    """10,000 posts live to a member; then 10,000 it missed, fetched from a relay."""
+    room, n = "#catch", sizes["catchup"]
+    a, b, c = drivers[0], drivers[1], drivers[2]
+    for d in (a, b, c):
+        d.ask(f"join {room} 1")
+    for d in (a, b, c):
+        assert d.ask(f"members {room} 3 {WAIT_S}")["ok"]
+    author = a.ids[1]
+    t0 = time.time()
+    a.ask(f"post {room} 1 {n} 0")
+    live = c.ask(f"got {room} {author} {n} {WAIT_S}")
+    live_s = max(live["last"].values()) - t0
+    b.ask(f"got {room} {author} {n} {WAIT_S}")
+    c.ask("close 1")
+    a.ask(f"post {room} 1 {n} 0")
+    b.ask(f"got {room} {author} {2 * n} {WAIT_S}")
+    a.ask("close 1")  # the author is gone: what c missed must come from b
+    opened = c.ask("open 1")
+    got = c.ask(f"got {room} {author} {n} {WAIT_S}")
+    catch_s = max(got["last"].values()) - opened["t"]
+    return {"n": n, "live_s": live_s, "catchup_s": catch_s,
+            "start_s": opened["ready"] - opened["t"], "ok": got["ok"], "dups": got["dups"],
+            "order_breaks": got["order_breaks"]}
+
+
+def memory(drivers: list[Driver], before: list[int], after: list[int],
+           sizes: dict[str, int]) -> dict[str, Any]:
+    rooms = drivers[3].ask(f"rooms 2 {sizes['rooms']}")
+    per_room = (rooms["after"] - rooms["before"]) / sizes["rooms"]
+    # each driver holds 3 members; each of them added 27 remote members and sessions
+    grew = [(b - a) / (3 * 27) for a, b in zip(before, after, strict=True)]
+    return {"per_room_kib": per_room, "per_remote_member_kib": statistics.median(grew),
+            "rss_before_kib": before, "rss_after_kib": after}
+
+
+def heal(sizes: dict[str, int]) -> dict[str, Any]:
+    """Two halves post while apart; time from the link coming back to all having all."""
+    n = sizes["heal"]
+    with Lab(4) as lab:
+        drivers = [Driver(lab, i, 1, env=FAST) for i in range(4)]
+        try:
+            for d in drivers:
+                d.ask("join #heal 0")
+            for d in drivers:
+                assert d.ask(f"members #heal 4 {WAIT_S}")["ok"]
+            trunk = lab.split(lab.hosts[2:])
+            trunk.down()
+            for i, d in enumerate(drivers):  # each side has given the other up
+                for j in ((2, 3) if i < 2 else (0, 1)):
+                    assert d.ask(f"gone 0 {drivers[j].ids[0]} {WAIT_S}")["ok"]
+            others = {0: 2, 1: 3, 2: 0, 3: 1}
+            for i, d in enumerate(drivers):
+                d.ask(f"post #heal 0 {n} 0")
+                d.ask(f"direct 0 {drivers[others[i]].ids[0]} {n} 0")
+            t = time.time()
+            trunk.up()
+            room_done, direct_done = 0.0, 0.0
+            for d in drivers:
+                for author in drivers:
+                    if author is d:
+                        continue
+                    got = d.ask(f"got #heal {author.ids[0]} {n} {WAIT_S}")
+                    room_done = max(room_done, max(got["last"].values()))
+                dl = d.ask(f"delivered 0 {n} {WAIT_S}")
+                direct_done = max(direct_done, max(dl["times"]))
+            return {"n": n, "room_s": room_done - t, "direct_s": direct_done - t}
+        finally:
+            for d in drivers:
+                d.stop()
+
+
+def figures(big: dict[str, Any], rate: dict[str, Any], cu: dict[str, Any],
+            mem: dict[str, Any], hl: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(f"room of {big['members']}: post -> last member, p50", big["room"]["p50"],
+               big["direct"]["p50"], "us", baseline_name="direct to one peer"),
+        Figure(f"room of {big['members']}: post -> last member, p99", big["room"]["p99"],
+               big["direct"]["p99"], "us", baseline_name="direct to one peer"),
+        Figure("direct round trip (send -> delivered), p50", big["rtt"]["p50"], None, "us"),
+        Figure(f"{rate['n']:,} posts into a 10-member room: rate held", rate["rate_sent"],
+               rate["base_rate_sent"], "msg/s", better="higher",
+               baseline_name="broadcast to the same 9"),
+        Figure("... lost / duplicated / out of order", rate["lost"] + rate["dups"]
+               + rate["order_breaks"], rate["base_lost"] + rate["base_dups"], "msgs",
+               baseline_name="broadcast"),
+        Figure("... post -> last member, p99", rate["lag"]["p99"], rate["base_lag"]["p99"],
+               "us", baseline_name="broadcast"),
+        Figure(f"catch-up of {cu['n']:,} missed posts from a relay", cu["catchup_s"],
+               cu["live_s"], "s", baseline_name="the same sent live"),
+        Figure("memory per room", mem["per_room_kib"], None, "KiB"),
+        Figure("memory per remote member (with its session)", mem["per_remote_member_kib"],
+               None, "KiB"),
+        Figure(f"partition heals -> every member has all ({4 * hl['n']:,} posts)",
+               hl["room_s"], hl["direct_s"], "s", baseline_name="direct messages"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small N (CI); asserts nothing")
+    ap.add_argument("--json", default="bench/out/rooms.json", help="where to write JSON")
+    args = ap.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    with Lab(10) as lab:
+        log(f"lab {lab.prefix} mode={lab.mode} {lab.fallback_reason or ''}")
+        prefix = lab.prefix
+        drivers = [Driver(lab, i, 3) for i in range(10)]
+        try:
+            before = [d.ask("rss")["kib"] for d in drivers]
+            big = big_room(drivers, sizes)
+            after = [d.ask("rss")["kib"] for d in drivers]
+            log(f"30-member room: {big}")
+            rate = rate_room(drivers, sizes)
+            log(f"rate: lost {rate['lost']} dups {rate['dups']} breaks {rate['order_breaks']}")
+            cu = catch_up(drivers, sizes)
+            log(f"catch-up: {cu}")
+            mem = memory(drivers, before, after, sizes)
+        finally:
+            for d in drivers:
+                d.stop()
+    hl = heal(sizes)
+    log(f"heal: {hl}")
+    left = lab_namespaces_of(prefix)
+    notes = [
+        "ratio = lanchat / baseline; every post is signed by its author (Ed25519) and "
+        "verified by every member; one outbox row per member",
+        f"30-member room: direct round trip p99 {big['rtt']['p99']:.0f} µs; room posts "
+        f"duplicated {big['dups']}, out of order {big['order_breaks']}",
+        f"10-member room at {sizes['rate']}/s: lost {rate['lost']}, duplicated "
+        f"{rate['dups']}, out of order {rate['order_breaks']}; p50 post -> last member "
+        f"{rate['lag']['p50']:.0f} µs (broadcast {rate['base_lag']['p50']:.0f} µs)",
+        f"catch-up: the member's own start to ready {cu['start_s']:.2f} s is included; "
+        f"duplicates {cu['dups']}, out of order {cu['order_breaks']}",
+    ]
+    return finish("Rooms", quick=args.quick, elapsed=time.monotonic() - started,
+                  figures=figures(big, rate, cu, mem, hl), notes=notes, left=left,
+                  json_path=args.json,
+                  result={"sizes": sizes, "big": big, "rate": rate, "catchup": cu,
+                          "memory": mem, "heal": hl})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
