@@ -14,7 +14,7 @@ takes one command per stdin line:
     direct I PEER COUNT RATE  node I sends COUNT direct messages to PEER at RATE/s
     fan I PEERS COUNT RATE    node I queues COUNT messages, each to every peer in PEERS
                               (comma-separated ids) as one broadcast (the outbox path)
-    got KIND AUTHOR N S       wait (S s) until every local node that is not AUTHOR has N
+    got KIND AUTHOR N S [I]   wait (S s) until every local node that is not AUTHOR (or node I) has N
                               messages from AUTHOR (KIND: a room name, or "direct");
                               answers per message id the last arrival time over the local
                               nodes, plus duplicates and order breaks
@@ -211,6 +211,8 @@ def run(cmd: str, a: list[str], nodes: list[Local]) -> dict[str, Any]:  # noqa: 
         kind, author, want, timeout = a[0], a[1], int(a[2]), float(a[3])
         key = (kind, author)
         readers = [n for n in nodes if n.node is not None and n.node.node_id != author]
+        if len(a) > 4:
+            readers = [nodes[int(a[4])]]
         ok = all(n.rec.wait(lambda n=n: len(n.rec.arrived[key]) >= want, timeout)
                  for n in readers)
         last: dict[str, float] = {}

@@ -98,12 +98,14 @@ def us(samples: list[float]) -> dict[str, float]:
     return {"p50": percentile(ms, 50), "p99": percentile(ms, 99), "n": len(ms)}
 
 
-def collect(drivers: list[Driver], kind: str, author: str, n: int) -> dict[str, Any]:
-    """Per message id, the last arrival over every member on every host."""
+def collect(drivers: list[Driver], kind: str, author: str, n: int,
+            node: int | None = None) -> dict[str, Any]:
+    """Per message id, the last arrival over every member on every host (or over node
+    `node` of each host)."""
     last: dict[str, float] = {}
     ok, dups, breaks, counts = True, 0, 0, []
     for d in drivers:
-        got = d.ask(f"got {kind} {author} {n} {WAIT_S}")
+        got = d.ask(f"got {kind} {author} {n} {WAIT_S}" + ("" if node is None else f" {node}"))
         ok &= got["ok"]
         dups += got["dups"]
         breaks += got["order_breaks"]
@@ -130,7 +132,7 @@ def big_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
     lat = [got["last"][i] - t for i, t in sends.items()]
     peer = drivers[-1].ids[0]
     dsends = drivers[0].ask(f"direct 0 {peer} {n} 20")["sends"]
-    dgot = drivers[-1].ask(f"got direct {author} {n} {WAIT_S}")
+    dgot = drivers[-1].ask(f"got direct {author} {n} {WAIT_S} 0")
     dlat = [dgot["last"][i] - t for i, t in dsends.items()]
     d0 = drivers[0].ask(f"delivered 0 {n} {WAIT_S}")
     rtt = [t - s for s, t in zip(sorted(dsends.values()), sorted(d0["times"]), strict=False)]
@@ -150,14 +152,14 @@ def rate_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
     t0 = time.time()
     sends = drivers[0].ask(f"post {room} 0 {n} {rate}", timeout=WAIT_S + 60)["sends"]
     sent_s = max(sends.values()) - t0
-    got = collect(drivers, room, author, n)
+    got = collect(drivers, room, author, n, node=0)
     lags = [got["last"][i] - t for i, t in sends.items() if i in got["last"]]
     lost = sum(max(0, n - c) for c in got["counts"])
     peers = ",".join(d.ids[0] for d in drivers[1:])
     t1 = time.time()
     fsends = drivers[0].ask(f"fan 0 {peers} {n} {rate}", timeout=WAIT_S + 60)["sends"]
     fsent_s = max(fsends.values()) - t1
-    fgot = collect(drivers[1:], "direct", author, n)
+    fgot = collect(drivers[1:], "direct", author, n, node=0)
     flags = [fgot["last"][i] - t for i, t in fsends.items() if i in fgot["last"]]
     flost = sum(max(0, n - c) for c in fgot["counts"])
     return {"n": n, "rate_sent": n / sent_s, "lost": lost, "dups": got["dups"],
@@ -177,16 +179,16 @@ def catch_up(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
     author = a.ids[1]
     t0 = time.time()
     a.ask(f"post {room} 1 {n} 0")
-    live = c.ask(f"got {room} {author} {n} {WAIT_S}")
+    live = c.ask(f"got {room} {author} {n} {WAIT_S} 1")
     live_s = max(live["last"].values()) - t0
-    b.ask(f"got {room} {author} {n} {WAIT_S}")
+    b.ask(f"got {room} {author} {n} {WAIT_S} 1")
     c.ask("close 1")
-    a.ask(f"post {room} 1 {n} 0")
-    b.ask(f"got {room} {author} {2 * n} {WAIT_S}")
+    missed = a.ask(f"post {room} 1 {n} 0")["sends"]
+    b.ask(f"got {room} {author} {2 * n} {WAIT_S} 1")
     a.ask("close 1")  # the author is gone: what c missed must come from b
     opened = c.ask("open 1")
-    got = c.ask(f"got {room} {author} {n} {WAIT_S}")
-    catch_s = max(got["last"].values()) - opened["t"]
+    got = c.ask(f"got {room} {author} {2 * n} {WAIT_S} 1")
+    catch_s = max(got["last"][i] for i in missed) - opened["t"]
     return {"n": n, "live_s": live_s, "catchup_s": catch_s,
             "start_s": opened["ready"] - opened["t"], "ok": got["ok"], "dups": got["dups"],
             "order_breaks": got["order_breaks"]}

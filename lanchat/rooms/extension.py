@@ -151,6 +151,7 @@ class Rooms(Gossip):
         for _, m in fresh:
             assert isinstance(m, RoomMsg)
             self._show(m)
+        self._asked &= set(self.log.held)
         for key in list(self.log.held):
             if key not in self._asked:
                 self._asked.add(key)
