@@ -63,7 +63,8 @@ def test_room_frames_refuse_bad_fields() -> None:
     good = {"t": "room_msg", "room": "#lunch", "id": "x1", "author": "a", "key": "k",
             "seq": 1, "ts": 0, "nick": "n", "text": "t", "sig": "s"}
     decode_payload(encode(RoomMsg.from_dict(good))[4:])
-    for patch in ({"room": "#Lunch"}, {"seq": 0}, {"seq": "1"}, {"nick": ""}, {"room": "x"}):
+    for patch in ({"room": "#Lunch"}, {"seq": 0}, {"seq": "1"}, {"nick": "x" * 300},
+                  {"room": "x"}):
         with pytest.raises(ProtocolError):
             RoomMsg.from_dict({**good, **patch})
     with pytest.raises(ProtocolError):
