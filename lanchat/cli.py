@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from lanchat import __version__
 from lanchat.config import DEFAULT_PORT, Config, default_home, initial_nick
 from lanchat.text import SafeLogFormatter
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; global options work before or after the subcommand."""
     parser = argparse.ArgumentParser(
         prog="lanchat", description="Chat and share files with people on your local network.")
+    parser.add_argument("--version", action="version", version=f"lanchat {__version__}")
     _global_options(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"lanchat {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -70,18 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offer a file or folder; exit 0 once the peer verified it")
     p.add_argument("--wait", type=float, default=None, metavar="S",
                    help="give up after S seconds (default 10; 600 with --file)")
+    p.add_argument("--json", action="store_true",
+                   help="every event as one JSON line on stdout, as `run --json` writes it")
     p.add_argument("text", nargs="*", help="the message")
     p = add("peers", "discover for a while, print who is here, exit")
     p.add_argument("--wait", type=float, default=2.0, metavar="S",
                    help="discover for S seconds (default 2)")
-    p.add_argument("--json", action="store_true")
-    add("id", "this node's nick, id and fingerprint")
+    p.add_argument("--json", action="store_true", help='one JSON object: {"peers": [...]}')
+    p = add("id", "this node's nick, id and fingerprint")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object: nick, id, short, fingerprint, home")
     p = add("plugins", "installed plugins, their hooks and commands")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help='one JSON object: {"plugins": [...]}')
     p = add("doctor", "why a peer is or is not seen: per interface, what was sent and heard")
     p.add_argument("--wait", type=float, default=3.0, metavar="S",
                    help="listen for S seconds first (default 3)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p = add("web", "a node with its chat window in the browser (served on 127.0.0.1 only)")
     p.add_argument("--web-port", type=int, default=0, metavar="N",
                    help="port of the web window on 127.0.0.1 (default: any free port)")
@@ -150,17 +156,19 @@ def main(argv: list[str] | None = None) -> int:
             from lanchat.transfer_cli import send_file
 
             return send_file(config, to=args.to, path=args.file,
-                             wait_s=600.0 if args.wait is None else args.wait)
+                             wait_s=600.0 if args.wait is None else args.wait,
+                             json_mode=args.json)
         text = " ".join(args.text)
         if not text:
             print("lanchat: nothing to send; give the message as arguments", file=sys.stderr)
             return 2
         return headless.send(config, to=None if args.all else args.to, text=text,
-                             wait_s=10.0 if args.wait is None else args.wait)
+                             wait_s=10.0 if args.wait is None else args.wait,
+                             json_mode=args.json)
     if command == "peers":
         return headless.peers(config, wait_s=args.wait, json_mode=args.json)
     if command == "id":
-        return headless.show_id(config)
+        return headless.show_id(config, json_mode=args.json)
     if command == "web":
         if not 0 <= args.web_port <= 65535:
             print("lanchat: --web-port takes 0..65535", file=sys.stderr)
