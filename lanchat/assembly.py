@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 from lanchat.config import Config
 from lanchat.events import Event
@@ -98,3 +99,29 @@ class EventWaiter:
                 if left <= 0:
                     return None
                 self.cond.wait(left)
+
+
+class JsonPrinter:
+    """One JSON object per line; flushed whenever the event queue runs empty."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def event(self, event: Event) -> None:
+        """Write one event."""
+        self.out.write(event.to_json() + "\n")
+
+    def flush(self) -> None:
+        """Flush the stream."""
+        try:
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def print_json_events(node: Node, out: TextIO) -> JsonPrinter:
+    """Write every event of `node` to `out` as `run --json` does (flushed when idle)."""
+    printer = JsonPrinter(out)
+    node.subscribe(printer.event)
+    node.on_idle(printer.flush)
+    return printer

@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from lanchat.assembly import EventWaiter, open_node, plugin_bridge, started_node
+from lanchat.assembly import (
+    EventWaiter,
+    JsonPrinter,
+    open_node,
+    plugin_bridge,
+    print_json_events,
+    started_node,
+)
 from lanchat.commands import CommandError, Context, build_registry, execute
 from lanchat.config import Config
 from lanchat.events import Event, json_line
@@ -26,24 +33,6 @@ from lanchat.text import safe_line, safe_text
 
 __all__ = ["EventWaiter", "JsonPrinter", "TextPrinter", "describe", "list_plugins",
            "open_node", "peers", "plugin_bridge", "run", "send", "show_id", "started_node"]
-
-
-class JsonPrinter:
-    """One JSON object per line; flushed whenever the event queue runs empty."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def event(self, event: Event) -> None:
-        """Write one event."""
-        self.out.write(event.to_json() + "\n")
-
-    def flush(self) -> None:
-        """Flush the stream."""
-        try:
-            self.out.flush()
-        except (BrokenPipeError, ValueError):
-            pass
 
 
 def describe(event: Event) -> str | None:
@@ -106,8 +95,8 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
         prepare(node, plugins)
     printer = JsonPrinter(stdout) if json_mode else TextPrinter(stdout)
     node.subscribe(printer.event)
-    node.subscribe(plugin_bridge(node, plugins))
     node.on_idle(printer.flush)
+    node.subscribe(plugin_bridge(node, plugins))
     for failure in plugins.failures:
         node.emit("error", code="plugin_failed",
                   message=f"plugin {failure.name} disabled ({failure.where}): {failure.error}")
@@ -146,16 +135,26 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     return 0
 
 
-def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
-    """Start, send one message (to a peer or everyone), wait for the ack(s), exit."""
+def send(config: Config, *, to: str | None, text: str, wait_s: float,
+         json_mode: bool = False) -> int:
+    """Start, send one message (to a peer or everyone), wait for the ack(s), exit.
+
+    With `json_mode` every event of the short-lived node goes to stdout as `run --json`
+    writes it (`delivered` per peer among them)."""
     try:
         check_text(text)
     except ValueError as exc:
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
     waiter = EventWaiter()
-    node = started_node(config, waiter)
-    if node is None:
+    node = open_node(config)
+    node.subscribe(waiter)
+    if json_mode:
+        printer = print_json_events(node, sys.stdout)
+    try:
+        node.start()
+    except NodeError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
         return 1
     deadline = time.monotonic() + wait_s
     try:
@@ -202,6 +201,8 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float) -> int:
         return 2
     finally:
         node.close()
+        if json_mode:
+            printer.flush()
 
 
 def _wait_for_peer(node: Node, waiter: EventWaiter, ref: str,
@@ -244,9 +245,17 @@ def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
     return 0
 
 
-def show_id(config: Config) -> int:
+def show_id(config: Config, *, json_mode: bool = False) -> int:
     """Print this home's nick, id and fingerprint (creating the identity if needed)."""
     identity = Identity.load_or_create(config.home)
+    if json_mode:
+        import json
+
+        print(json.dumps({"nick": config.nick, "id": identity.node_id,
+                          "short": short_id(identity.node_id),
+                          "fingerprint": fingerprint(identity.node_id),
+                          "home": str(config.home)}, ensure_ascii=True))
+        return 0
     print(f"nick:        {safe_line(config.nick)}")
     print(f"id:          {identity.node_id}")
     print(f"short:       {short_id(identity.node_id)}")

@@ -86,6 +86,10 @@ def lab_factory(
                           f"{node.describe()}")
         for lab in labs:
             lab.close()
+    # every event any node wrote, checked against the headless contract's schema
+    for lab in labs:
+        for node in lab.nodes:
+            node.check_contract()
 
 
 @pytest.fixture

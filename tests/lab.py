@@ -43,6 +43,8 @@ from typing import Any
 
 import pytest
 
+from contract import violations
+
 log = logging.getLogger("lanchat.lab")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +185,8 @@ class LanchatProc:
         self.extra_args = extra_args
         self.env_overrides = dict(env) if env else None
         self.events: list[dict[str, Any]] = []
+        # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow
+        self.contract_violations: list[str] = []
         self._consumed: set[int] = set()
         self._cond = threading.Condition()
         self._eof = False
@@ -238,7 +242,10 @@ class LanchatProc:
                         ev = {"event": "_nonjson", "line": line}
                 except ValueError:
                     ev = {"event": "_nonjson", "line": line}
+                wrong = ([f"not a JSON event: {line[:200]!r}"] if ev["event"] == "_nonjson"
+                         else violations(ev))
                 with self._cond:
+                    self.contract_violations += wrong
                     self.events.append(ev)
                     self._cond.notify_all()
         except (OSError, ValueError):
@@ -247,6 +254,14 @@ class LanchatProc:
             with self._cond:
                 self._eof = True
                 self._cond.notify_all()
+
+    def check_contract(self) -> None:
+        """Fail if stdout carried anything the headless contract's schema does not allow."""
+        with self._cond:
+            wrong = list(self.contract_violations)
+        if wrong:
+            raise AssertionError(f"{self!r} broke the headless contract (docs/HEADLESS.md, "
+                                 "lanchat/headless.schema.json):\n" + "\n".join(wrong[:20]))
 
     def mark(self) -> int:
         """The number of events received so far; pass it as ``since`` to wait for newer ones."""
@@ -271,6 +286,7 @@ class LanchatProc:
                         found.append(ev)
                 scanned = len(self.events)
                 if len(found) >= count:
+                    self.check_contract()
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0 or self._eof:
@@ -290,6 +306,7 @@ class LanchatProc:
                 self._cond.wait(min(left, 1.0))
 
     def events_named(self, name: str) -> list[dict[str, Any]]:
+        self.check_contract()
         with self._cond:
             return [e for e in self.events if e.get("event") == name]
 
@@ -340,6 +357,7 @@ class LanchatProc:
             while True:
                 ev = self._find(name, want, pred, since, consume)
                 if ev is not None:
+                    self.check_contract()
                     return ev
                 if self._eof:
                     why = f"process ended (rc={self.popen.poll()}) before"

@@ -11,22 +11,36 @@ from typing import Any
 from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.node import Node
+from tests.contract import violations, wire
 
 
 class EventLog:
-    """Every event a node emitted, with a wait that needs no sleep."""
+    """Every event a node emitted, with a wait that needs no sleep; each event is checked
+    against the headless contract's schema as `run --json` would print it."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.events: list[Event] = []
+        self.contract_violations: list[str] = []
 
     def __call__(self, event: Event) -> None:
+        wrong = violations(wire(event)) if not event.name.startswith("test_") else []
         with self.cond:
+            self.contract_violations += wrong
             self.events.append(event)
             self.cond.notify_all()
 
+    def check_contract(self) -> None:
+        """Fail if the node emitted an event the schema (docs/HEADLESS.md) does not allow."""
+        with self.cond:
+            wrong = list(self.contract_violations)
+        if wrong:
+            raise AssertionError("events break the headless contract (docs/HEADLESS.md, "
+                                 "lanchat/headless.schema.json):\n" + "\n".join(wrong[:20]))
+
     def named(self, name: str) -> list[Event]:
         """Events with this name so far."""
+        self.check_contract()
         with self.cond:
             return [e for e in self.events if e.name == name]
 
@@ -38,6 +52,7 @@ class EventLog:
             while True:
                 found = [e for e in self.events if e.name == name and pred(e)]
                 if len(found) >= count:
+                    self.check_contract()
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -7,6 +7,7 @@ from typing import Any
 
 from lanchat.commands import CommandError, CommandRegistry, Context, Output, first_word, split_words
 from lanchat.hookspecs import hookimpl
+from lanchat.progress import human_size
 from lanchat.text import safe_line
 from lanchat.transfer import TransferError, TransferManager, manager_of
 
@@ -16,14 +17,6 @@ def _manager(ctx: Context) -> TransferManager:
     if manager is None:
         raise CommandError("file transfer is not enabled in this node")
     return manager
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _unquote(text: str) -> str:
@@ -43,7 +36,7 @@ def _file(ctx: Context, args: str) -> Output | None:
     except TransferError as exc:
         raise CommandError(str(exc)) from None
     kind = f"folder, {len(t.items)} files, " if t.folder else ""
-    return Output(f"offered {safe_line(t.name)} ({kind}{_human(t.size)}) to "
+    return Output(f"offered {safe_line(t.name)} ({kind}{human_size(t.size)}) to "
                   f"{safe_line(t.peer_nick)} as {t.id}",
                   {"transfer": t.id, "to": t.peer, "name": t.name, "size": t.size})
 
@@ -58,7 +51,7 @@ def _accept(ctx: Context, args: str) -> Output | None:
         t = _manager(ctx).accept(ref, dest)
     except TransferError as exc:
         raise CommandError(str(exc)) from None
-    return Output(f"accepted {safe_line(t.name)} ({_human(t.size)}) from "
+    return Output(f"accepted {safe_line(t.name)} ({human_size(t.size)}) from "
                   f"{safe_line(t.peer_nick)} into {safe_line(t.dest_dir)}",
                   {"transfer": t.id, "dir": t.dest_dir})
 
@@ -93,7 +86,7 @@ def _transfers(ctx: Context, args: str) -> Output | None:
         arrow = "<-" if r["direction"] == "in" else "->"
         state = r["state"] + (" (moving)" if r["moving"] else "")
         lines.append(f"{r['number']:>3} {r['transfer']} {arrow} {safe_line(r['nick']):<12} "
-                     f"{safe_line(r['name'])[:40]:<40} {_human(r['size']):>10}  {state}"
+                     f"{safe_line(r['name'])[:40]:<40} {human_size(r['size']):>10}  {state}"
                      + (f": {safe_line(r['reason'])}" if r["reason"] else ""))
     return Output("\n".join(lines), rows)
 
