@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 
 from lanchat import __version__
-from lanchat.config import DEFAULT_PORT, Config, default_home, initial_nick
+from lanchat.completion import SHELLS
+from lanchat.config import DEFAULT_PORT
+from lanchat.settings import Settings, SettingsError
+from lanchat.settings import build as build_settings
 from lanchat.text import SafeLogFormatter
 
 
@@ -31,7 +34,10 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="do not use mDNS/DNS-SD")
     parser.add_argument("--no-beacon", action="store_true", default=d,
                         help="do not use the multicast beacon")
-    parser.add_argument("--downloads", type=Path, default=d, help="where accepted files go")
+    parser.add_argument("--downloads", type=Path, default=d,
+                        help="where accepted files go (default: your Downloads folder)")
+    parser.add_argument("--config", type=Path, default=d, metavar="PATH",
+                        help="the config file (env LANCHAT_CONFIG; `lanchat config` shows it)")
     parser.add_argument("--log-level", default=d,
                         choices=["debug", "info", "warning", "error"], help="log detail")
 
@@ -93,24 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the web window on 127.0.0.1 (default: any free port)")
     p.add_argument("--no-browser", action="store_true", help="print the address only")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p = add("config", "the config file's path and the settings in force, with their source")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object: config_file, exists, values, sources")
+    p = add("completion", "print the tab-completion script for a shell")
+    p.add_argument("shell", choices=SHELLS, help="bash, zsh or fish")
     add("shell", "the interactive shell (the default)")
     return parser
 
 
-def make_config(args: argparse.Namespace) -> Config:
-    """Turn parsed arguments into a Config."""
-    home = args.home or default_home()
-    return Config(
-        home=home,
-        nick=initial_nick(home, args.nick),
-        port=DEFAULT_PORT if args.port is None else args.port,
-        interfaces=list(args.interface or []),
-        peers=list(args.peer or []),
-        mdns=not args.no_mdns,
-        beacon=not args.no_beacon,
-        downloads=args.downloads,
-        log_level=args.log_level or "warning",
-    )
+def make_settings(args: argparse.Namespace) -> Settings:
+    """Parsed arguments over the environment, the config file and the defaults."""
+    return build_settings({
+        "home": args.home, "nick": args.nick, "port": args.port,
+        "interfaces": args.interface, "peers": args.peer, "no_mdns": args.no_mdns,
+        "no_beacon": args.no_beacon, "downloads": args.downloads,
+        "log_level": args.log_level, "config": args.config})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
-    config = make_config(args)
+    if args.command == "completion":
+        from lanchat.completion import script
+
+        sys.stdout.write(script(parser, args.shell))
+        return 0
+    try:
+        settings = make_settings(args)
+    except SettingsError as exc:
+        print(f"lanchat: {exc}", file=sys.stderr)
+        return 2
+    config = settings.config
     from lanchat.nicks import NickError, check_nick
 
     try:
@@ -183,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return doctor(config, wait_s=args.wait, json_mode=args.json)
     if command == "plugins":
         return headless.list_plugins(config, json_mode=args.json)
+    if command == "config":
+        return headless.show_settings(settings, json_mode=args.json)
     try:
         from lanchat.shell import run_shell
     except ImportError:

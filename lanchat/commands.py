@@ -186,11 +186,13 @@ def _execute(ctx: Context, line: str) -> Output | None:
     line = line.rstrip("\r\n")
     if not line.strip():
         return None
-    if line.startswith("//"):
-        return ctx.queue_text(ctx.target, line[1:])
-    if not line.startswith("/"):
+    # Spaces before the slash are a slip of the thumb: the line is still a command.
+    body = line.lstrip(" \t")
+    if body.startswith("//"):
+        return ctx.queue_text(ctx.target, body[1:])
+    if not body.startswith("/"):
         return ctx.queue_text(ctx.target, line)
-    name, _, argtext = line[1:].partition(" ")
+    name, _, argtext = body[1:].partition(" ")
     command = ctx.registry.get(name)
     if command is None:
         raise CommandError(f"unknown command /{name}; /help lists them")
@@ -353,6 +355,27 @@ def _forget(ctx: Context, args: str) -> Output | None:
                   "(history stays)", {"peer": peer["id"]})
 
 
+def _ignore(ctx: Context, args: str) -> Output | None:
+    if not args.strip():
+        peers = ctx.node.ignored()
+        names = ", ".join(safe_line(p["nick"]) for p in peers)
+        return Output(f"ignored: {names}" if peers else "nobody is ignored",
+                      [{"id": p["id"], "nick": p["nick"]} for p in peers])
+    peer, _ = _one_peer(ctx, args, "/ignore [PEER]")
+    ctx.node.ignore(peer["id"], True)
+    return Output(f"ignoring {safe_line(peer['nick'])}: their messages are kept in the history"
+                  " but not shown; /unignore shows them again",
+                  {"peer": peer["id"], "ignored": True})
+
+
+def _unignore(ctx: Context, args: str) -> Output | None:
+    peer, _ = _one_peer(ctx, args, "/unignore PEER")
+    _, changed = ctx.node.ignore(peer["id"], False)
+    nick = safe_line(peer["nick"])
+    return Output(f"{nick} is shown again" if changed else f"{nick} was not ignored",
+                  {"peer": peer["id"], "ignored": False})
+
+
 def _search(ctx: Context, args: str) -> Output | None:
     if not args.strip():
         raise CommandError("usage: /search TEXT")
@@ -416,6 +439,10 @@ def lanchat_register_commands(registry: CommandRegistry) -> None:
                  usage="/trust PEER [off]")
     registry.add("forget", _forget, help="drop a peer's key pin and queued messages",
                  usage="/forget PEER")
+    registry.add("ignore", _ignore, help="hide a peer's messages (kept in the history); "
+                 "no PEER: list", usage="/ignore [PEER]")
+    registry.add("unignore", _unignore, help="show a peer's messages again",
+                 usage="/unignore PEER")
     registry.add("search", _search, help="full-text search of the history",
                  usage="/search TEXT")
     registry.add("help", _help, help="commands and their use", usage="/help [COMMAND]")

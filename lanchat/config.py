@@ -84,6 +84,11 @@ class Config:
         default_factory=lambda: _env_float("LANCHAT_HEARTBEAT_S", SESSION_PING_AFTER_S))
     dead_after_s: float = field(
         default_factory=lambda: _env_float("LANCHAT_DEAD_AFTER_S", SESSION_DEAD_AFTER_S))
+    # Node ids whose files are accepted without asking (the config file's `auto_accept`,
+    # added to the list `/autoaccept` keeps).
+    auto_accept: list[str] = field(default_factory=list)
+    # Plugins (entry-point names or plugin-file stems) that are not loaded.
+    disabled_plugins: list[str] = field(default_factory=list)
 
     @property
     def downloads_dir(self) -> Path:

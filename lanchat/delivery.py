@@ -77,6 +77,9 @@ class Delivery:
         self._wake_pending = False
         self._throttled: set[PeerSession] = set()
         self._flush_scheduled = False
+        # Peers on /ignore (the node replaces the set): their messages are stored and
+        # acked, never emitted.
+        self.ignored: frozenset[str] = frozenset()
 
     # -- what waits for whom (loop thread) ------------------------------------------------
 
@@ -202,6 +205,9 @@ class Delivery:
             if not isinstance(chat, Chat):
                 kind = self._kinds[type(chat)]
                 others.setdefault(id(kind), (kind, []))[1].append((peer_id, chat))
+                continue
+            if peer_id in self.ignored:  # stored and acked, never shown (/ignore)
+                count("ignored_messages")
                 continue
             emit("message", id=chat.msg_id, **{"from": {"id": peer_id, "nick": nick}},
                  to="broadcast" if chat.broadcast else "direct", text=chat.text, sent=ts,

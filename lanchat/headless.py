@@ -29,6 +29,7 @@ from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
+from lanchat.settings import Settings
 from lanchat.text import safe_line, safe_text
 
 __all__ = ["EventWaiter", "JsonPrinter", "TextPrinter", "describe", "list_plugins",
@@ -88,7 +89,7 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
 
     `prepare(node, plugins)` adds extensions before the start (`lanchat web`); with
     `stay_after_eof` the end of stdin does not stop the node (only /quit or a signal)."""
-    plugins = Plugins(config.home)
+    plugins = Plugins(config.home, disabled=config.disabled_plugins)
     registry = build_registry(plugins)
     node = open_node(config, plugins)
     if prepare is not None:
@@ -263,9 +264,32 @@ def show_id(config: Config, *, json_mode: bool = False) -> int:
     return 0
 
 
+def show_settings(settings: Settings, *, json_mode: bool) -> int:
+    """Print the config file's path and every setting in force with where it came from."""
+    report = settings.report()
+    if json_mode:
+        import json
+
+        print(json.dumps(report, ensure_ascii=True))
+        return 0
+    state = "" if report["exists"] else "  (not there: defaults in force)"
+    rows = [("config file", safe_line(report["config_file"]) + state, "")]
+    for key, value in report["values"].items():
+        items = value.items() if key == "limits" else [(key, value)]
+        for name, item in items:
+            name = f"limits.{name}" if key == "limits" else name
+            shown = ", ".join(item) if isinstance(item, list) else str(item)
+            rows.append((name, safe_line(shown) or "-",
+                         f"({report['sources'].get(name, 'default')})"))
+    width = max(len(name) for name, _, _ in rows) + 2
+    for name, shown, where in rows:
+        print(f"{name + ':':<{width}}{shown:<40} {where}".rstrip())
+    return 0
+
+
 def list_plugins(config: Config, *, json_mode: bool) -> int:
     """List plugins, their hooks and the commands they add."""
-    plugins = Plugins(config.home)
+    plugins = Plugins(config.home, disabled=config.disabled_plugins)
     registry = build_registry(plugins)
     listing = plugins.listing()
     by_plugin: dict[str, list[str]] = {}

@@ -153,6 +153,7 @@ class Node:
             delivery = Delivery(self.runtime, store, sessions, lambda: self.nick,
                                 self._dial, self._runtime.backlog,
                                 self._runtime.when_drained)
+            delivery.ignored = frozenset(store.ignored())
             presence = Presence(identity.node_id, store, self.runtime,
                                 connected=sessions.connected, queued=delivery.queued,
                                 dial=self._dial, warnings=self.warnings)
@@ -420,6 +421,27 @@ class Node:
             raise ValueError(f"trust is one of {', '.join(TRUST_LEVELS)}")
         peer = self.resolve(ref)
         return self.call(self._running.presence.set_trust, peer["id"], trust)
+
+    def ignore(self, ref: str, on: bool = True) -> tuple[dict[str, Any], bool]:
+        """Put a peer on /ignore (or take it off); return the peer and whether it changed.
+
+        An ignored peer's messages are stored and acked as any other, but no `message`
+        event is emitted for them: no screen, no script, no plugin hook sees them; /history
+        and /search still do. Kept in the store across restarts."""
+        peer = self.resolve(ref)
+        changed = self.store.set_ignored(peer["id"], on)
+        self._running.delivery.ignored = frozenset(self.store.ignored())  # replaced whole
+        return peer, changed
+
+    def ignored(self) -> list[dict[str, Any]]:
+        """The peers on /ignore (known ones with their nick; others by id)."""
+        out = []
+        for peer_id in sorted(self._running.delivery.ignored):
+            try:
+                out.append(self.resolve(peer_id))
+            except LookupError:
+                out.append({"id": peer_id, "nick": peer_id[:12]})
+        return out
 
     def forget(self, ref: str) -> dict[str, Any]:
         """Drop a peer: its pins, its queued messages, its session and its list entry."""

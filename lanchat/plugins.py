@@ -124,8 +124,11 @@ class Plugins:
     """One pluggy manager with failure isolation around every hook call."""
 
     def __init__(self, home: Path | None = None, *, entry_points: bool = True,
-                 extra: Iterable[object] = ()) -> None:
+                 extra: Iterable[object] = (), disabled: Iterable[str] = ()) -> None:
         self.pm = pluggy.PluginManager("lanchat")
+        # Names the config file's `disabled_plugins` lists (entry-point names, plugin-file
+        # stems): never imported nor registered. Built-ins cannot be disabled.
+        self.disabled = set(disabled) - set(DEFAULT_PLUGINS)
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
         self.sources: dict[str, str] = {}
@@ -139,6 +142,8 @@ class Plugins:
             self._register(importlib.import_module(name), name, "builtin")
         if entry_points:
             for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in self.disabled:
+                    continue
                 try:
                     plugin = ep.load()
                 except Exception as exc:  # noqa: BLE001 - a broken plugin never stops us
@@ -149,7 +154,8 @@ class Plugins:
             folder = home / "plugins"
             if folder.is_dir():
                 for path in sorted(folder.glob("*.py")):
-                    self._load_file(path)
+                    if path.stem not in self.disabled:
+                        self._load_file(path)
         for plugin in extra:
             self._register(plugin, getattr(plugin, "__name__", type(plugin).__name__), "test")
 
@@ -277,6 +283,9 @@ class Plugins:
         for failure in self.failures:
             out.append({"name": failure.name, "source": failure.where, "hooks": [],
                         "enabled": False, "error": failure.error})
+        for name in sorted(self.disabled):
+            out.append({"name": name, "source": "config", "hooks": [], "enabled": False,
+                        "error": "disabled in the config file (disabled_plugins)"})
         return out
 
 

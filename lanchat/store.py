@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS peers (
     trust TEXT NOT NULL DEFAULT 'tofu'
 );
 CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, since REAL NOT NULL);
 """
 
 # Full-text search over the history (external content: the text is stored once). Rows are
@@ -524,6 +525,21 @@ class Store:
             self._db.execute("DELETE FROM peers WHERE id=?", (node_id,))
             self._db.execute("DELETE FROM pins WHERE id=?", (node_id,))
             self._db.execute("DELETE FROM outbox WHERE peer=?", (node_id,))
+
+    def ignored(self) -> set[str]:
+        """Node ids on /ignore: their messages are stored but not shown."""
+        with self._lock:
+            return {str(r[0]) for r in self._db.execute("SELECT id FROM ignored")}
+
+    def set_ignored(self, node_id: str, on: bool) -> bool:
+        """Put a peer on /ignore or take it off; False if nothing changed."""
+        with self._lock:
+            if on:
+                cur = self._db.execute("INSERT OR IGNORE INTO ignored VALUES (?, ?)",
+                                       (node_id, time.time()))
+            else:
+                cur = self._db.execute("DELETE FROM ignored WHERE id=?", (node_id,))
+        return cur.rowcount == 1
 
     def pinned(self, address: str) -> str | None:
         """Return the node id pinned for a typed address (host:port), if any."""

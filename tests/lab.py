@@ -185,8 +185,10 @@ class LanchatProc:
         self.extra_args = extra_args
         self.env_overrides = dict(env) if env else None
         self.events: list[dict[str, Any]] = []
-        # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow
+        # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow;
+        # checked for lanchat itself (not for the stand-ins tests/test_lab.py runs)
         self.contract_violations: list[str] = []
+        self._check = _runs_lanchat(argv)
         self._consumed: set[int] = set()
         self._cond = threading.Condition()
         self._eof = False
@@ -242,8 +244,8 @@ class LanchatProc:
                         ev = {"event": "_nonjson", "line": line}
                 except ValueError:
                     ev = {"event": "_nonjson", "line": line}
-                wrong = ([f"not a JSON event: {line[:200]!r}"] if ev["event"] == "_nonjson"
-                         else violations(ev))
+                wrong = ([] if not self._check else [f"not a JSON event: {line[:200]!r}"]
+                         if ev["event"] == "_nonjson" else violations(ev))
                 with self._cond:
                     self.contract_violations += wrong
                     self.events.append(ev)

@@ -110,3 +110,55 @@ def test_help_lists_every_command_with_its_usage(pair: Pair) -> None:
     assert {"msg", "all", "chat", "me", "list", "whois", "verify", "trust", "forget",
             "history", "search", "nick", "help", "plugins", "doctor", "quit"} <= names
     assert run(alice, "/help msg").startswith("/msg PEER TEXT")
+
+
+def settle(node: object, log: EventLog) -> None:
+    """Wait until every event the node queued so far has reached its listeners."""
+    token = object()
+    node.emit("test_probe", token=token)  # type: ignore[attr-defined]
+    log.wait("test_probe", lambda e: e["token"] is token)
+
+
+def test_a_leading_space_before_the_slash_still_runs_the_command(pair: Pair) -> None:
+    """' /msg bob hi' is a command, not chat; '  //x' sends '/x'; other text stays as typed."""
+    alice, _, _, bob_log = pair
+    assert run(alice, " /msg bob hi") == "-> bob: hi"
+    assert run(alice, "\t/msg bob tabbed") == "-> bob: tabbed"
+    bob_log.wait("message", lambda e: e["text"] == "tabbed")
+    run(alice, "  //slash text")
+    bob_log.wait("message", lambda e: e["text"] == "/slash text")
+    run(alice, "   indented chat")
+    bob_log.wait("message", lambda e: e["text"] == "   indented chat")
+    assert not [e for e in bob_log.named("message") if "msg bob" in e["text"]]
+
+
+def test_ignored_peers_are_stored_not_shown_and_stay_ignored_after_a_restart(
+        pair: Pair, tmp_path: Path) -> None:
+    """Bob ignores alice: her lines are acked and kept in his history, but no message event
+    reaches his screen or plugins, across a restart, until /unignore."""
+    alice, alice_log, bob, bob_log = pair
+    assert run(bob, "/ignore alice").startswith("ignoring alice")
+    assert run(bob, "/ignore") .startswith("ignored: alice")
+    out = execute(alice, "/msg bob psst")
+    assert out is not None
+    alice_log.wait("delivered", lambda e: e["id"] == out.data["id"])
+    settle(bob.node, bob_log)
+    assert not [e for e in bob_log.named("message") if e["text"] == "psst"]
+    assert [r["text"] for r in bob.node.history("alice", 5)] == ["psst"]
+
+    # Bob restarts on the same home: alice is still ignored.
+    bob.node.close()
+    node, log = make_node(tmp_path / "bob", "bob", port=bob.node.port)
+    bob = Context(node, bob.registry, bob.plugins)
+    try:
+        log.wait("peer_joined")
+        out = execute(alice, "/msg bob still there?")
+        assert out is not None
+        alice_log.wait("delivered", lambda e: e["id"] == out.data["id"])
+        settle(node, log)
+        assert not log.named("message")
+        assert run(bob, "/unignore alice").startswith("alice is shown again")
+        run(alice, "/msg bob hello again")
+        assert log.wait("message")[0]["text"] == "hello again"
+    finally:
+        node.close()

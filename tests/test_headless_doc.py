@@ -57,3 +57,13 @@ def test_a_meter_shows_rate_and_time_left_over_recent_samples() -> None:
     assert line == ("report.pdf -> bob [####----------------]  20%  10.0 MiB/s  0:08 left")
     assert len(meter.line("x" * 200, width=60)) <= 60
     assert human_size(512) == "512 B" and clock_text(3725) == "1:02:05"
+
+
+def test_every_subcommand_is_in_the_table() -> None:
+    """Each subcommand of the parser (but the shell) has its row under 'Subcommands'."""
+    from lanchat.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    table = DOC.split("## Subcommands", 1)[1].split("\n## ", 1)[0]
+    assert {name for name in subs if f"| `lanchat {name}" not in table} == {"shell"}

@@ -127,8 +127,8 @@ def test_the_documented_example_works_as_written(
     ids = [alice.node.send("bob", "hi"), alice.node.send("bob", "you there?")]
     bob.log.wait("message", lambda e: e["id"] in ids, count=2)
     token = object()
-    bob.node.emit("probe", token=token)
-    bob.log.wait("probe", lambda e: e["token"] is token)
+    bob.node.emit("test_probe", token=token)
+    bob.log.wait("test_probe", lambda e: e["token"] is token)
     steps = re.split(r"^(/.*)$", transcript, flags=re.MULTILINE)[1:]
     assert len(steps) == 6
     for command, expected in zip(steps[::2], steps[1::2], strict=True):

@@ -16,6 +16,7 @@ import pytest
 
 from lanchat import protocol as p
 from lanchat.commands import Context, build_registry, execute
+from lanchat.identity import Identity
 from lanchat.plugins import Plugins
 from lanchat.transfer import commands as transfer_commands
 from lanchat.transfer.hashing import new_hasher
@@ -189,6 +190,21 @@ def test_autoaccept_is_only_for_named_peers_and_persists(pair: Pair, tmp_path: P
     done = bob.log.wait("file_done")[0]
     assert sha(Path(done["path"])) == sha(src)
     assert alice.node.node_id in bob.files.records.autoaccept()  # type: ignore[union-attr]
+
+
+def test_the_config_files_auto_accept_list_needs_no_command(tmp_path: Path) -> None:
+    """Bob's config names alice's id under auto_accept: her file arrives without asking."""
+    alice_id = Identity.load_or_create(tmp_path / "alice").node_id
+    bob = Peer(tmp_path / "bob", "bob", [], settings={"auto_accept": [alice_id]})
+    alice = Peer(tmp_path / "alice", "alice", [f"127.0.0.1:{bob.node.port}"])
+    try:
+        src = random_file(tmp_path / "auto.bin", 5000)
+        alice.files.offer("bob", src)
+        done = bob.log.wait("file_done")[0]
+        assert sha(Path(done["path"])) == sha(src)
+    finally:
+        alice.close()
+        bob.close()
 
 
 def test_commands_offer_list_accept_and_cancel(pair: Pair, tmp_path: Path) -> None:

@@ -20,9 +20,10 @@ MiB = 1 << 20
 class Peer:
     """One started node on 127.0.0.1 (no discovery) with its event log and transfers."""
 
-    def __init__(self, home: Path, nick: str, peers: list[str], **options: Any) -> None:
+    def __init__(self, home: Path, nick: str, peers: list[str],
+                 settings: dict[str, Any] | None = None, **options: Any) -> None:
         config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"], peers=peers,
-                        mdns=False, beacon=False)
+                        mdns=False, beacon=False, **(settings or {}))
         self.node = Node(config)
         self.log = EventLog()
         self.node.subscribe(self.log)

@@ -65,7 +65,8 @@ class Shell:
     def __init__(self, config: Config, *, input: Input | None = None,
                  output: Output | None = None, plugins: Plugins | None = None) -> None:
         self.config = config
-        self.plugins = plugins if plugins is not None else Plugins(config.home)
+        self.plugins = plugins if plugins is not None else Plugins(
+            config.home, disabled=config.disabled_plugins)
         self.registry = build_registry(self.plugins)
         self.node = open_node(config, self.plugins)
         self.state = ShellState(own_nick=config.nick)

@@ -107,7 +107,7 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
     def _start(self) -> None:
         node = self.node
         self.records = RecordStore(node.config.home)
-        self._autoaccept = self.records.autoaccept()
+        self._autoaccept = self.records.autoaccept() | set(node.config.auto_accept)
         now, mono = time.time(), time.monotonic()
         for t in self.records.load(now):
             self._remember(t)
