@@ -40,6 +40,15 @@ def _text(value: Any) -> str:
     return value
 
 
+def _nick(value: Any) -> str:
+    from lanchat.nicks import nick_problem
+
+    problem = nick_problem(value)
+    if problem is not None:
+        raise TypeError(f"a valid nick ({problem})")
+    return str(value)
+
+
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise TypeError("a list of strings")
@@ -68,7 +77,7 @@ def _seconds(value: Any) -> float:
 
 # Top-level keys of the file: name -> checker (returns the value or raises TypeError).
 KEYS: dict[str, Callable[[Any], Any]] = {
-    "nick": _text,
+    "nick": _nick,
     "downloads": _text,
     "interfaces": _strings,
     "port": _port,

@@ -91,6 +91,7 @@ def test_a_named_home_is_self_contained(user: Path, tmp_path: Path,
     ('nick = "x"\n\nnikc = "y"\n', "line 3: unknown key 'nikc'"),
     ('[limits]\nheartbeat_s = "fast"\n', "line 2: limits.heartbeat_s takes a positive"),
     ('auto_accept = ["bob"]\n', "line 1: auto_accept takes node ids"),
+    ('\nnick = "a\\u202eb"\n', "line 2: nick takes a valid nick"),
     ('nick = "x"\ninterfaces = [1.2.3.4]\n', "at line 2"),
 ])
 def test_a_bad_file_is_one_error_naming_the_line(

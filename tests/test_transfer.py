@@ -198,6 +198,8 @@ def test_the_config_files_auto_accept_list_needs_no_command(tmp_path: Path) -> N
     bob = Peer(tmp_path / "bob", "bob", [], settings={"auto_accept": [alice_id]})
     alice = Peer(tmp_path / "alice", "alice", [f"127.0.0.1:{bob.node.port}"])
     try:
+        alice.log.wait("peer_joined")
+        bob.log.wait("peer_joined")
         src = random_file(tmp_path / "auto.bin", 5000)
         alice.files.offer("bob", src)
         done = bob.log.wait("file_done")[0]
