@@ -137,14 +137,19 @@ def test_unusable_interfaces_do_not_stop_discovery(lab3: Lab) -> None:
 
 
 def test_host_on_two_segments_is_one_peer(lab_factory: Any) -> None:
-    """A multi-homed host is heard on both segments but listed once."""
+    """A multi-homed host is heard on both segments, known at both its addresses (by the
+    beacon alone too), and listed once."""
     lab = lab_factory(3)
     seg = lab.add_segment()
     lab.hosts[0].add_interface(seg)
     lab.hosts[1].add_interface(seg)
     lab.link_down(lab.hosts[2])
-    alice, bob, _ = start_all(lab)
+    alice, bob, _ = start_all(lab, "--no-mdns")
     bob_peer = alice.wait_event("peer_joined", peer={"nick": "n2"})["peer"]
+    both = {i.ip for i in lab.hosts[1].interfaces.values()}
+    alice.wait_event(None, pred=lambda e: e["event"] in ("peer_joined", "peer_updated")
+                     and e["peer"]["id"] == bob_peer["id"]
+                     and set(e["peer"]["addresses"]) == both, consume=False)
     alice.command("/list")
     listing = alice.wait_event("output", command="/list")["data"]
     assert [p["id"] for p in listing].count(bob_peer["id"]) == 1

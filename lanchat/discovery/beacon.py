@@ -5,11 +5,16 @@ Wire format: one UTF-8 JSON object per datagram (at most MAX_DATAGRAM bytes),
 "inst":INSTANCE,"seq":N}``. `inst` is random per start; `seq` grows with every beacon round
 (the same round carries the same seq on every interface). Unknown extra keys are ignored.
 
-Sockets: one UDP socket per interface, bound to (group, beacon_port) with SO_REUSEADDR and
-SO_REUSEPORT (several nodes on one host all receive), IP_MULTICAST_ALL=0 and a membership on
-that interface only (so a socket hears only its own interface), IP_MULTICAST_IF set to that
-interface (sends leave only there), TTL 1, loopback on. An interface that cannot be set up is
-skipped, logged and reported by `stats()`; a failing send is counted, never fatal.
+Sockets: one receiving socket bound to (group, beacon_port) with SO_REUSEADDR and
+SO_REUSEPORT (several nodes on one host all receive), IP_MULTICAST_ALL=0, a membership on
+each interface, and IP_PKTINFO, which names the interface each datagram came in on: that
+interface's subnet decides whether the sender is on-link. (One socket per interface, each
+bound to the group, does not keep interfaces apart: Linux hands a datagram from one
+interface to the socket of another, where it looked off-link and was dropped, so a
+two-homed peer was often known at one address only.) Sending: one socket per interface,
+bound to its address, IP_MULTICAST_IF set to it (sends leave only there), TTL 1, loopback
+on. An interface that cannot be set up is skipped, logged and reported by `stats()`; a
+failing send is counted, never fatal.
 
 Everything runs on the caller's asyncio loop; `on_seen` / `on_bye` are called on that loop's
 thread and must return quickly. A beacon is only a hint: anyone on the link can forge one,
@@ -27,6 +32,7 @@ import random
 import re
 import secrets
 import socket
+import struct
 import sys
 import threading
 import unicodedata
@@ -73,6 +79,10 @@ NEW_PEER_BURST = 40.0  # ... and at once
 
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux only
 _IS_LINUX = sys.platform.startswith("linux")
+# struct in_pktinfo {int ipi_ifindex; struct in_addr ipi_spec_dst, ipi_addr;} (Linux)
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8 if _IS_LINUX else None)
+_PKTINFO = struct.Struct("i4s4s")
+READS_PER_WAKE = 64  # datagrams read per readiness callback before the loop runs others
 
 _INSTANCE_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{INSTANCE_MAX_CHARS}}}")
 _BIDI_CONTROLS = frozenset(
@@ -201,13 +211,13 @@ class _RateLimit:
 
 
 class _Link:
-    """One interface: its socket and counters."""
+    """One interface: its sending socket, its index and counters."""
 
     def __init__(self, iface: Interface) -> None:
         self.iface = iface
         self.network = iface.network
         self.sock: socket.socket | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.ifindex: int | None = None
         self.joined = False
         self.setup_error: str | None = None
         self.send_error: str | None = None
@@ -227,18 +237,6 @@ class _Link:
             "received": self.received,
             "accepted": self.accepted,
         }
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, beacon: Beacon, link: _Link) -> None:
-        self._beacon = beacon
-        self._link = link
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._beacon._on_datagram(self._link, data, str(addr[0]))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("beacon: socket error on %s: %s", self._link.iface.ip, exc)
 
 
 class Beacon:
@@ -294,6 +292,8 @@ class Beacon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._rx: socket.socket | None = None
+        self._rx_error: str | None = None
         self._answer_handle: asyncio.TimerHandle | None = None
         self._last_answer = float("-inf")
         self._seq = 0
@@ -313,8 +313,9 @@ class Beacon:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._state = _State.RUNNING
+        self._open_receiver()
         for link in self._links:
-            await self._open(link)
+            self._open(link)
         if not any(link.sock is not None for link in self._links):
             log.warning("beacon: no interface usable (%s); peers will not hear us by beacon",
                         "; ".join(f"{ln.iface.ip}: {ln.setup_error}" for ln in self._links)
@@ -351,12 +352,14 @@ class Beacon:
                 await asyncio.sleep(BYE_GAP_S)
             self._send(Kind.BYE)
         for link in self._links:
-            if link.transport is not None:
-                link.transport.close()
-            elif link.sock is not None:
+            if link.sock is not None:
                 link.sock.close()
-            link.transport = None
             link.sock = None
+        if self._rx is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._rx.fileno())
+            self._rx.close()
+            self._rx = None
 
     def stats(self) -> dict[str, Any]:
         """Counters for `lanchat doctor`: per interface, drops by reason, table sizes."""
@@ -378,9 +381,8 @@ class Beacon:
 
     # -- sockets
 
-    async def _open(self, link: _Link) -> None:
-        """Set up the socket of one interface; on failure record why and skip it."""
-        ip = link.iface.ip
+    def _open_receiver(self) -> None:
+        """The one socket that hears every interface; on failure record why."""
         step = "create socket"
         sock: socket.socket | None = None
         try:
@@ -392,33 +394,91 @@ class Beacon:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if _IS_LINUX:
                 sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
+            if _IP_PKTINFO is not None:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+            step = f"bind port {self._beacon_port}"
+            # Binding the group address keeps unicast to our port out (Windows cannot).
+            sock.bind(("" if sys.platform == "win32" else self._group, self._beacon_port))
+            assert self._loop is not None
+            self._loop.add_reader(sock.fileno(), self._on_readable)
+        except (OSError, NotImplementedError) as exc:
+            if sock is not None:
+                sock.close()
+            self._rx_error = f"{step} failed: {getattr(exc, 'strerror', None) or exc}"
+            log.warning("beacon: cannot listen for beacons: %s", self._rx_error)
+            return
+        self._rx = sock
+
+    def _open(self, link: _Link) -> None:
+        """Join the group on one interface and set up its sending socket; on failure
+        record why and skip it."""
+        ip = link.iface.ip
+        step = "join"
+        sock: socket.socket | None = None
+        try:
+            if self._rx is None:
+                raise OSError(self._rx_error or "no receiving socket")
+            step = f"join {self._group}"
+            mreq = socket.inet_aton(self._group) + socket.inet_aton(ip)
+            self._rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            link.joined = True
+            with contextlib.suppress(OSError):
+                link.ifindex = socket.if_nametoindex(link.iface.name)
+            step = "create socket"
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+            sock.setblocking(False)
+            step = "set socket options"
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
             step = "select multicast interface"
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ip))
-            step = f"bind port {self._beacon_port}"
-            # Binding the group address keeps unicast to our port out (Windows cannot).
-            sock.bind(("" if sys.platform == "win32" else self._group, self._beacon_port))
-            step = f"join {self._group}"
-            mreq = socket.inet_aton(self._group) + socket.inet_aton(ip)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-            link.joined = True
-            assert self._loop is not None
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _Protocol(self, link), sock=sock
-            )
+            step = f"bind {ip}"
+            sock.bind((ip, 0))
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            link.joined = False
             link.setup_error = f"{step} failed: {exc.strerror or exc}"
             log.warning("beacon: skipping interface %s (%s): %s", link.iface.name, ip,
                         link.setup_error)
             return
         link.sock = sock
-        link.transport = transport
         log.debug("beacon: listening on %s (%s) for %s:%d", link.iface.name, ip, self._group,
                   self._beacon_port)
+
+    def _on_readable(self) -> None:
+        """Read what the receiving socket holds; each datagram goes to the link it came in
+        on (IP_PKTINFO), or, without that, to the link whose subnet holds its source."""
+        rx = self._rx
+        if rx is None:
+            return
+        for _ in range(READS_PER_WAKE):
+            try:
+                data, ancillary, _, addr = rx.recvmsg(MAX_DATAGRAM + 1,
+                                                      socket.CMSG_SPACE(_PKTINFO.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("beacon: receive error: %s", exc)
+                return
+            source = str(addr[0])
+            ifindex = next((_PKTINFO.unpack(d[:_PKTINFO.size])[0] for level, kind, d
+                            in ancillary if level == socket.IPPROTO_IP
+                            and kind == _IP_PKTINFO and len(d) >= _PKTINFO.size), None)
+            link = self._arrival_link(ifindex, source)
+            if link is None:
+                self._drop(DropReason.OFF_LINK, source)
+                continue
+            self._on_datagram(link, data, source)
+
+    def _arrival_link(self, ifindex: int | None, source: str) -> _Link | None:
+        """The link a datagram came in on (None: an interface we do not use)."""
+        if ifindex is not None:
+            return next((ln for ln in self._links if ln.ifindex == ifindex), None)
+        try:
+            address = ipaddress.IPv4Address(source)
+        except ValueError:
+            return None
+        return next((ln for ln in self._links if address in ln.network), None)
 
     def _send(self, kind: Kind) -> None:
         """Send one beacon round (one datagram per usable interface)."""
