@@ -326,6 +326,7 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # the sender's algorithms; the receiver names the one it wants in each `file_request`.
 SHA256 = "sha256"
 FILE_HASHES = ("blake3", SHA256)
+HASH_NAMES = {"sha256": "SHA-256", "blake3": "BLAKE3"}  # as people write them
 MAX_OFFER_HASHES = 8  # names kept from an offer's list; unknown names are skipped
 
 

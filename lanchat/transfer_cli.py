@@ -18,6 +18,7 @@ from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.naming import AmbiguousName
 from lanchat.progress import Meter, clock_text, human_size
+from lanchat.protocol import HASH_NAMES, SHA256
 from lanchat.text import safe_line
 from lanchat.transfer import TransferError, attach
 
@@ -57,7 +58,8 @@ def outcome_words(event: Event, name: str, nick: str) -> str:
     """A finished transfer in words: verified, declined (why), cancelled or failed (why)."""
     f = event.fields
     if event.name == "file_done":
-        return f"sent {name} to {nick}: {human_size(f.get('size', 0))}, SHA-256 verified"
+        check = HASH_NAMES.get(str(f.get("hash", SHA256)), "digest")
+        return f"sent {name} to {nick}: {human_size(f.get('size', 0))}, {check} verified"
     reason, detail = str(f.get("reason", "")), safe_line(str(f.get("detail", "")))
     if reason == "declined":
         return f"{nick} declined {name}" + (f": {detail}" if detail else "")

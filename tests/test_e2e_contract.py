@@ -82,7 +82,7 @@ def test_every_event_matches_the_contract(lab2: Lab, tmp_path: Path) -> None:
     bob.wait_event("output", command="/autoaccept on script")
     rc, out, screen = Terminal(h1.wrap(h1.lanchat(*script, "send", "--to", "bob", "--file",
                                                   str(payload)))).finish()
-    assert rc == 0 and out.startswith("sent payload.bin to bob: 1.0 MiB, SHA-256 verified")
+    assert rc == 0 and out.startswith("sent payload.bin to bob: 1.0 MiB, BLAKE3 verified")
     assert "\x1b[Kpayload.bin -> bob [" in screen and "100%" in screen
 
     ident = h1.run(h1.lanchat(*script, "id", "--json"))

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from lanchat.identity import Identity, auth_payload, node_id_from_cert
 from lanchat.protocol import (
+    HASH_NAMES,
     SHA256,
     Auth,
     FileDone,
@@ -45,7 +46,6 @@ from lanchat.transfer.wire import (
 )
 
 RECV_BUFFER_BYTES = 1 << 20
-_NAMES = {"sha256": "SHA-256", "blake3": "BLAKE3"}
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ class Receiver:
                 if end.index != index:
                     raise DataError("file_end for another file", resumable=False)
                 if end.digest != digest:
-                    raise DataError(f"{_NAMES[job.hash]} mismatch for {item.path}: the data is "
+                    raise DataError(f"{HASH_NAMES[job.hash]} mismatch for {item.path}: the data is "
                                     "not what the sender hashed; .part deleted",
                                     resumable=False)
                 if (job.offer_sha and job.hash == SHA256 and len(job.items) == 1
