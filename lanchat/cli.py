@@ -11,7 +11,6 @@ import signal
 import sys
 from pathlib import Path
 
-from lanchat import __version__
 from lanchat.completion import SHELLS
 from lanchat.config import DEFAULT_PORT
 from lanchat.settings import Settings, SettingsError
@@ -58,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; global options work before or after the subcommand."""
     parser = argparse.ArgumentParser(
         prog="lanchat", description="Chat and share files with people on your local network.")
-    parser.add_argument("--version", action="version", version=f"lanchat {__version__}")
     _global_options(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"lanchat {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
