@@ -212,6 +212,39 @@ def test_the_safety_code_and_verify_button(web: Web) -> None:
                      ".mark.verified`)", key)
 
 
+def test_rooms_and_peer_kinds_show_from_their_events(web: Web) -> None:
+    """Rooms are conversations keyed by the `room` field; kinds and marks show on peers
+    (synthetic events fed to the page's own event handler)."""
+    peer = {"id": "x" * 52, "nick": "<b>jabber</b>", "online": True, "kind": "xmpp",
+            "trust": "new"}
+    real = web.browser.eval("() => lanchat.lastSeq")
+    n = real + 1_000_000  # numbers the server will not reach in this test
+    web.browser.eval("""([n, peer]) => applyEvents([
+        {event: 'room_joined', n: n, ts: 1, room: '#ops'},
+        {event: 'topic', n: n + 1, ts: 1, room: '#ops', topic: '<script>x</script> deploys'},
+        {event: 'message', n: n + 2, ts: 1, id: 'r1', seq: 0, room: '#ops',
+         from: {id: 'y'.repeat(52), nick: 'dave'}, to: 'broadcast', text: 'in the room'},
+        {event: 'peer_joined', n: n + 3, ts: 1, peer: peer}])""", [n, peer])
+    badge = web.browser.wait("() => document.querySelector("
+                             "`#convs button[data-conv='room:#ops'] .badge`)?.textContent")
+    assert badge == "1"
+    marks = web.browser.eval("""(id) => [...document.querySelectorAll(
+        `#convs button[data-conv='peer:${id}'] .mark`)].map(e => e.textContent)""", peer["id"])
+    assert marks == ["xmpp", "unencrypted"]
+    web.open_conv("room:#ops")
+    assert web.browser.eval("() => document.querySelector('#conv-topic').textContent") == (
+        "<script>x</script> deploys")
+    web.browser.eval(f"() => applyEvents([{{event: 'message', n: {n + 4}, ts: 2, id: 'r2', "
+                     "room: '#ops', from: {id: 'y'.repeat(52), nick: 'dave'}, "
+                     "to: 'broadcast', text: 'live in the room'}])")
+    web.wait_text("live in the room")
+    web.browser.eval(f"() => applyEvents([{{event: 'room_left', n: {n + 5}, ts: 3, "
+                     "room: '#ops'}])")
+    web.browser.wait("() => lanchat.active === 'all' && "
+                     "!document.querySelector(`#convs button[data-conv='room:#ops']`)")
+    web.browser.eval("(n) => { lanchat.lastSeq = n; }", real)  # back to the server's count
+
+
 def test_a_dropped_socket_reconnects_and_loses_nothing(web: Web) -> None:
     """Messages that arrive while the page's socket is down are replayed once it is back."""
     web.open_conv("all")

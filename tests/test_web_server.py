@@ -237,3 +237,33 @@ def test_content_disposition_keeps_quotes_and_controls_out_of_the_header() -> No
     assert header.startswith('attachment; filename="a_b__Set-Cookie: x=1__[31m.txt"')
     assert header.endswith("filename*=UTF-8''a%22b%0D%0ASet-Cookie%3A%20x%3D1%3B%1B%5B31m.txt")
     assert content_disposition("..") == 'attachment; filename="download"; filename*=UTF-8\'\'..'
+
+
+def test_slash_web_opens_the_same_window_for_the_running_node(tmp_path: Path) -> None:
+    """/web starts the server once on a running node and answers its address."""
+    from lanchat.commands import CommandError, Context, build_registry, execute
+    from lanchat.plugins import Plugins
+
+    peer = Peer(tmp_path / "carol", "carol", [])
+    plugins = Plugins(None, entry_points=False)
+    try:
+        ctx = Context(peer.node, build_registry(plugins), plugins)
+        first = execute(ctx, "/web --no-browser")
+        again = execute(ctx, "/web --no-browser")
+        assert first is not None and again is not None
+        assert first.data["url"] == again.data["url"] == server_of(peer.node).url
+        assert first.text == f"lanchat web: {first.data['url']}"
+        assert peer.log.wait("web_ready")[0]["url"] == first.data["url"]
+        web = Browserless(first.data["url"])
+        assert web.login().status == 303 and web.request("GET", "/api/state").status == 200
+        with pytest.raises(CommandError):
+            execute(ctx, "/web please")
+    finally:
+        plugins.close()
+        peer.close()
+
+
+def test_lanchat_web_refuses_a_bad_port() -> None:
+    from lanchat.cli import main
+
+    assert main(["web", "--web-port", "70000", "--no-browser"]) == 2

@@ -9,6 +9,8 @@ is False and the commands say how to install it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from typing import Any
 
 INSTALL_HINT = "the web window needs aiohttp: pip install 'lanchat[web]'"
@@ -17,6 +19,21 @@ INSTALL_HINT = "the web window needs aiohttp: pip install 'lanchat[web]'"
 def available() -> bool:
     """True if aiohttp can be imported."""
     return importlib.util.find_spec("aiohttp") is not None
+
+
+def open_browser(url: str) -> bool:
+    """Open `url` in the user's graphical browser; False (nothing opened) where there is
+    none. On Linux without a display, Python's `webbrowser` would start a text browser in
+    this very terminal, over the shell's prompt, so it is not asked at all."""
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
 
 
 def server_of(node: Any) -> Any:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import webbrowser
-
 from lanchat.commands import CommandError, CommandRegistry, Context, Output, split_words
 from lanchat.hookspecs import hookimpl
-from lanchat.web import INSTALL_HINT, available, start_on
+from lanchat.web import INSTALL_HINT, available, open_browser, start_on
 
 
 def _web(ctx: Context, args: str) -> Output | None:
@@ -23,7 +21,7 @@ def _web(ctx: Context, args: str) -> Output | None:
         raise CommandError(str(exc)) from None
     opened = False
     if not words:
-        opened = webbrowser.open(server.url)
+        opened = open_browser(server.url)
     note = "" if opened or words else " (no browser found: open it yourself)"
     return Output(f"lanchat web: {server.url}{note}", {"url": server.url, "opened": opened})
 

@@ -4,12 +4,11 @@ window, opened in the user's browser once it listens."""
 from __future__ import annotations
 
 import sys
-import webbrowser
 from typing import Any
 
 from lanchat.config import Config
 from lanchat.events import Event
-from lanchat.web import INSTALL_HINT, available
+from lanchat.web import INSTALL_HINT, available, open_browser
 
 
 def run_web(config: Config, *, json_mode: bool, port: int, browser: bool) -> int:
@@ -24,8 +23,9 @@ def run_web(config: Config, *, json_mode: bool, port: int, browser: bool) -> int
         attach(node, port=port, plugins=plugins)
         if browser:
             def open_page(event: Event) -> None:
-                if event.name == "web_ready":
-                    webbrowser.open(event["url"])
+                if event.name == "web_ready" and not open_browser(event["url"]):
+                    print("lanchat: no graphical browser here; open the address above "
+                          "yourself", file=sys.stderr)
             node.subscribe(open_page)
 
     return headless.run(config, json_mode=json_mode, prepare=prepare, stay_after_eof=True)
