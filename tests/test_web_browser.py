@@ -138,6 +138,10 @@ def test_a_message_typed_in_the_page_reaches_the_peer(web: Web) -> None:
     assert got["to"] == "broadcast" and got["from"]["nick"] == "bob"
     web.browser.wait("(id) => lanchat.shown.get(id)?.querySelector('.ack.done')", got["id"])
     assert web.browser.eval("() => document.querySelector('#input').value") == ""
+    web.browser.call("type", selector="#input", text="/help")
+    web.browser.call("press", selector="#input", key="Enter")
+    assert "/msg PEER TEXT" in web.browser.wait(
+        "() => document.querySelector('#output').textContent")
     # the hostile page's forged send (previous test) never reached alice
     assert not [e for e in web.alice.events_named("message") if e["text"] == "csrf"]
 

@@ -267,3 +267,18 @@ def test_lanchat_web_refuses_a_bad_port() -> None:
     from lanchat.cli import main
 
     assert main(["web", "--web-port", "70000", "--no-browser"]) == 2
+
+
+def test_slash_commands_typed_in_the_page_run_like_in_the_shell(
+        pair: tuple[Peer, Peer, Browserless]) -> None:
+    alice, bob, web = pair
+    web.login()
+    status, out = web.json("POST", "/api/command", {"line": "/whois alice"})
+    assert status == 200 and "fingerprint" in out["text"]
+    assert out["data"]["id"] == alice.node.node_id
+    status, out = web.json("POST", "/api/command", {"line": "/msg alice via a command"})
+    assert status == 200
+    alice.log.wait("message", lambda e: e["text"] == "via a command")
+    assert web.json("POST", "/api/command", {"line": "/quit"})[0] == 400
+    assert web.json("POST", "/api/command", {"line": "/nosuch"})[0] == 400
+    assert web.json("POST", "/api/command", {"line": "hello"})[0] == 400

@@ -80,7 +80,8 @@ class Driver:
             page.press(cmd["selector"], cmd["key"], timeout=timeout_ms)
             return None
         if op == "type":
-            page.type(cmd["selector"], cmd["text"], delay=cmd.get("delay", 0))
+            page.type(cmd["selector"], cmd["text"], delay=cmd.get("delay", 0),
+                      timeout=timeout_ms)
             return None
         if op == "drop":
             data = page.evaluate_handle(

@@ -9,6 +9,8 @@ Conversations are named `all` (messages to everyone), `peer:<node id>` (direct) 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import json
 import logging
 import os
 import secrets
@@ -46,11 +48,30 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/history", history)
     r.add_get("/api/search", search)
     r.add_post("/api/send", send)
+    r.add_post("/api/command", command)
     r.add_put("/api/upload", upload)
     r.add_post("/api/transfers/{tid}/{answer}", answer)
     r.add_get("/api/download/{tid}", download)
     r.add_get("/api/peers/{pid}/safety", safety)
     r.add_post("/api/peers/{pid}/verify", verify)
+
+
+def rooms_of(node: Any) -> Any:
+    """The node's rooms extension (lanchat.rooms), if that capability is there."""
+    try:
+        module = importlib.import_module("lanchat.rooms")
+    except ImportError:
+        return None
+    return module.rooms_of(node)
+
+
+def room_rows(rooms: Any, name: str, limit: int) -> list[dict[str, Any]]:
+    """A room's latest messages in the shape of `Node.history` rows (no paging back yet:
+    rooms keep their own log)."""
+    return [{"id": r["id"], "peer": r["from"]["id"], "nick": r["from"]["nick"],
+             "direction": r.get("direction", "in"), "to": "room", "room": r.get("room", name),
+             "text": r["text"], "ts": r.get("sent", 0.0), "seq": 0}
+            for r in rooms.history(name, limit)]
 
 
 def _server(request: web.Request) -> Any:
@@ -98,11 +119,11 @@ async def state(request: web.Request) -> web.StreamResponse:
 
     def collect() -> dict[str, Any]:
         manager = manager_of(node)
-        rooms = getattr(node, "rooms", None)
+        rooms = rooms_of(node)
         return {"epoch": server.feed.epoch, "seq": seq, "me": node.info(),
                 "peers": node.peers(),
                 "transfers": manager.transfers() if manager is not None else [],
-                "rooms": rooms() if callable(rooms) else []}
+                "rooms": [r for r in rooms.listing() if r.get("joined")] if rooms else []}
 
     return web.json_response(await _off_loop(collect))
 
@@ -136,10 +157,10 @@ async def history(request: web.Request) -> web.StreamResponse:
                 return list(node.history(name, limit, before=cursor, broadcast=False))
             except LookupError:
                 return []
-        room_history = getattr(node, "room_history", None)
-        if room_history is None:
+        rooms = rooms_of(node)
+        if rooms is None or cursor is not None:
             return []
-        return list(room_history(name, limit, before=cursor))
+        return room_rows(rooms, name, limit)
 
     return web.json_response({"conv": request.query.get("conv", "all"),
                               "messages": await _off_loop(rows)})
@@ -185,10 +206,15 @@ async def send(request: web.Request) -> web.StreamResponse:
         elif kind == "peer":
             msg_id = node.send(name, final)
         else:
-            room_send = getattr(node, "room_send", None)
-            if room_send is None:
+            rooms = rooms_of(node)
+            if rooms is None:
                 raise ValueError("rooms are not available in this lanchat")
-            msg_id = room_send(name, final)
+            try:
+                msg_id = rooms.post(name, final)["id"]
+            except (LookupError, ValueError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the rooms' own error: say it
+                raise ValueError(str(exc)) from None
         return {"id": msg_id, "text": final}
 
     try:
@@ -199,6 +225,32 @@ async def send(request: web.Request) -> web.StreamResponse:
         server.feed.publish("sent", {"id": result["id"], "conv": conv, "text": result["text"],
                                      "nick": node.nick}, time.time())
     return web.json_response(result)
+
+
+REFUSED_COMMANDS = frozenset({"quit"})  # the node ends from its terminal, not a page
+
+
+async def command(request: web.Request) -> web.StreamResponse:
+    """`{"line": "/join #ops"}`: a slash command, as the shell would run it; its answer."""
+    server = _server(request)
+    body = await _json_body(request)
+    line = body.get("line")
+    if not isinstance(line, str) or not line.startswith("/") or "\n" in line:
+        raise _error(400, "a command is one line starting with /")
+    if line[1:].split(" ", 1)[0].lower() in REFUSED_COMMANDS:
+        raise _error(400, "quit lanchat from the terminal it runs in")
+
+    def run() -> dict[str, Any]:
+        from lanchat.commands import execute
+
+        out = execute(server.command_context(), line)
+        return {"text": out.text if out else "", "data": out.data if out else None}
+
+    try:
+        answer_ = await _off_loop(run)
+    except Exception as exc:  # noqa: BLE001 - CommandError, or a plugin's bug: say it
+        raise _error(400, str(exc) or type(exc).__name__) from None
+    return web.json_response(answer_, dumps=lambda o: json.dumps(o, default=str))
 
 
 # -- files --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -47,6 +48,19 @@ class WebServer:
         self.uploads = api.Uploads()
         self._runner: web.AppRunner | None = None
         self._static: dict[str, bytes] = {}
+        self._ctx: Any = None
+        self._ctx_lock = threading.Lock()
+
+    def command_context(self) -> Any:
+        """The command context of the page's slash commands (made once; worker thread)."""
+        with self._ctx_lock:
+            if self._ctx is None:
+                from lanchat.commands import Context, build_registry
+                from lanchat.plugins import Plugins
+
+                plugins = self.plugins or Plugins(None, entry_points=False)
+                self._ctx = Context(self.node, build_registry(plugins), plugins)
+            return self._ctx
 
     @property
     def url(self) -> str:

@@ -323,7 +323,7 @@ function applyEvents(events) {
         convsChanged = true;
         break;
       case "room_joined":
-        ensureConv("room:" + ev.room, { title: ev.room, topic: ev.topic || "" });
+        ensureConv("room:" + ev.room, { title: ev.room, topic: ev.topic || "", kind: ev.kind === "private" ? "private" : "" });
         convsChanged = true;
         break;
       case "room_left":
@@ -387,7 +387,7 @@ async function reload() {
   $("me").textContent = visible("you are " + s.me.nick);
   ensureConv("all", { title: "Everyone", online: true });
   for (const p of s.peers) peerConv(p);
-  for (const r of s.rooms || []) ensureConv("room:" + (r.room || r.name || r), { title: r.room || r.name || String(r), topic: r.topic || "" });
+  for (const r of s.rooms || []) ensureConv("room:" + r.room, { title: r.room, topic: r.topic || "", kind: r.kind === "private" ? "private" : "" });
   for (const t of s.transfers) transferRow(t);
   if (!state.convs.has(state.active)) state.active = "all";
   renderConvs();
@@ -489,12 +489,24 @@ async function sendFiles(files) {
 
 // -- input, search, safety, keys -------------------------------------------------------
 
+function output(text) {
+  const out = $("output");
+  out.textContent = visible(text);
+  out.hidden = !text;
+}
 async function submit() {
   const box = $("input");
   const text = box.value;
   if (!text.trim()) return;
   try {
-    await post("/api/send", { conv: state.active, text });
+    if (text.startsWith("/") && !text.startsWith("//")) {
+      const res = await post("/api/command", { line: text });
+      output(res.text);
+      box.value = "";
+      notice("");
+      return;
+    }
+    await post("/api/send", { conv: state.active, text: text.startsWith("//") ? text.slice(1) : text });
     box.value = "";
     notice("");
   } catch (err) {
@@ -581,7 +593,7 @@ function wire() {
   document.addEventListener("keydown", (e) => {
     if (e.altKey && (e.key === "ArrowUp" || e.key === "ArrowDown")) { e.preventDefault(); moveConv(e.key === "ArrowUp" ? -1 : 1); }
     else if (e.ctrlKey && e.key.toLowerCase() === "k") { e.preventDefault(); $("search").focus(); }
-    else if (e.key === "Escape") { $("results").hidden = true; $("safety").hidden = true; }
+    else if (e.key === "Escape") { $("results").hidden = true; $("safety").hidden = true; output(""); }
   });
   if ("Notification" in window && Notification.permission === "default") {
     const b = $("notify");
