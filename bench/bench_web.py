@@ -37,7 +37,10 @@ from bench.common import (
 from web_lab import Browser, browser_missing  # noqa: E402 (tests/, on the path via common)
 
 PROBE_JS = """() => {
-  window.bench = {dom: {}, keys: []};
+  window.bench = {dom: {}, keys: [], long: []};
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) bench.long.push([e.startTime, e.duration]);
+  }).observe({type: 'longtask'});
   new MutationObserver((muts) => {
     const t = (performance.timeOrigin + performance.now()) / 1000;
     for (const m of muts) for (const n of m.addedNodes) {
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         got_page = page_count(browser) - seen
         bob.wait(lambda: bob.counts.get("flood", 0) - counted >= flood)
         flood_keys = browser.eval("() => bench.keys.splice(0)")
+        long_tasks = browser.eval("() => bench.long.splice(0)")
         browser.call("fill", selector="#input", text="")
         figures.append(Figure(f"{flood_rate:,} msg/s for {flood_s} s: messages in the page",
                               got_page, flood, "msgs", better="higher",
@@ -240,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                               percentile(flood_keys, 50), percentile(idle_keys, 50), "ms",
                               baseline_name="nothing arriving"))
         result["flood"] = {"sender": report, "page": got_page, "keys_ms": flood_keys,
-                           "idle_keys_ms": idle_keys}
+                           "idle_keys_ms": idle_keys, "long_tasks": long_tasks}
 
         # memory after 100,000 messages into the open page
         seen_total = n_lat + fill + flood

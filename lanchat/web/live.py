@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 RING_EVENTS = 20_000  # events kept for a page that reconnects (~20 s at 1,000 msg/s)
 BATCH_EVENTS = 2_000  # at most this many events in one WebSocket frame
+# At most one frame per this long per page: a lone event goes out at once, a flood in
+# batches (a browser pays per message it handles, whatever its size).
+FRAME_GAP_S = 0.016
 
 
 class Feed:
@@ -109,10 +112,15 @@ class Reader:
     async def frames(self, feed: Feed) -> Any:
         """Yield WebSocket frames (JSON text) as events arrive; a 'reset' frame, then stop,
         when this page fell further behind than the ring keeps."""
+        loop = asyncio.get_running_loop()
+        sent_at = 0.0
         while True:
             await self.wake.wait()
             self.wake.clear()
             while True:
+                wait = sent_at + FRAME_GAP_S - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 batch = feed.since(self.last)
                 if batch is None:
                     feed.counters["gaps"] += 1
@@ -121,4 +129,5 @@ class Reader:
                 if not batch:
                     break
                 self.last += len(batch)
+                sent_at = loop.time()
                 yield '{"type":"events","events":[' + ",".join(batch) + "]}"
