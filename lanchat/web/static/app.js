@@ -18,8 +18,11 @@ window.lanchat = state;  // for people debugging (and the browser tests)
 // -- text -------------------------------------------------------------------------------
 
 const BIDI = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 function visible(text) {
-  return String(text)
+  text = String(text);
+  if (!UNSAFE.test(text)) return text;  // the common case: one scan, no copies
+  return text
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) =>
       c === "\u007f" ? "^?" : "^" + String.fromCharCode(c.charCodeAt(0) + 64))
     .replace(/[\u0080-\u009f]/g, (c) => "<U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0") + ">")
@@ -31,9 +34,12 @@ function el(tag, cls, text) {
   if (text !== undefined) node.textContent = visible(text);
   return node;
 }
+const CLOCK = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });  // made once: costly
+let clockMinute = -1, clockText = "";
 function clock(ts) {
-  const d = new Date(ts * 1000);
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const minute = Math.floor(ts / 60);
+  if (minute !== clockMinute) { clockMinute = minute; clockText = CLOCK.format(new Date(ts * 1000)); }
+  return clockText;
 }
 function human(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -154,15 +160,22 @@ function messageItem(m) {
   if (m.live) li.append(el("span", "ack" + (m.delivered ? " done" : ""), m.delivered ? "✓" : "…"));
   return li;
 }
+// Whether the list is scrolled to its end; kept by the scroll handler so that adding rows
+// never has to ask the layout first.
+let atEnd = true;
 function pinned() {
   const log = $("log");
   return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
 }
 function trimTop() {
   const log = $("log");
-  while (log.children.length > MAX_DOM) {
-    state.shown.delete(log.firstElementChild.dataset.id);
-    log.firstElementChild.remove();
+  const excess = log.children.length - MAX_DOM;
+  if (excess > 0) {  // one range removal, not one per row
+    for (let i = 0; i < excess; i++) state.shown.delete(log.children[i].dataset.id);
+    const range = document.createRange();
+    range.setStartBefore(log.firstElementChild);
+    range.setEndBefore(log.children[excess]);
+    range.deleteContents();
     state.hasOlder = true;
   }
   $("older").hidden = !state.hasOlder;
@@ -192,7 +205,7 @@ function flushRows() {
   const list = pendingRows.length > MAX_DOM ? pendingRows.slice(-MAX_DOM) : pendingRows;
   pendingRows = [];
   if (state.detached || !list.length) return;
-  const stick = pinned();
+  const stick = atEnd;
   const frag = document.createDocumentFragment();
   for (const m of list) {
     if (state.shown.has(m.id)) continue;
@@ -229,6 +242,7 @@ async function loadLatest() {
     $("older").hidden = !state.hasOlder;
     $("latest").hidden = true;
     $("log").scrollTop = $("log").scrollHeight;
+    atEnd = true;
   } catch (err) {
     notice("could not load the history: " + err.message);
   } finally {
@@ -559,9 +573,10 @@ function wire() {
   });
   $("log").addEventListener("scroll", () => {
     const log = $("log");
+    atEnd = pinned();
     if (log.scrollTop < 60) loadOlder();
-    if (state.detached && pinned()) loadLatest();
-  });
+    if (state.detached && atEnd) loadLatest();
+  }, { passive: true });
   $("older").addEventListener("click", loadOlder);
   $("latest").addEventListener("click", loadLatest);
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); const q = $("search").value.trim(); if (q) search(q); });
