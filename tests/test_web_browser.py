@@ -249,6 +249,24 @@ def test_rooms_and_peer_kinds_show_from_their_events(web: Web) -> None:
     web.browser.eval("(n) => { lanchat.lastSeq = n; }", real)  # back to the server's count
 
 
+def test_the_keyboard_alone_moves_between_conversations_and_sends(web: Web) -> None:
+    """Alt+Down and Alt+Up switch conversations (focus follows); Enter in the box sends."""
+    web.open_conv("all")
+    web.browser.call("press", selector="#input", key="Alt+ArrowDown")
+    moved = web.browser.wait("() => lanchat.active !== 'all' && "
+                             "document.activeElement.dataset.conv === lanchat.active "
+                             "&& lanchat.active")
+    assert moved.startswith(("peer:", "room:"))
+    web.browser.call("press", selector="#convs button[aria-current='true']",
+                     key="Alt+ArrowUp")
+    web.browser.wait("() => lanchat.active === 'all'")
+    mark = web.alice.mark()
+    web.browser.call("click", selector="#input")
+    web.browser.call("type", selector="#input", text="by keys only")
+    web.browser.call("press", selector="#input", key="Enter")
+    web.alice.wait_event("message", since=mark, text="by keys only")
+
+
 def test_a_dropped_socket_reconnects_and_loses_nothing(web: Web) -> None:
     """Messages that arrive while the page's socket is down are replayed once it is back."""
     web.open_conv("all")

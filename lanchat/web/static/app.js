@@ -563,7 +563,9 @@ function moveConv(step) {
   const buttons = [...document.querySelectorAll("#convs button")];
   const i = buttons.findIndex((b) => b.dataset.conv === state.active);
   const next = buttons[(i + step + buttons.length) % buttons.length];
-  if (next) openConv(next.dataset.conv).then(() => next.focus());
+  if (!next) return;
+  const key = next.dataset.conv;  // the list is redrawn: find the new button
+  openConv(key).then(() => document.querySelector(`#convs button[data-conv="${CSS.escape(key)}"]`)?.focus());
 }
 
 function wire() {
