@@ -249,6 +249,29 @@ def test_rooms_and_peer_kinds_show_from_their_events(web: Web) -> None:
     web.browser.eval("(n) => { lanchat.lastSeq = n; }", real)  # back to the server's count
 
 
+def test_a_room_joined_from_the_page_carries_messages_both_ways(web: Web) -> None:
+    """End to end with the rooms extension: /join typed in the page, the room becomes a
+    conversation, a line typed there reaches the other member and theirs shows."""
+    pytest.importorskip("lanchat.rooms")
+    mark = web.alice.mark()
+    web.alice.command("/join #lab")
+    web.alice.wait_event("room_joined", since=mark, room="#lab")
+    web.browser.call("type", selector="#input", text="/join #lab")
+    web.browser.call("press", selector="#input", key="Enter")
+    web.bob.wait_event("room_joined", room="#lab", timeout=15)
+    web.alice.wait_event("member_joined", since=mark, room="#lab", timeout=15)
+    web.open_conv("room:#lab")
+    web.browser.call("type", selector="#input", text="hello room")
+    web.browser.call("press", selector="#input", key="Enter")
+    got = web.alice.wait_event("message", since=mark, text="hello room")
+    assert got["room"] == "#lab"
+    web.alice.command("/msg #lab welcome <b>bob</b>")
+    web.wait_text("welcome <b>bob</b>")
+    assert "hello room" in web.texts()
+    web.open_conv("all")
+    assert "welcome <b>bob</b>" not in web.texts()
+
+
 def test_the_keyboard_alone_moves_between_conversations_and_sends(web: Web) -> None:
     """Alt+Down and Alt+Up switch conversations (focus follows); Enter in the box sends."""
     web.open_conv("all")
@@ -297,6 +320,7 @@ def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
 
     out = Path(folder).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    web.browser.call("open", url=web.url.split("?", 1)[0])  # fresh state, no test props
     key = f"peer:{web.alice_id}"
     web.open_conv(key)
     mark = web.bob.mark()

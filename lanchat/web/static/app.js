@@ -429,7 +429,8 @@ function transferRow(t) {
   row.bar.max = x.size || 1;
   row.bar.value = x.state === "done" ? (x.size || 1) : (x.done || 0);
   row.st.className = "tstate " + (x.state || "");
-  row.st.textContent = visible(x.stateText || x.state || "");
+  const verified = x.state === "done" && (x.digest || x.sha256) ? "done, verified" : "";
+  row.st.textContent = visible(x.stateText || verified || x.state || "");
   row.actions.replaceChildren();
   if (x.direction === "in" && x.state === "offered") {
     const yes = el("button", "accept", "Accept"), no = el("button", "decline", "Decline");
