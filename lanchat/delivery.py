@@ -185,9 +185,25 @@ class Delivery:
         if not (inbound or outbound or acks):
             return
         incoming = self._received(inbound)
+        touched = {p for peers, _, _ in outbound for p in peers}
+        sent_from: dict[PeerSession, int] = {}  # sessions written early: position before
+
+        def send_early() -> None:
+            # The new rows leave before the commit's fsync: the round trip overlaps it. A
+            # crash now loses only messages reported as queued (the peer drops a resend by
+            # id); `delivered` waits for this commit, which the loop finishes first.
+            for peer_id in touched:
+                session = self.sessions.get(peer_id)
+                if session is not None:
+                    sent_from.setdefault(session, self.sessions.position(session))
+                    self.pump(session)
+
         try:
-            fresh, done = self.store.commit_batch(incoming, outbound, acks)
+            fresh, done = self.store.commit_batch(incoming, outbound, acks,
+                                                  send_early if touched else None)
         except Exception as exc:  # noqa: BLE001 - the node goes on without acking
+            for session, position in sent_from.items():  # those rows were rolled back
+                self.sessions.advance(session, position)
             for kind in set(self._kinds.values()):
                 kind.store_failed()
             self._store_failed(exc, inbound, outbound)
@@ -229,13 +245,12 @@ class Delivery:
         for peers, _, _ in outbound:
             for peer_id in peers:
                 self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 0) + 1
-        touched = {p for peers, _, _ in outbound for p in peers}
         for peer_id in touched:
             ready = self.sessions.get(peer_id)
-            if ready is not None:
-                self.pump(ready)
-            else:
+            if ready is None:
                 self._dial(peer_id)
+            elif ready not in sent_from:
+                self.pump(ready)
 
     def _received(self, inbound: list[tuple[PeerSession, list[Message]]]) -> list[Received]:
         """What arrived, named by the session's proven peer and nick (a frame's own `nick`

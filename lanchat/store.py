@@ -160,7 +160,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by commit_batch's before_commit
         self._read_lock = threading.Lock()
         self._index_lock = threading.Lock()
         # SQLite has one writer at a time. The gate orders the two writing connections in
@@ -310,6 +310,7 @@ class Store:
         incoming: Sequence[Received],
         outgoing: Sequence[tuple[Sequence[str], Message, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]] = (),
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         """Store one batch in one durable transaction.
 
@@ -318,12 +319,15 @@ class Store:
         `outgoing`: (peer ids, message, frame payload) to send; `acked`: (peer id, message
         ids) the peers confirmed. Chat messages go to `messages`; other durable frames to
         their kind (`add_kind`), whose new ones come back with seq 0.
-        Returns the incoming messages that were new (not duplicates) with their history
-        seq, and the (peer, id) pairs that left the outbox.
+        `before_commit` runs once the rows are written, before COMMIT waits for the disk;
+        this connection already sees the new outbox rows (`outbox_after`), so a sender can
+        put them on the wire meanwhile. Nothing may be acked there: an ack follows the
+        commit. Returns the incoming messages that were new (not duplicates) with their
+        history seq, and the (peer, id) pairs that left the outbox.
         """
         self._enter_gate(commit=True)
         try:
-            return self._commit_batch(incoming, outgoing, acked)
+            return self._commit_batch(incoming, outgoing, acked, before_commit)
         finally:
             self._leave_gate()
 
@@ -332,6 +336,7 @@ class Store:
         incoming: Sequence[Received],
         outgoing: Sequence[tuple[Sequence[str], Message, bytes]],
         acked: Sequence[tuple[str, Sequence[str]]],
+        before_commit: Callable[[], None] | None,
     ) -> tuple[list[tuple[Received, int]], list[tuple[str, str]]]:
         now = time.time()
         fresh: list[tuple[Received, int]] = []
@@ -392,6 +397,8 @@ class Store:
                                          (peer, msg_id))
                         if cur.rowcount == 1:
                             done.append((peer, msg_id))
+                if before_commit is not None:
+                    before_commit()
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -230,11 +230,11 @@ def test_acks_lost_to_a_store_failure_are_not_lost_for_good(tmp_path: Path) -> N
     real = alice.store.commit_batch
     failed = []
 
-    def flaky(incoming: Any, outgoing: Any, acked: Any = ()) -> Any:
+    def flaky(incoming: Any, outgoing: Any, acked: Any = (), before_commit: Any = None) -> Any:
         if acked and not failed:
             failed.append(True)
             raise OSError("disk I/O error (injected)")
-        return real(incoming, outgoing, acked)
+        return real(incoming, outgoing, acked, before_commit)
     alice.store.commit_batch = flaky  # type: ignore[method-assign]
     try:
         alice_log.wait("peer_joined")

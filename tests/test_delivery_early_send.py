@@ -1,0 +1,112 @@
+"""The sender puts a message on the wire before its own commit finishes (the round trip
+overlaps the fsync), but reports nothing beyond "queued" until that commit is durable; the
+receiver still acks only after its own commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lanchat.node import Node
+from nodes import EventLog, make_node
+
+
+@pytest.fixture
+def duo(tmp_path: Path) -> Iterator[tuple[Node, EventLog, Node, EventLog]]:
+    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    try:
+        alice_log.wait("peer_joined")
+        bob_log.wait("peer_joined")
+        yield alice, alice_log, bob, bob_log
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_bob_stores_the_message_while_alices_commit_is_still_open(duo: Any) -> None:
+    """Alice's transaction is held open until bob has stored the message: it got there
+    before her commit; her `delivered` comes only after that commit."""
+    alice, alice_log, bob, bob_log = duo
+    real = alice.store.commit_batch
+    order: list[str] = []
+
+    def held(incoming: Any, outgoing: Any, acked: Any = (), before_commit: Any = None) -> Any:
+        if not outgoing:
+            return real(incoming, outgoing, acked, before_commit)
+
+        def then_wait() -> None:
+            before_commit()
+            bob_log.wait("message")  # bob stored it (and acked) while we have not committed
+            order.append("bob stored")
+        result = real(incoming, outgoing, acked, then_wait)
+        order.append("alice committed")
+        return result
+
+    alice.store.commit_batch = held
+    msg = alice.send("bob", "before my own fsync")
+    assert bob_log.wait("message")[0]["id"] == msg
+    alice_log.wait("delivered", lambda e: e["id"] == msg)
+    assert order == ["bob stored", "alice committed"]
+    assert [r.id for r in alice.store.history() if r.direction == "out"] == [msg]
+
+
+def test_a_commit_that_fails_after_the_early_send_does_not_skip_later_messages(
+        duo: Any) -> None:
+    """The outbox rows of a failed commit are rolled back (their seqs may be used again):
+    the session's position goes back too, so the next message is still sent."""
+    alice, alice_log, bob, bob_log = duo
+    real = alice.store.commit_batch
+    failures: list[bool] = []
+
+    def failing_once(incoming: Any, outgoing: Any, acked: Any = (),
+                     before_commit: Any = None) -> Any:
+        if outgoing and not failures:
+            failures.append(True)
+
+            def sent_then_disk_fails() -> None:
+                before_commit()
+                raise OSError("disk I/O error (injected at COMMIT)")
+            return real(incoming, outgoing, acked, sent_then_disk_fails)
+        return real(incoming, outgoing, acked, before_commit)
+
+    alice.store.commit_batch = failing_once
+    lost = alice.send("bob", "never stored by alice")
+    alice_log.wait("not_delivered", lambda e: e["id"] == lost)
+    assert not alice_log.named("delivered"), "nothing beyond queued for a message not stored"
+    kept = alice.send("bob", "after the disk came back")
+    alice_log.wait("delivered", lambda e: e["id"] == kept)
+    got = [e["id"] for e in bob_log.named("message")]
+    assert kept in got and got.count(kept) == 1
+    assert [r.id for r in alice.store.history() if r.direction == "out"] == [kept]
+
+
+def test_the_receiver_still_acks_only_after_its_commit(duo: Any) -> None:
+    """Bob's ack leaves after his commit, never inside it."""
+    alice, alice_log, bob, bob_log = duo
+    real = bob.store.commit_batch
+    acks_inside: list[int] = []
+    sent_acks = threading.Event()
+
+    def watched(incoming: Any, outgoing: Any, acked: Any = (), before_commit: Any = None) -> Any:
+        if not incoming:
+            return real(incoming, outgoing, acked, before_commit)
+        session = next(iter(bob._running.sessions))  # the one session, alice's
+        frames = session.frames_out
+
+        def check() -> None:
+            if before_commit is not None:
+                before_commit()
+            acks_inside.append(session.frames_out - frames)
+        result = real(incoming, outgoing, acked, check)
+        sent_acks.set()
+        return result
+
+    bob.store.commit_batch = watched
+    msg = alice.send("bob", "ack me after you stored me")
+    alice_log.wait("delivered", lambda e: e["id"] == msg)
+    assert sent_acks.is_set() and acks_inside and set(acks_inside) == {0}
