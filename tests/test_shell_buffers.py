@@ -215,8 +215,8 @@ def test_room_events_make_room_buffers(alice_shell: Callable[..., ShellRun],
     node = run.shell.node
     bob_ref = {"id": bob[0].node_id, "nick": "bob"}
     node.emit("room_joined", room="#lunch")
-    node.emit("member_joined", room="#lunch", peer=bob_ref)
-    node.emit("message", id="r1", **{"from": bob_ref}, to="broadcast", room="#lunch",
+    node.emit("member_joined", room="#lunch", member=bob_ref)
+    node.emit("message", id="r1", **{"from": bob_ref}, to="room", room="#lunch",
               text="pizza, alice?", sent=time.time())
     node.emit("topic", room="#lunch", topic="where to eat", by=bob_ref)
     run.wait_for(lambda: run.shell.buffers.unread_by_key() == {"#lunch": 2}, "unread")

@@ -288,9 +288,11 @@ class Shell:
             return
         finally:
             self.state.refresh_transfers()
-        if self.ctx.target != target:  # /chat PEER (or /forget): go to that conversation
+        if self.ctx.target != target:  # /chat, /join, /part, /forget: go where it points
             new = self.ctx.target
-            if new != EVERYONE and self.buffers.get(new) is None:
+            if new.startswith("#"):
+                self.buffers.ensure(new, Kind.ROOM, new)
+            elif new != EVERYONE and self.buffers.get(new) is None:
                 self._peer_key(new)
             self.show(new if self.buffers.get(new) is not None else EVERYONE)
         if out is None:
@@ -322,7 +324,8 @@ class Shell:
             return False
         to = str(data["to"])
         text = str(data.get("text", out.text))
-        recipients = [str(p) for p in data.get("peers", [])] or [to]
+        listed = data.get("peers", data.get("members"))  # everyone's or a room's
+        recipients = [str(p) for p in listed] if isinstance(listed, list) else [to]
         if to == "all":
             key, kind, name, group = EVERYONE, Kind.EVERYONE, EVERYONE, True
         elif to.startswith("#"):

@@ -65,30 +65,43 @@ def mentions(text: str, nick: str) -> bool:
 
 
 class Sent:
-    """One outgoing message and which of its recipients have stored it."""
+    """One outgoing message and how many of its recipients have stored it."""
 
-    __slots__ = ("msg_id", "recipients", "delivered", "group", "ts", "key", "text")
+    __slots__ = ("msg_id", "recipients", "delivered", "group", "ts", "key", "text", "total",
+                 "acked_before")
 
     def __init__(self, msg_id: str, recipients: Iterable[str], *, group: bool, key: str,
-                 text: str = "", ts: float | None = None) -> None:
+                 text: str = "", ts: float | None = None, total: int | None = None,
+                 acked_before: int = 0) -> None:
         self.msg_id = msg_id
         self.key = key  # the buffer it was sent in
         self.text = text
-        self.recipients = frozenset(recipients)
+        self.recipients = frozenset(recipients)  # empty when only counts are known
+        self.total = len(self.recipients) if total is None else total
+        self.acked_before = acked_before  # stored already when read from the history
         self.delivered: frozenset[str] = frozenset()
         self.group = group
         self.ts = time.time() if ts is None else ts
 
     @property
+    def count(self) -> int:
+        """How many recipients have it."""
+        got = self.delivered & self.recipients if self.recipients else self.delivered
+        return min(self.total, self.acked_before + len(got))
+
+    @property
     def complete(self) -> bool:
         """Every recipient has it."""
-        return self.delivered >= self.recipients
+        return self.count >= self.total
 
     def mark(self) -> str:
-        """`✓` for a delivered direct message, `…` while not yet; `4/5` for a group."""
+        """`✓` for a delivered direct message, `…` while not yet; `4/5` for a group
+        (nothing for a room with nobody else in it)."""
         if not self.group:
             return "✓" if self.complete else "…"
-        n, total = len(self.delivered & self.recipients), len(self.recipients)
+        if not self.total:
+            return ""
+        n, total = self.count, self.total
         return f"{n}/{total} ✓" if n == total else f"{n}/{total}"
 
 
@@ -110,9 +123,10 @@ class Line:
 
     def render(self) -> Fragments:
         """The fragments, with the delivery mark as it is now."""
-        if self.sent is None:
+        mark = self.sent.mark() if self.sent is not None else ""
+        if not mark:
             return self.fragments
-        return [*self.fragments, ("class:mark", " " + self.sent.mark())]
+        return [*self.fragments, ("class:mark", " " + mark)]
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,8 @@ class Buffers:
                 return  # arrived as an event while the store was read: shown once
             buf = self.ensure(key, kind, name)
             buf.stored.append(line)
+            if line.sent is not None and not line.sent.complete:
+                self._track(line)
             if not incoming_id:
                 return
             buf.stored_last_in = incoming_id

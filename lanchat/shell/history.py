@@ -12,7 +12,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from lanchat.shell import render
-from lanchat.shell.buffers import EVERYONE, SCROLLBACK_LINES, Buffers, Kind, Level, Line, mentions
+from lanchat.shell.buffers import (
+    EVERYONE,
+    SCROLLBACK_LINES,
+    Buffers,
+    Kind,
+    Level,
+    Line,
+    Sent,
+    mentions,
+)
 from lanchat.shell.state import ShellState
 
 log = logging.getLogger(__name__)
@@ -67,3 +76,39 @@ def load_scrollback(node: Any, buffers: Buffers, state: ShellState) -> None:
                    buffers, state, set(), own_nick)
         done.add(view.key)
     _load_rows(node.history(None, LOAD_ROWS), buffers, state, done, own_nick)
+    rooms = _rooms_source(node)
+    if rooms is not None:
+        _load_rooms(rooms, buffers, state, own_nick)
+
+
+def _rooms_source(node: Any) -> Any | None:
+    """The node's rooms extension (the one that lists joined rooms and their history)."""
+    for ext in getattr(node, "extensions", ()):
+        if callable(getattr(ext, "joined", None)) and callable(getattr(ext, "history", None)):
+            return ext
+    return None
+
+
+def _load_rooms(rooms: Any, buffers: Buffers, state: ShellState, own_nick: str) -> None:
+    """Each joined room's (and each room buffer's) last messages, with delivery counts."""
+    names = list(rooms.joined())
+    names += [v.key for v in buffers.views if v.kind is Kind.ROOM and v.key not in names]
+    for room in names:
+        try:
+            rows = rooms.history(room, SCROLLBACK_LINES)
+        except (LookupError, ValueError):  # a room name that is no longer valid
+            continue
+        buffers.ensure(room, Kind.ROOM, room)
+        for row in rows:
+            sender = row.get("from") or {}
+            sender_id, nick = str(sender.get("id", "")), str(sender.get("nick", ""))
+            text = str(row.get("text", ""))
+            fragments = render.chat_line(float(row.get("sent", 0.0)), sender_id, nick, text)
+            if row.get("direction") == "out":
+                sent = Sent(str(row["id"]), (), group=True, key=room, text=text,
+                            total=int(row.get("of", 0)), acked_before=int(row.get("acked", 0)))
+                buffers.load(room, Kind.ROOM, room, Line(fragments, sent))
+                continue
+            level = Level.HIGHLIGHT if mentions(text, own_nick) else Level.MESSAGE
+            buffers.load(room, Kind.ROOM, room, Line(fragments), incoming_id=str(row["id"]),
+                         level=level)

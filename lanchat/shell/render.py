@@ -93,12 +93,13 @@ def room_line(event: Event, state: ShellState) -> Fragments:
     """Membership and topic of a room, as a notice in its buffer."""
     f = event.fields
     room = safe_line(str(f.get("room", "?")))
-    who = _nick_of(state, f.get("peer", f.get("by", "")))
+    who = _nick_of(state, f.get("member") or f.get("peer") or f.get("by") or "")
     name = event.name
     if name == "room_joined":
         return notice(f"-- you joined {room}", event.ts)
     if name == "room_left":
-        return notice(f"-- you left {room}", event.ts)
+        how = " (you were removed)" if f.get("reason") == "kicked" else ""
+        return notice(f"-- you left {room}{how}", event.ts)
     if name == "member_joined":
         return notice(f"-- {who} joined {room}", event.ts)
     if name == "member_left":
