@@ -137,6 +137,7 @@ def test_unread_counts_survive_a_restart(alice_shell: Callable[..., ShellRun],
     run.type("\x04")
     run.thread.join(10)
     run = alice_shell(record=True)
+    run.wait_for(lambda: not run.shell.buffers.loading, "the scrollback read")
     assert run.shell.buffers.unread_by_key() == {bob[0].node_id: 2}
     buf = run.shell.buffers.get(bob[0].node_id)
     assert buf is not None
@@ -147,6 +148,7 @@ def test_unread_counts_survive_a_restart(alice_shell: Callable[..., ShellRun],
     run.type("\x04")
     run.thread.join(10)
     run = alice_shell()
+    run.wait_for(lambda: not run.shell.buffers.loading, "the scrollback read")
     assert run.shell.buffers.unread_by_key() == {}
 
 

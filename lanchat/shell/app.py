@@ -90,6 +90,7 @@ class Shell:
         self.node.subscribe(self.router.on_event)
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
         self._saved_at = time.monotonic()
+        self._banner = Line([])
 
     @property
     def bell(self) -> bool:
@@ -109,7 +110,7 @@ class Shell:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the node, load each buffer's scrollback and show the current one."""
+        """Start the node; the scrollback is read once the prompt is up (`_load`)."""
         for failure in self.plugins.failures:
             self.node.emit("error", code="plugin_failed",
                            message=f"plugin {failure.name} disabled ({failure.where}): "
@@ -122,14 +123,27 @@ class Shell:
         self.state.transfers_source = manager.transfers if manager is not None else None
         self.state.refresh_transfers()
         self.state.load(self.node.peers())
-        load_scrollback(self.node, self.buffers, self.state)
-        self.buffers.loaded()
         self._set_target(self.buffers.current)
-        banner = Line(render.banner(info))
-        with self.buffers.lock:  # what events queued so far is in the tail already
+        self._banner = Line(render.banner(info))
+
+    async def _load(self) -> None:
+        """Read each buffer's scrollback and unread count from the store (off the prompt's
+        thread, so the prompt is up at once), then write the current buffer and banner."""
+        try:
+            await asyncio.to_thread(load_scrollback, self.node, self.buffers, self.state)
+        except Exception as exc:  # noqa: BLE001 - the shell goes on without scrollback
+            self.router.add(NOTICES, Kind.NOTICES, NOTICES, Line(render.error(
+                f"could not read the history for the buffers: {exc}")))
+        self.loaded()
+
+    def loaded(self) -> None:
+        """Scrollback is in: show the current buffer's tail and the banner."""
+        with self.buffers.lock:  # what arrived meanwhile is in the tail already
+            self.buffers.loaded()
             tail = self.buffers.tail(self.buffers.current, REPAINT_LINES)
-            self.buffers.add(NOTICES, Kind.NOTICES, NOTICES, banner, level=Level.LOW)
-            self.printer.reset([*tail, banner])
+            self.buffers.add(NOTICES, Kind.NOTICES, NOTICES, self._banner, level=Level.LOW)
+            self.printer.reset([*tail, self._banner])
+        self.printer.touch()
 
     def run(self) -> int:
         """Prompt until /quit or Ctrl-D; then say bye and close the node."""
@@ -156,6 +170,7 @@ class Shell:
 
     async def _main(self) -> None:
         pump = asyncio.create_task(self.printer.run())
+        load = asyncio.create_task(self._load()) if self.buffers.loading else None
         try:
             while not self.ctx.quit:
                 try:
@@ -166,9 +181,11 @@ class Shell:
                     self.printer.put(render.notice("bye"))
                     break
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for task in (pump, load):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     def _prompt(self) -> render.Fragments:
         return [("class:prompt", f"{current_name(self.buffers)}> ")]

@@ -176,7 +176,8 @@ class Buffers:
         self._sent: dict[str, list[Line]] = {}
         self._dirty = False
         self._saved: dict[str, Any] = {}
-        self._loading = True  # until `loaded()`: live incoming ids are kept to skip below
+        self.loading = True  # until `loaded()`: live incoming ids are kept to skip below,
+        # and lines are not written (the current buffer is written whole then)
         self._live_ids: set[str] = set()
         self.first_run = True
         self._load_file()
@@ -284,7 +285,7 @@ class Buffers:
                 if self.first_run and buf.stored_last_in:
                     buf.last_read = buf.stored_last_in
                 buf.stored = []
-            self._loading = False
+            self.loading = False
             self._live_ids.clear()
             self._read(self._by_key[self.current])
             self._dirty = True
@@ -301,7 +302,7 @@ class Buffers:
             buf.touched = time.time()
             if incoming_id:
                 buf.last_in = incoming_id
-                if self._loading:
+                if self.loading:
                     self._live_ids.add(incoming_id)
             if line.sent is not None:
                 self._track(line)

@@ -29,7 +29,7 @@ class Router:
         self.state = state
         self.buffers = buffers
         self.printer = printer
-        self.redraw = redraw  # the toolbar changed (thread-safe)
+        self.redraw = redraw  # the toolbar may have changed (thread-safe)
 
     def on_event(self, event: Event) -> None:
         """Render the event (before the state forgets old nicks), then update the state."""
@@ -48,12 +48,11 @@ class Router:
         with self.buffers.lock:  # one step, so a switch or repaint sees it once
             shown = self.buffers.add(key, kind, name, line, incoming_id=incoming_id,
                                      level=level)
-            if shown:
+            if shown and not self.buffers.loading:
                 self.printer.put(line, bell=bell)
-        if not shown:
-            if bell:
-                self.printer.ring()
-            self.redraw()
+        if bell and not shown:
+            self.printer.ring()
+        self.redraw()  # the hotlist, and now and then the read markers
         return shown
 
     def _route(self, event: Event) -> None:
