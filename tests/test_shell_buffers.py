@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import MappingProxyType
 
-from test_shell import ShellRun, alice_shell, bob  # noqa: F401 - fixtures
+import pytest
+from test_shell import ShellRun, alice_shell  # noqa: F401 - fixtures
 
+from lanchat import rooms
+from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.node import Node
 from lanchat.shell import render
@@ -17,6 +21,21 @@ from lanchat.shell.buffers import Buffers, Kind, Level, Line, Sent
 from lanchat.shell.paste import PasteGuardParser
 from lanchat.shell.state import ShellState, TransferView
 from nodes import EventLog
+
+
+@pytest.fixture
+def bob(tmp_path: Path) -> Iterator[tuple[Node, EventLog]]:
+    """Bob on 127.0.0.1, with rooms (alice's shell has them through open_node)."""
+    config = Config(home=tmp_path / "bob", nick="bob", port=0, interfaces=["127.0.0.1"],
+                    mdns=False, beacon=False)
+    node = Node(config)
+    rooms.attach(node)
+    log = EventLog()
+    node.subscribe(log)
+    node.start()
+    yield node, log
+    node.close()
+
 
 ALT = "\x1b"
 ALT_LEFT, ALT_RIGHT = "\x1b[1;3D", "\x1b[1;3C"
@@ -232,6 +251,40 @@ def test_room_events_make_room_buffers(alice_shell: Callable[..., ShellRun],
     node.emit("room_left", room="#lunch")
     run.wait_for(lambda: any(v.parted for v in run.shell.buffers.views if v.key == "#lunch"),
                  "#lunch marked as left")
+
+
+def test_a_room_has_its_buffer_delivery_counts_and_scrollback_after_a_restart(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """/join #lunch opens its buffer; a plain line there reaches bob in the room and shows
+    1/1 ✓; bob's line naming alice while she reads `all` is unread with `!`; after a
+    restart the room's lines come back from the store, the unread one still unread."""
+    bob_rooms = rooms.rooms_of(bob[0])
+    assert bob_rooms is not None
+    bob_rooms.join("#lunch")
+    run = alice_shell(record=True)
+    run.type("/join #lunch\r")
+    run.wait_for(lambda: run.shell.buffers.current == "#lunch", "the room's buffer")
+    at = mark(run)
+    run.type("hello room\r")
+    bob[1].wait("message", lambda e: e.fields.get("room") == "#lunch"
+                and e["text"] == "hello room", timeout=15)
+    run.wait_for(lambda: "hello room 1/1 ✓" in plain(screen_after(run, at)), "1/1 ✓")
+    bob_rooms.post("#lunch", "pizza?")
+    run.wait_for(lambda: "<bob> pizza?" in plain(screen_after(run, at)), "bob's line")
+    run.type(ALT + "2")
+    run.wait_for(lambda: run.shell.buffers.current == "all", "all")
+    bob_rooms.post("#lunch", "alice, still there?")
+    run.wait_for(lambda: run.shell.buffers.unread_by_key() == {"#lunch": 1}, "unread")
+    assert any(v.level is Level.HIGHLIGHT for v in run.shell.buffers.views
+               if v.key == "#lunch")
+    run.type("\x04")
+    run.thread.join(10)
+    run = alice_shell(record=True)
+    run.wait_for(lambda: not run.shell.buffers.loading, "the scrollback read")
+    assert run.shell.buffers.unread_by_key() == {"#lunch": 1}
+    run.type("/buffer #lunch\r")
+    run.wait_for(lambda: "alice, still there?" in plain(screen_after(run, 0)), "scrollback")
+    assert "hello room 1/1 ✓" in plain(screen_after(run, 0))
 
 
 # -- without a node ----------------------------------------------------------------------

@@ -142,15 +142,28 @@ def toolbar(screen: str) -> str:
 
 def test_buffers_live_progress_and_unread_across_a_restart(
         alice_in_tmux: tuple[Tmux, LanchatProc], lab2: Lab, tmp_path: Path) -> None:
-    """Bob's direct line is unread in buffer 3 until Alt-3 shows it; his file's progress
-    bar moves with no key pressed; two more lines stay unread across a restart of alice's
-    shell, and the line she read stays read."""
+    """Bob's direct line is unread in buffer 3 until Alt-3 shows it; #lunch gets buffer 4
+    and alice's line there shows 1/1 stored; bob's file's progress bar moves with no key
+    pressed; two more lines stay unread across a restart of alice's shell, and the line she
+    read stays read."""
     term, bob = alice_in_tmux
     bob.command("/msg alice psst")
     term.wait_for(lambda s: "3:bob(1)" in toolbar(s), "bob's buffer with 1 unread")
     assert "psst" not in term.screen()
     term.key("M-3")
     term.wait_for(lambda s: "[3:bob]" in toolbar(s) and "<bob> psst" in s, "bob's buffer")
+    # a room: its own buffer, a plain line reaches bob there, 1/1 stored it
+    bob.command("/join #lunch")
+    bob.wait_event("room_joined", room="#lunch")
+    term.type("/join #lunch")
+    term.key("Enter")
+    term.wait_for(lambda s: "[4:#lunch]" in toolbar(s), "the room's buffer")
+    term.type("hi room")
+    term.key("Enter")
+    bob.wait_event("message", text="hi room", room="#lunch")
+    term.wait_text("<alice> hi room 1/1 ✓")
+    term.key("M-Left")
+    term.wait_for(lambda s: "[3:bob]" in toolbar(s), "back to bob's buffer")
     # A sparse file (no disk to fill it), bigger each time until one moves for longer
     # than a progress interval on this machine: then the bar must move on its own.
     seen: set[int] = set()

@@ -284,14 +284,10 @@ class Shell:
         current = self.buffers.get(self.buffers.current)
         assert current is not None
         command = line.lstrip().startswith("/") and not line.lstrip().startswith("//")
-        if not command and line.strip():
-            if current.kind is Kind.NOTICES:
-                self._answer(render.error("this buffer shows notices only; Alt-2 or "
-                                          "/buffer all talks to everyone"))
-                return
-            if current.kind is Kind.ROOM:
-                text = line[1:] if line.startswith("//") else line
-                line = f"/msg {current.key} {text}"
+        if not command and line.strip() and current.kind is Kind.NOTICES:
+            self._answer(render.error("this buffer shows notices only; Alt-2 or /buffer all "
+                                      "talks to everyone"))
+            return
         target = self.ctx.target
         try:
             out = execute(self.ctx, line)

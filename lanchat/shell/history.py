@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from lanchat.rooms import Rooms, rooms_of
 from lanchat.shell import render
 from lanchat.shell.buffers import (
     EVERYONE,
@@ -76,27 +77,19 @@ def load_scrollback(node: Any, buffers: Buffers, state: ShellState) -> None:
                    buffers, state, set(), own_nick)
         done.add(view.key)
     _load_rows(node.history(None, LOAD_ROWS), buffers, state, done, own_nick)
-    rooms = _rooms_source(node)
+    rooms = rooms_of(node)
     if rooms is not None:
         _load_rooms(rooms, buffers, state, own_nick)
 
 
-def _rooms_source(node: Any) -> Any | None:
-    """The node's rooms extension (the one that lists joined rooms and their history)."""
-    for ext in getattr(node, "extensions", ()):
-        if callable(getattr(ext, "joined", None)) and callable(getattr(ext, "history", None)):
-            return ext
-    return None
-
-
-def _load_rooms(rooms: Any, buffers: Buffers, state: ShellState, own_nick: str) -> None:
+def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, own_nick: str) -> None:
     """Each joined room's (and each room buffer's) last messages, with delivery counts."""
     names = list(rooms.joined())
     names += [v.key for v in buffers.views if v.kind is Kind.ROOM and v.key not in names]
     for room in names:
         try:
             rows = rooms.history(room, SCROLLBACK_LINES)
-        except (LookupError, ValueError):  # a room name that is no longer valid
+        except ValueError:  # a room name that is no longer valid
             continue
         buffers.ensure(room, Kind.ROOM, room)
         for row in rows:
