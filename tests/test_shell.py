@@ -120,6 +120,7 @@ def alice_shell(tmp_path: Path, bob: tuple[Node, EventLog]
         runs.append(run)
         bob[1].wait("peer_joined", lambda e: e["peer"]["nick"] == "alice")
         run.wait_for(lambda: shell.state.online() == 1, "bob online in alice's snapshot")
+        run.wait_for(lambda: not shell.buffers.loading, "the scrollback read")
         return run
 
     yield start

@@ -161,7 +161,8 @@ def test_buffers_live_progress_and_unread_across_a_restart(
     term.type("hi room")
     term.key("Enter")
     bob.wait_event("message", text="hi room", room="#lunch")
-    term.wait_text("<alice> hi room 1/1 ✓")
+    term.wait_for(lambda s: "<alice> hi room 1/1 ✓" in s or "✓ delivered to 1 of 1" in s,
+                  "1/1 stored it")
     term.key("M-Left")
     term.wait_for(lambda s: "[3:bob]" in toolbar(s), "back to bob's buffer")
     # A sparse file (no disk to fill it), bigger each time until one moves for longer

@@ -108,7 +108,7 @@ class Sent:
 class Line:
     """One scrollback entry: fragments, plus the delivery mark of an outgoing message."""
 
-    __slots__ = ("fragments", "sent", "hold_until", "shown_incomplete")
+    __slots__ = ("fragments", "sent", "hold_until", "shown_incomplete", "buffer")
 
     def __init__(self, fragments: Fragments, sent: Sent | None = None,
                  hold_until: float = 0.0) -> None:
@@ -116,6 +116,7 @@ class Line:
         self.sent = sent
         self.hold_until = hold_until  # monotonic; the printer waits this long for the mark
         self.shown_incomplete = False
+        self.buffer = ""  # the key of the buffer it was added to
 
     def held(self, now: float) -> bool:
         """Whether the printer should still wait for the delivery mark."""
@@ -179,6 +180,7 @@ class Buffers:
         self.loading = True  # until `loaded()`: live incoming ids are kept to skip below,
         # and lines are not written (the current buffer is written whole then)
         self._live_ids: set[str] = set()
+        self._stored_ids: set[str] = set()  # incoming ids read from the store at start
         self.first_run = True
         self._load_file()
         self.ensure(NOTICES, Kind.NOTICES, NOTICES)
@@ -259,7 +261,10 @@ class Buffers:
         with self.lock:
             if incoming_id and incoming_id in self._live_ids:
                 return  # arrived as an event while the store was read: shown once
+            if incoming_id:
+                self._stored_ids.add(incoming_id)
             buf = self.ensure(key, kind, name)
+            line.buffer = key
             buf.stored.append(line)
             if line.sent is not None and not line.sent.complete:
                 self._track(line)
@@ -297,7 +302,10 @@ class Buffers:
             level: Level = Level.MESSAGE) -> bool:
         """Append a line; return whether it is in the current buffer (to be written)."""
         with self.lock:
+            if incoming_id and incoming_id in self._stored_ids:
+                return False  # read from the store already; its event came after
             buf = self.ensure(key, kind, name)
+            line.buffer = key
             buf.lines.append(line)
             buf.touched = time.time()
             if incoming_id:

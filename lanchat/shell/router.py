@@ -100,15 +100,16 @@ class Router:
         sent, lines = found
         self.printer.poke()  # a line held for its mark may go now
         if sent.complete and any(line.shown_incomplete for line in lines):
-            who = (f"all {len(sent.recipients)}" if sent.group
+            who = (f"{sent.total} of {sent.total} in {safe_line(sent.key)}" if sent.group
                    else self._nick(next(iter(sent.recipients))))
             text = safe_line(sent.text)
             text = text if len(text) <= NOTE_CHARS else text[:NOTE_CHARS - 1] + "~"
-            note = Line(render.notice(
-                f"✓ delivered to {who} (sent {render.clock(sent.ts)}): {text}"))
-            buf = self.buffers.get(sent.key)
-            if buf is not None:
-                self.add(buf.key, buf.kind, buf.name, note, level=Level.LOW)
+            for key in dict.fromkeys(ln.buffer for ln in lines if ln.shown_incomplete):
+                buf = self.buffers.get(key)
+                if buf is not None:  # where the line was shown without its mark
+                    note = Line(render.notice(
+                        f"✓ delivered to {who} (sent {render.clock(sent.ts)}): {text}"))
+                    self.add(buf.key, buf.kind, buf.name, note, level=Level.LOW)
 
     def _nick(self, peer_id: str) -> str:
         peer = self.state.peer(peer_id)
