@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 from collections import OrderedDict
 from threading import Lock
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import TYPE_CHECKING
 
 from lanchat.identity import node_id_from_spki
+
+if TYPE_CHECKING:  # cryptography loads when a room frame is first checked (identity.py)
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 KEY_CACHE_SIZE = 4096  # parsed author keys kept (parsing costs more than verifying)
 
@@ -41,6 +41,9 @@ def payload(context: bytes, *fields: str | int | bool) -> bytes:
 
 
 def _load(key_b64: str) -> tuple[str, ed25519.Ed25519PublicKey] | None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     with _keys_lock:
         if key_b64 in _keys:
             _keys.move_to_end(key_b64)
@@ -62,6 +65,8 @@ def _load(key_b64: str) -> tuple[str, ed25519.Ed25519PublicKey] | None:
 def verify(author: str, key_b64: str, sig_b64: str, signed: bytes) -> bool:
     """True if `key_b64` is `author`'s key (its id is the key's hash) and `sig_b64` is its
     signature over `signed`."""
+    from cryptography.exceptions import InvalidSignature
+
     loaded = _load(key_b64)
     if loaded is None or loaded[0] != author:
         return False
