@@ -376,6 +376,10 @@ def test_toolbar_shows_buffers_unread_mentions_peers_and_transfers() -> None:
     buffers.switch("c" * 52)
     text = "".join(t for _, t in draw())
     assert " 1:lanchat 2:all [3:carol] 4:#lunch(1!) " in text
+    # a narrow terminal: the current buffer and the mention stay, the rest are counted
+    narrow = create_toolbar_tokens_func(state, buffers, lambda: 80)
+    text = "".join(t for _, t in narrow())
+    assert text.startswith(" [3:carol] 4:#lunch(1!) +2 | 1 online")
 
 
 def test_toolbar_shows_a_progress_bar_with_rate_and_time_left() -> None:

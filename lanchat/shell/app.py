@@ -79,7 +79,8 @@ class Shell:
             completer=ShellCompleter(self.registry, lambda: self.state.peers,
                                      lambda: self.buffers.views),
             complete_while_typing=False, multiline=True, key_bindings=shell_bindings(self),
-            bottom_toolbar=create_toolbar_tokens_func(self.state, self.buffers),
+            bottom_toolbar=create_toolbar_tokens_func(self.state, self.buffers,
+                                                      self._columns),
             style=style, include_default_pygments_style=False,
             prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
             erase_when_done=True, enable_open_in_editor=False)
@@ -91,6 +92,9 @@ class Shell:
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
         self._saved_at = time.monotonic()
         self._banner = Line([])
+
+    def _columns(self) -> int:
+        return self.session.app.output.get_size().columns
 
     @property
     def bell(self) -> bool:

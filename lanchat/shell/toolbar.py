@@ -68,24 +68,48 @@ def _transfer_words(state: ShellState) -> str:
     return ", ".join(words)
 
 
-def create_toolbar_tokens_func(state: ShellState, buffers: Buffers
+def fitting(views: tuple[BufferView, ...], width: int) -> tuple[list[BufferView], int]:
+    """The buffers the list has room for in `width` cells, and how many are left out: the
+    current one, then the most pressing activity, then by number; shown in number order."""
+    cost = [len(buffer_label(v)) + 1 for v in views]
+    if sum(cost) <= width:
+        return list(views), 0
+    budget = width - len(f" +{len(views)}")
+    ranked = sorted(range(len(views)), key=lambda i: (not views[i].current,
+                                                      -views[i].level, views[i].number))
+    chosen: set[int] = set()
+    for i in ranked:
+        if cost[i] <= budget:
+            chosen.add(i)
+            budget -= cost[i]
+    return [views[i] for i in sorted(chosen)], len(views) - len(chosen)
+
+
+def create_toolbar_tokens_func(state: ShellState, buffers: Buffers,
+                               width: Callable[[], int] = lambda: 200
                                ) -> Callable[[], Fragments]:
-    """A function the prompt calls at each redraw to draw the toolbar."""
+    """A function the prompt calls at each redraw to draw the toolbar (`width`: the
+    terminal's columns)."""
 
     def get_toolbar_tokens() -> Fragments:
+        status: Fragments = [
+            ("class:bottom-toolbar", f" | {state.online()} online"),
+            ("class:bottom-toolbar", f" | {_transfer_words(state)}"),
+            ("class:bottom-toolbar", f" | bell {'on' if state.bell else 'off'} "),
+        ]
+        room = width() - sum(len(f[1]) for f in status) - 1
+        shown, hidden = fitting(buffers.views, max(room, 0))
         tokens: Fragments = []
-        for view in buffers.views:
+        for view in shown:
             style = ("class:bottom-toolbar.current" if view.current
                      else LEVEL_STYLE.get(view.level, "class:bottom-toolbar"))
             if view.kind is Kind.DIRECT and view.unread and not view.current:
                 style = LEVEL_STYLE[max(view.level, Level.PRIVATE)]
             tokens.append(("class:bottom-toolbar", " "))
             tokens.append((style, buffer_label(view)))
-        tokens += [
-            ("class:bottom-toolbar", f" | {state.online()} online"),
-            ("class:bottom-toolbar", f" | {_transfer_words(state)}"),
-            ("class:bottom-toolbar", f" | bell {'on' if state.bell else 'off'} "),
-        ]
+        if hidden:
+            tokens.append(("class:bottom-toolbar", f" +{hidden}"))
+        tokens += status
         moving = sorted(state.progress.values(), key=lambda p: p.first_ts)
         for p in moving[:PROGRESS_LINES]:
             tokens.append(("class:bottom-toolbar.progress", f"\n {progress_label(p)} "))
