@@ -176,8 +176,8 @@ def main() -> int:
             ("bare prompt-toolkit prompt", lambda i: h1.wrap(
                 [sys.executable, "-c", BARE_PROMPT]))]
         def lanchat_argv(repo: Path) -> Callable[[int], list[str]]:
-            return lambda i: shell_argv(h1, lab, base / f"alice-{repo.name}", "alice", peer,
-                                        repo=repo)
+            return lambda i: shell_argv(h1, lab, base / f"alice-start-{repo.name}", "alice",
+                                        peer, repo=repo)
 
         for build, repo in builds:
             starts.append((f"lanchat shell [{build}] (known peer)", lanchat_argv(repo)))
@@ -227,8 +227,9 @@ def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
     term = Tmux(base)
     tag = f"lanchat [{build}, {writer}]"
     try:
-        term.start(shell_argv(lab.hosts[0], lab, base / f"alice-{repo.name}", "alice", peer,
-                              repo=repo),
+        # a home bob has not known before: nothing he broadcast meanwhile waits for it
+        term.start(shell_argv(lab.hosts[0], lab, base / f"alice-type-{repo.name}", "alice",
+                              peer, repo=repo),
                    env={WRITER_ENV: writer})
         wait_until(term, lambda s: "bob [1] is here" in s and prompt_line(s) is not None)
         bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=20)
