@@ -291,7 +291,49 @@ def test_a_room_has_its_buffer_delivery_counts_and_scrollback_after_a_restart(
     assert "hello room 1/1 ✓" in plain(screen_after(run, 0))
 
 
+def test_an_ignored_peer_stays_out_of_buffers_and_scrollback(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """After /ignore bob, his line is stored but neither shown nor counted, and the next
+    shell does not bring it back from the store."""
+    run = alice_shell()
+    run.type("/ignore bob\r")
+    run.wait_for(lambda: bool(run.shell.node.ignored()), "bob ignored")
+    bob[0].broadcast("noise")
+    run.wait_for(lambda: any(r["text"] == "noise" for r in run.shell.node.history(None, 5)),
+                 "the line stored")
+    run.type("\x04")
+    run.thread.join(10)
+    run = alice_shell()
+    run.wait_for(lambda: not run.shell.buffers.loading, "the scrollback read")
+    everyone = run.shell.buffers.get("all")
+    assert everyone is not None
+    assert not any("noise" in str(ln.fragments) for ln in everyone.lines)
+    assert run.shell.buffers.unread_by_key() == {}
+
+
 # -- without a node ----------------------------------------------------------------------
+
+
+def test_two_peers_called_bob_get_buffers_told_apart_by_id() -> None:
+    """Two keys using one nick: their buffers and lines carry the id suffix of the naming
+    rule, so alice can tell which bob she reads."""
+    from prompt_toolkit.output import DummyOutput
+    from prompt_toolkit.styles import Style
+
+    from lanchat.shell.printer import Printer
+    from lanchat.shell.router import Router
+
+    state = ShellState("a" * 52, "alice")
+    state.load([{"id": "b" * 52, "nick": "bob", "number": 1, "online": True},
+                {"id": "c" * 52, "nick": "bob", "number": 2, "online": True}])
+    buffers = Buffers()
+    router = Router(state, buffers, Printer(DummyOutput(), Style([])), lambda: None)
+    for sender in ("b" * 52, "c" * 52):
+        router.on_event(Event.make("message", id=sender[:4], to="direct", text="hi",
+                                   **{"from": {"id": sender, "nick": "bob"}}))
+    names = [v.name for v in buffers.views if v.kind is Kind.DIRECT]
+    assert len(names) == 2 and all(n.startswith("bob#") for n in names)
+    assert names[0] != names[1]
 
 
 def test_transfer_endings_are_said_in_words() -> None:

@@ -38,25 +38,27 @@ def _place(row: dict[str, Any], state: ShellState) -> tuple[str, Kind, str]:
     if row.get("to") == "broadcast":
         return EVERYONE, Kind.EVERYONE, EVERYONE
     peer_id = str(row["peer"])
-    known = state.peer(peer_id)
-    name = known.nick if known else str(row.get("with") or row.get("nick") or peer_id[:8])
-    if row.get("direction") == "in":
-        name = known.nick if known else str(row.get("nick", name))
-    return peer_id, Kind.DIRECT, name
+    nick = str(row.get("nick") if row.get("direction") == "in" else row.get("with") or "")
+    return peer_id, Kind.DIRECT, state.display(peer_id, nick or peer_id[:8])
 
 
 def _load_rows(rows: Iterable[dict[str, Any]], buffers: Buffers, state: ShellState,
-               skip: set[str], own_nick: str) -> None:
+               skip: set[str], ignored: set[str]) -> None:
     for row in rows:
+        incoming = row.get("direction") == "in"
+        if incoming and str(row["peer"]) in ignored:
+            continue  # /ignore: stored, never shown
         key, kind, name = _place(row, state)
         if key in skip:
             continue
-        incoming = row.get("direction") == "in"
-        sender_id = str(row["peer"]) if incoming else state.own_id
         text = str(row.get("text", ""))
-        line = Line(render.chat_line(float(row.get("ts", 0.0)), sender_id,
-                                     str(row.get("nick", "")), text))
-        level = (Level.HIGHLIGHT if incoming and mentions(text, own_nick)
+        if incoming:
+            sender_id = str(row["peer"])
+            nick = state.display(sender_id, str(row.get("nick", "")))
+        else:
+            sender_id, nick = state.own_id, state.own_nick
+        line = Line(render.chat_line(float(row.get("ts", 0.0)), sender_id, nick, text))
+        level = (Level.HIGHLIGHT if incoming and mentions(text, state.own_nick)
                  else Level.PRIVATE if kind is Kind.DIRECT else Level.MESSAGE)
         buffers.load(key, kind, name, line, incoming_id=str(row["id"]) if incoming else "",
                      level=level)
@@ -64,7 +66,7 @@ def _load_rows(rows: Iterable[dict[str, Any]], buffers: Buffers, state: ShellSta
 
 def load_scrollback(node: Any, buffers: Buffers, state: ShellState) -> None:
     """Fill every buffer's scrollback and unread count from the store."""
-    own_nick = state.own_nick
+    ignored = {str(p["id"]) for p in node.ignored()}
     done: set[str] = set()
     for view in buffers.views:
         if view.kind is not Kind.DIRECT:
@@ -74,15 +76,16 @@ def load_scrollback(node: Any, buffers: Buffers, state: ShellState) -> None:
         except LookupError:  # forgotten since: its buffer shows what the big query has
             continue
         _load_rows((r for r in rows if r.get("to") == "direct" and not r.get("room")),
-                   buffers, state, set(), own_nick)
+                   buffers, state, set(), ignored)
         done.add(view.key)
-    _load_rows(node.history(None, LOAD_ROWS), buffers, state, done, own_nick)
+    _load_rows(node.history(None, LOAD_ROWS), buffers, state, done, ignored)
     rooms = rooms_of(node)
     if rooms is not None:
-        _load_rooms(rooms, buffers, state, own_nick)
+        _load_rooms(rooms, buffers, state, ignored)
 
 
-def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, own_nick: str) -> None:
+def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, ignored: set[str]
+                ) -> None:
     """Each joined room's (and each room buffer's) last messages, with delivery counts."""
     names = list(rooms.joined())
     names += [v.key for v in buffers.views if v.kind is Kind.ROOM and v.key not in names]
@@ -94,14 +97,19 @@ def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, own_nick: str
         buffers.ensure(room, Kind.ROOM, room)
         for row in rows:
             sender = row.get("from") or {}
-            sender_id, nick = str(sender.get("id", "")), str(sender.get("nick", ""))
+            sender_id = str(sender.get("id", ""))
             text = str(row.get("text", ""))
-            fragments = render.chat_line(float(row.get("sent", 0.0)), sender_id, nick, text)
             if row.get("direction") == "out":
+                fragments = render.chat_line(float(row.get("sent", 0.0)), state.own_id,
+                                             state.own_nick, text)
                 sent = Sent(str(row["id"]), (), group=True, key=room, text=text,
                             total=int(row.get("of", 0)), acked_before=int(row.get("acked", 0)))
                 buffers.load(room, Kind.ROOM, room, Line(fragments, sent))
                 continue
-            level = Level.HIGHLIGHT if mentions(text, own_nick) else Level.MESSAGE
+            if sender_id in ignored:
+                continue
+            nick = state.display(sender_id, str(sender.get("nick", "")))
+            fragments = render.chat_line(float(row.get("sent", 0.0)), sender_id, nick, text)
+            level = Level.HIGHLIGHT if mentions(text, state.own_nick) else Level.MESSAGE
             buffers.load(room, Kind.ROOM, room, Line(fragments), incoming_id=str(row["id"]),
                          level=level)

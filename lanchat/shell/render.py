@@ -166,11 +166,10 @@ def _transfer_words(f: Any, state: ShellState) -> tuple[str, str]:
     """The file's name and the peer's nick, safe, as far as they are known."""
     known = state.unfinished.get(str(f.get("transfer", "")))
     name = f.get("name") or (known.name if known else "") or str(f.get("transfer", "?"))[:8]
-    nick = known.nick if known else ""
-    if not nick and f.get("peer"):
-        peer = state.peer(str(f["peer"]))
-        nick = peer.nick if peer else str(f["peer"])[:8]
-    return safe_line(str(name)), safe_line(nick or "the peer")
+    peer_id = known.peer if known else str(f.get("peer") or "")
+    nick = _nick_of(state, {"id": peer_id, "nick": known.nick if known else ""}) \
+        if peer_id else "the peer"
+    return safe_line(str(name)), nick
 
 
 def _file_done(event: Event, state: ShellState) -> Fragments:
@@ -227,12 +226,14 @@ def _peer_line(event: Event, state: ShellState) -> Fragments | None:
 
 
 def _nick_of(state: ShellState, who: Any) -> str:
+    """A peer (an id, or an {id, nick} object) as the display-name rule shows it."""
     if isinstance(who, dict):
-        if "nick" not in who and "id" in who:
-            return _nick_of(state, who["id"])
-        return safe_line(str(who.get("nick", "?")))
-    peer = state.peer(str(who))
-    return safe_line(peer.nick) if peer else safe_line(str(who))[:12]
+        peer_id, nick = str(who.get("id", "")), str(who.get("nick", ""))
+    else:
+        peer_id, nick = str(who), ""
+    if state.peer(peer_id) is None and not nick:
+        return safe_line(peer_id)[:12] or "?"
+    return state.display(peer_id, nick or peer_id[:8])
 
 
 def _size(size: Any) -> str:

@@ -147,13 +147,13 @@ class Router:
     def _file_peer(self, f: Any) -> tuple[str, str]:
         sender = f.get("from")
         if isinstance(sender, dict):
-            return str(sender.get("id", "")), str(sender.get("nick", ""))
+            sender_id = str(sender.get("id", ""))
+            return sender_id, self.state.display(sender_id, str(sender.get("nick", "")))
         known = self.state.unfinished.get(str(f.get("transfer", "")))
         if known is not None:
-            return known.peer, known.nick
+            return known.peer, self.state.display(known.peer, known.nick)
         peer_id = str(f.get("peer") or "")
-        peer = self.state.peer(peer_id)
-        return peer_id, peer.nick if peer else peer_id[:8]
+        return peer_id, self.state.display(peer_id, peer_id[:8])
 
     def _room(self, event: Event) -> None:
         f = event.fields

@@ -154,7 +154,7 @@ class ShellState:
             self.refresh_transfers()
             known = self.unfinished.get(transfer)
         name = str(event.fields.get("name") or (known.name if known else "") or transfer[:8])
-        peer = known.nick if known else ""
+        peer = self.display(known.peer, known.nick) if known else ""
         direction = str(event.fields.get("direction") or (known.direction if known else "in"))
         with self._lock:
             moving = dict(self.progress)
