@@ -226,13 +226,16 @@ def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
     rows: list[tuple[str, str]] = []
     term = Tmux(base)
     tag = f"lanchat [{build}, {writer}]"
+    since = bob.mark()
     try:
         # a home bob has not known before: nothing he broadcast meanwhile waits for it
         term.start(shell_argv(lab.hosts[0], lab, base / f"alice-type-{repo.name}", "alice",
                               peer, repo=repo),
                    env={WRITER_ENV: writer})
         wait_until(term, lambda s: "bob [1] is here" in s and prompt_line(s) is not None)
-        bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=20)
+        joined = bob.wait_event("peer_joined", peer={"nick": "alice"}, timeout=20,
+                                since=since)
+        alice = str(joined["peer"]["id"])  # several alices are known by now: by id
         lat = typing_latency(term, args.keys)
         rows.append((f"keystroke to screen, {tag}, idle (ms)", summary(lat)))
         msg = []
@@ -246,7 +249,7 @@ def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
         pid = pane_pid(term)
         loads = [("shown", "/all")]
         if build == "buffers":
-            loads.append(("to another buffer", "/msg alice"))
+            loads.append(("to another buffer", f"/msg {alice}"))
         for where, command in loads:
             TORN.clear()
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
