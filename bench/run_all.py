@@ -48,6 +48,8 @@ BENCHES = (
            "--writers", "erase"), "", 300),
     Bench("web", ("-m", "bench.bench_web"), ("-m", "bench.bench_web", "--quick"), "web.json",
           400),
+    Bench("failover", ("-m", "bench.bench_failover"),
+          ("-m", "bench.bench_failover", "--quick", "--runs", "1"), "failover.json", 300),
 )
 
 

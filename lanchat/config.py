@@ -11,6 +11,10 @@ from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
 
 DEFAULT_PORT = 47800
 APP_NAME = "lanchat"
+# Data a session wrote that the peer's kernel has not acknowledged for this long means the
+# path is gone (a pulled cable): the session closes and is dialled again, at another of the
+# peer's addresses if it has one (TCP_USER_TIMEOUT; 0 leaves it to the dead timer).
+SESSION_LINK_TIMEOUT_S = 2.5
 
 
 def default_home() -> Path:
@@ -84,6 +88,8 @@ class Config:
         default_factory=lambda: _env_float("LANCHAT_HEARTBEAT_S", SESSION_PING_AFTER_S))
     dead_after_s: float = field(
         default_factory=lambda: _env_float("LANCHAT_DEAD_AFTER_S", SESSION_DEAD_AFTER_S))
+    link_timeout_s: float = field(
+        default_factory=lambda: _env_float("LANCHAT_LINK_TIMEOUT_S", SESSION_LINK_TIMEOUT_S))
     # Node ids whose files are accepted without asking (the config file's `auto_accept`,
     # added to the list `/autoaccept` keeps).
     auto_accept: list[str] = field(default_factory=list)

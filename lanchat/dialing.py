@@ -124,6 +124,7 @@ class Dialer:
         self._server_ctx = server_context(identity)
         self._client_ctx = client_context()
         self._liveness = (config.heartbeat_s, config.dead_after_s)
+        self._link_timeout_s = config.link_timeout_s
 
     # -- listening ------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Dialer:
                  expected_id: str | None = None) -> Session:
         session = Session(self.owner, self.identity, self._nick(), self.port, server=server,
                           address=address, expected_id=expected_id, loop=self.loop,
-                          liveness=self._liveness)
+                          liveness=self._liveness, link_timeout_s=self._link_timeout_s)
         session.instance = self.instance
         return session
 

@@ -149,7 +149,7 @@ class Node:
         identity = Identity.load_or_create(self.config.home)
         store = Store(self.config.home / "lanchat.db")
         try:
-            sessions = SessionRegistry(identity.node_id)
+            sessions = SessionRegistry(identity.node_id, self._runtime.loop.time)
             delivery = Delivery(self.runtime, store, sessions, lambda: self.nick,
                                 self._dial, self._runtime.backlog,
                                 self._runtime.when_drained)

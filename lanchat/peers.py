@@ -17,6 +17,10 @@ R = TypeVar("R")
 
 SOURCES = ("mdns", "beacon", "static", "session")
 MAX_ADDRESSES = 8
+# An address last heard this much before the peer's freshest one missed a beacon round
+# (rounds come every 1.2-1.8 s on all of a peer's interfaces at once): its link is likely
+# down, so it is dialled after the others.
+MISSED_ROUND_S = 1.0
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Peer:
     port: int = 0
     addresses: list[str] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    heard: dict[str, float] = field(default_factory=dict)  # address -> when last heard
     sources: dict[str, float] = field(default_factory=dict)
     online: bool = False
     left_reason: str = ""
@@ -144,6 +149,7 @@ class PeerTable:
         if address and port and (verified or address not in peer.ports or authoritative):
             peer.ports[address] = port
         if address:
+            peer.heard[address] = now
             if verified:
                 if address in peer.addresses:
                     peer.addresses.remove(address)
@@ -152,6 +158,7 @@ class PeerTable:
                 peer.addresses.append(address)
             for dropped in peer.addresses[MAX_ADDRESSES:]:
                 peer.ports.pop(dropped, None)
+                peer.heard.pop(dropped, None)
             del peer.addresses[MAX_ADDRESSES:]
         if not peer.online:
             peer.online = True
@@ -183,11 +190,15 @@ class PeerTable:
 
     @_locked
     def dial_order(self, node_id: str) -> list[tuple[str, int]]:
-        """(address, port) pairs to try for a peer, proven ones first."""
+        """(address, port) pairs to try for a peer: proven ones first, but an address that
+        missed the peer's latest beacon round (a link that went down) after the others."""
         peer = self._peers.get(node_id)
         if peer is None:
             return []
-        pairs = [(a, peer.ports.get(a, peer.port)) for a in peer.addresses]
+        freshest = max(peer.heard.values(), default=0.0)
+        addresses = sorted(peer.addresses, key=lambda a: freshest - peer.heard.get(a, freshest)
+                           > MISSED_ROUND_S)
+        pairs = [(a, peer.ports.get(a, peer.port)) for a in addresses]
         return [(a, p) for a, p in pairs if p]
 
     @_locked

@@ -44,6 +44,7 @@ from lanchat.protocol import (
 from lanchat.text import safe_line
 
 log = logging.getLogger(__name__)
+_TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
 
 
 def server_context(identity: Identity) -> ssl.SSLContext:
@@ -90,8 +91,10 @@ class Session(asyncio.Protocol):
                  server: bool, address: str, expected_id: str | None = None,
                  loop: asyncio.AbstractEventLoop,
                  liveness: tuple[float, float] = (SESSION_PING_AFTER_S,
-                                                  SESSION_DEAD_AFTER_S)) -> None:
+                                                  SESSION_DEAD_AFTER_S),
+                 link_timeout_s: float = 0.0) -> None:
         self.owner = owner
+        self.link_timeout_s = link_timeout_s
         self.identity = identity
         self.nick = nick
         self.own_port = own_port
@@ -145,6 +148,10 @@ class Session(asyncio.Protocol):
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.link_timeout_s > 0 and _TCP_USER_TIMEOUT is not None:
+                    # the kernel keeps timing unacknowledged data, however busy our loop is
+                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT,
+                                    int(self.link_timeout_s * 1000))
             except OSError:
                 pass
         self._arm(HANDSHAKE_TIMEOUT_S)

@@ -6,12 +6,17 @@ has read the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from lanchat.api import PeerSession
 
 MAX_PENDING_HANDSHAKES = 256  # connections still in TLS or the key proof, at most
+# Both sides dialling at once make two sessions within this time of each other; a peer that
+# connects again later than this lost the session we hold (a pulled cable: our side has
+# not noticed yet), so the new one wins.
+RACE_WINDOW_S = 2.0
 
 
 class Sessions(Protocol):
@@ -33,8 +38,10 @@ class Sessions(Protocol):
 class SessionRegistry:
     """Every live session; the one that speaks for each peer; outbox positions."""
 
-    def __init__(self, own_id: str) -> None:
+    def __init__(self, own_id: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.own_id = own_id
+        self._clock = clock
+        self._since: dict[PeerSession, float] = {}  # when each session began to speak
         self._by_peer: dict[str, PeerSession] = {}
         self._all: set[PeerSession] = set()
         self._positions: dict[PeerSession, int] = {}
@@ -89,14 +96,18 @@ class SessionRegistry:
             existing.close("duplicate")
         self._by_peer[session.peer_id] = session
         self._positions[session] = 0
+        self._since[session] = self._clock()
         return True
 
     def keep_new(self, old: PeerSession, new: PeerSession) -> bool:
         """Both sides decide alike: a new peer instance wins (the old session is stale), a
-        redial wins, else the session initiated by the smaller node id."""
+        redial wins, a connection long after the old one began wins (the peer lost the old
+        one), else the session initiated by the smaller node id."""
         def initiator(s: PeerSession) -> str:
             return s.peer_id if s.server else self.own_id
         if old.peer_instance != new.peer_instance or initiator(old) == initiator(new):
+            return True
+        if self._clock() - self._since.get(old, self._clock()) > RACE_WINDOW_S:
             return True
         return initiator(new) == min(self.own_id, new.peer_id)
 
@@ -104,6 +115,7 @@ class SessionRegistry:
         """The connection is gone; True when it was the one for its peer."""
         self._all.discard(session)
         self._positions.pop(session, None)
+        self._since.pop(session, None)
         if session.peer_id and self._by_peer.get(session.peer_id) is session:
             del self._by_peer[session.peer_id]
             return True
@@ -114,6 +126,7 @@ class SessionRegistry:
         session = self._by_peer.pop(peer_id, None)
         if session is not None:
             self._positions.pop(session, None)
+            self._since.pop(session, None)
         return session
 
     # -- outbox positions -------------------------------------------------------------------------

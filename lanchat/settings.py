@@ -18,15 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lanchat.config import APP_NAME, DEFAULT_PORT, Config, default_nick, saved_nick
+from lanchat.config import (
+    APP_NAME,
+    DEFAULT_PORT,
+    SESSION_LINK_TIMEOUT_S,
+    Config,
+    default_nick,
+    saved_nick,
+)
 from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
 
 CONFIG_FILE = "config.toml"
 CONFIG_ENV = "LANCHAT_CONFIG"
 HOME_ENV = "LANCHAT_HOME"
 NICK_ENV = "LANCHAT_NICK"
-LIMIT_ENVS = {"heartbeat_s": "LANCHAT_HEARTBEAT_S", "dead_after_s": "LANCHAT_DEAD_AFTER_S"}
-_DEFAULTS = {"heartbeat_s": SESSION_PING_AFTER_S, "dead_after_s": SESSION_DEAD_AFTER_S}
+LIMIT_ENVS = {"heartbeat_s": "LANCHAT_HEARTBEAT_S", "dead_after_s": "LANCHAT_DEAD_AFTER_S",
+              "link_timeout_s": "LANCHAT_LINK_TIMEOUT_S"}
+_DEFAULTS = {"heartbeat_s": SESSION_PING_AFTER_S, "dead_after_s": SESSION_DEAD_AFTER_S,
+             "link_timeout_s": SESSION_LINK_TIMEOUT_S}
 NODE_ID = re.compile(r"^[a-z2-7]{52}$")
 
 
@@ -75,6 +84,12 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _seconds_or_off(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise TypeError("a number of seconds (0: off)")
+    return float(value)
+
+
 # Top-level keys of the file: name -> checker (returns the value or raises TypeError).
 KEYS: dict[str, Callable[[Any], Any]] = {
     "nick": _nick,
@@ -89,6 +104,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
 LIMITS: dict[str, Callable[[Any], Any]] = {
     "heartbeat_s": _seconds,
     "dead_after_s": _seconds,
+    "link_timeout_s": _seconds_or_off,
 }
 
 
@@ -107,7 +123,8 @@ class Settings:
         values = {"home": str(c.home), "nick": c.nick, "downloads": str(c.downloads_dir),
                   "interfaces": c.interfaces, "port": c.port, "peers": c.peers,
                   "auto_accept": c.auto_accept, "disabled_plugins": c.disabled_plugins,
-                  "limits": {"heartbeat_s": c.heartbeat_s, "dead_after_s": c.dead_after_s}}
+                  "limits": {"heartbeat_s": c.heartbeat_s, "dead_after_s": c.dead_after_s,
+                             "link_timeout_s": c.link_timeout_s}}
         return {"config_file": str(self.path), "exists": self.exists,
                 "values": values, "sources": dict(self.sources)}
 
@@ -231,10 +248,9 @@ def build(cli: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Settin
         from_env = None
         if env.get(var):
             try:
-                from_env = _seconds(float(env[var]))
+                from_env = LIMITS[key](float(env[var]))
             except (TypeError, ValueError):
-                raise SettingsError(f"{var}={env[var]!r}: give a positive number of "
-                                    "seconds") from None
+                raise SettingsError(f"{var}={env[var]!r}: give a number of seconds") from None
         timing[key] = pick(f"limits.{key}", ("env", from_env), ("file", limits.get(key)),
                            ("default", _DEFAULTS[key]))
     config = Config(
@@ -244,6 +260,7 @@ def build(cli: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Settin
         auto_accept=pick("auto_accept", ("file", file.get("auto_accept")), ("default", [])),
         disabled_plugins=pick("disabled_plugins", ("file", file.get("disabled_plugins")),
                               ("default", [])),
-        heartbeat_s=timing["heartbeat_s"], dead_after_s=timing["dead_after_s"])
+        heartbeat_s=timing["heartbeat_s"], dead_after_s=timing["dead_after_s"],
+        link_timeout_s=timing["link_timeout_s"])
     return Settings(config, path, exists, sources)
 

@@ -560,6 +560,19 @@ class Host:
             "sys.exit(0)\n")
         return self.python(code, ip, str(timeout), timeout=timeout + 10).returncode == 0
 
+    def session_interfaces(self, port: int) -> list[Interface]:
+        """The interfaces of this host that carry an established TCP connection to or from
+        ``port`` (lanchat sessions), read from the kernel's socket table (``ss``); one
+        being closed may still be listed."""
+        out = self.run(["ss", "-Htn", "state", "established"], check=True).stdout
+        found: list[Interface] = []
+        for line in out.splitlines():
+            local, remote = line.split()[-2:]
+            if local.endswith(f":{port}") or remote.endswith(f":{port}"):
+                ip = local.rsplit(":", 1)[0]
+                found += [i for i in self.interfaces.values() if i.ip == ip and i not in found]
+        return found
+
     # -- interfaces
     def add_interface(self, segment: Segment | int) -> Interface:
         """Attach this host to another segment with a new veth ``eth<n>`` (multi-homing)."""

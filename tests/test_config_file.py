@@ -21,8 +21,8 @@ def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "user"
     home.mkdir()
     for var in ("LANCHAT_HOME", "LANCHAT_CONFIG", "LANCHAT_NICK", "LANCHAT_HEARTBEAT_S",
-                "LANCHAT_DEAD_AFTER_S", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
-                "XDG_DOWNLOAD_DIR"):
+                "LANCHAT_DEAD_AFTER_S", "LANCHAT_LINK_TIMEOUT_S", "XDG_CONFIG_HOME",
+                "XDG_DATA_HOME", "XDG_DOWNLOAD_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USER", "carol")
@@ -62,7 +62,8 @@ def test_the_file_sets_values_and_the_command_line_overrides_it(
         "dave", str(user / "inbox"), ["10.0.0.5"], 47900)
     assert values["auto_accept"] == [ALICE]
     assert values["disabled_plugins"] == ["lanchat-notify"]
-    assert values["limits"] == {"heartbeat_s": 5.0, "dead_after_s": 6.0}
+    assert values["limits"] == {"heartbeat_s": 5.0, "dead_after_s": 6.0,
+                                "link_timeout_s": 2.5}
     assert sources["nick"] == "file" and sources["limits.dead_after_s"] == "file"
     monkeypatch.setenv("LANCHAT_NICK", "erin")
     assert shown(capsys)["values"]["nick"] == "erin"  # type: ignore[index]
