@@ -216,6 +216,20 @@ def test_clear_empties_the_screen_of_this_buffer_only(
     run.wait_for(lambda: "<- bob: old news" in screen_after(run, at), "/history keeps it")
 
 
+def test_a_command_answer_that_comes_later_shows_where_you_are(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """An `output` event (a command that answers from its own thread, like /doctor) is
+    written in the current buffer under the command's name."""
+    run = alice_shell(record=True)
+    run.type(ALT + "1")
+    run.wait_for(lambda: run.shell.buffers.current == "lanchat", "notices")
+    at = mark(run)
+    run.shell.node.emit("output", command="/doctor", text="node alice\n  all good",
+                        data={})
+    run.wait_for(lambda: "> /doctor\nnode alice" in plain(screen_after(run, at)).replace(
+        "\r", ""), "the answer")
+
+
 def test_history_names_the_recipient_of_outgoing_lines(
         alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
     """/history shows `-> bob` on alice's direct line and `-> everyone` on a broadcast."""

@@ -73,6 +73,22 @@ class Router:
             self._file(event)
         elif name in ROOM_EVENTS:
             self._room(event)
+        elif name == "output":  # a command that answers later (e.g. /doctor)
+            self._output(event)
+
+    def _output(self, event: Event) -> None:
+        """A late command answer goes where you are, under the command's name."""
+        f = event.fields
+        with self.buffers.lock:
+            key = self.buffers.current
+            buf = self.buffers.get(key)
+            assert buf is not None
+            command = f"{safe_line(str(f.get('command') or ''))} " if f.get("command") else ""
+            self.add(key, buf.kind, buf.name,
+                     Line(render.echo(command.strip() or "(answer)")), level=Level.LOW)
+            if f.get("text"):
+                self.add(key, buf.kind, buf.name, Line(render.output(str(f["text"]))),
+                         level=Level.LOW)
 
     def _message(self, event: Event) -> None:
         f = event.fields
