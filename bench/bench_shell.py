@@ -156,6 +156,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=50, help="message-latency samples")
     parser.add_argument("--writers", default="erase",
                         help="how batches are written: erase (the default), run_in_terminal")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="measure start-up only")
     parser.add_argument("--before", type=Path, default=None,
                         help="a lanchat checkout to measure beside this one")
     args = parser.parse_args()
@@ -182,7 +184,7 @@ def main() -> int:
         for build, repo in builds:
             starts.append((f"lanchat shell [{build}] (known peer)", lanchat_argv(repo)))
         for label, argv_of in starts:
-            times = []
+            times, cpus = [], []
             for i in range(args.runs):
                 term = Tmux(base)
                 try:
@@ -191,6 +193,8 @@ def main() -> int:
                     seen = wait_until(term, lambda s: prompt_line(s) is not None
                                       and any(w in s for w in TOOLBAR_WORDS))
                     times.append((seen - start) * 1000)
+                    # CPU spent to get there: steadier than wall time on a busy machine
+                    cpus.append(cpu_seconds(pane_pid(term)) * 1000)
                 finally:
                     term.close()
                 if "lanchat" in label:
@@ -198,6 +202,12 @@ def main() -> int:
             rows.append((f"start-up to prompt, {label} (ms)",
                          f"p50 {statistics.median(times):6.0f}  min {min(times):6.0f}  "
                          f"max {max(times):6.0f}  (n={len(times)})"))
+            rows.append((f"CPU to the prompt, {label} (ms)",
+                         f"p50 {statistics.median(cpus):6.0f}  min {min(cpus):6.0f}  "
+                         f"max {max(cpus):6.0f}  (n={len(cpus)})"))
+        if args.startup_only:
+            print_rows(rows, lab.mode)
+            return 0
 
         # typing: bare prompt baseline
         term = Tmux(base)
@@ -213,11 +223,16 @@ def main() -> int:
         for build, repo in builds:
             for writer in args.writers.split(","):
                 rows += lanchat_rows(lab, bob, base, peer, writer, args, build, repo)
+    print_rows(rows, lab.mode)
+    return 0
+
+
+def print_rows(rows: list[tuple[str, str]], mode: str) -> None:
+    """The table of figures."""
     width = max(len(r[0]) for r in rows)
-    print(f"\nlab mode: {lab.mode}; python {sys.version.split()[0]}")
+    print(f"\nlab mode: {mode}; python {sys.version.split()[0]}")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    return 0
 
 
 def lanchat_rows(lab: Lab, bob: LanchatProc, base: Path, peer: str, writer: str,
