@@ -379,8 +379,8 @@ def test_transfer_endings_are_said_in_words() -> None:
 def test_read_markers_and_delivery_marks_in_the_model(tmp_path: object) -> None:
     """A buffer counts lines added while another is current; switching reads them; the
     markers are written to the home and read back, the stored lines go before those that
-    arrived meanwhile, once each; a group mark counts recipients; a damaged file is
-    ignored."""
+    arrived meanwhile, once each; a group mark counts recipients, even acks that come
+    before the line; a damaged file is ignored."""
     from pathlib import Path
 
     home = Path(str(tmp_path))
@@ -412,6 +412,11 @@ def test_read_markers_and_delivery_marks_in_the_model(tmp_path: object) -> None:
     assert sent.mark() == "2/3"
     again.delivered("s1", "z")
     assert sent.mark() == "3/3 ✓" and not line.held(time.monotonic())
+    # an ack can beat the command that sent the message back: the mark is kept for it
+    assert again.delivered("s2", "x") is None
+    early = Sent("s2", ["x"], group=False, key="b")
+    again.add("b", Kind.DIRECT, "bob", Line([("", "quick")], early))
+    assert early.mark() == "✓"
     (home / "buffers.json").write_text("{not json")
     damaged = Buffers(home)
     assert [v.name for v in damaged.views] == ["lanchat", "all"]

@@ -175,6 +175,7 @@ class Buffers:
         self.current = EVERYONE
         self.views: tuple[BufferView, ...] = ()
         self._sent: dict[str, list[Line]] = {}
+        self._early: dict[str, frozenset[str]] = {}  # delivered before its line was added
         self._dirty = False
         self._saved: dict[str, Any] = {}
         self.loading = True  # until `loaded()`: live incoming ids are kept to skip below,
@@ -329,8 +330,12 @@ class Buffers:
             return False
 
     def _track(self, line: Line) -> None:
-        assert line.sent is not None
-        self._sent.setdefault(line.sent.msg_id, []).append(line)
+        sent = line.sent
+        assert sent is not None
+        early = self._early.pop(sent.msg_id, None)
+        if early:  # acked before the command that sent it returned
+            sent.delivered = sent.delivered | early
+        self._sent.setdefault(sent.msg_id, []).append(line)
         while len(self._sent) > SENT_TRACKED:
             del self._sent[next(iter(self._sent))]
 
@@ -338,7 +343,10 @@ class Buffers:
         """Record that `peer_id` stored `msg_id`; return it and its lines, if tracked."""
         with self.lock:
             lines = self._sent.get(msg_id)
-            if not lines:
+            if not lines:  # not shown yet (or not ours to show): kept a little while
+                self._early[msg_id] = self._early.pop(msg_id, frozenset()) | {peer_id}
+                while len(self._early) > SENT_TRACKED:
+                    del self._early[next(iter(self._early))]
                 return None
             sent = lines[0].sent
             assert sent is not None
