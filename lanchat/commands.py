@@ -253,9 +253,29 @@ def _list(ctx: Context, args: str) -> Output | None:
         n = unread.get(p["id"], 0)
         p["display"] = names.display(p)
         lines.append(f"{p['number']:>3}  {p['display']:<16} {host:<20} {status:<8}"
-                     f" {short_id(p['id'])} {p['trust']}" + (f"  ({n} unread)" if n else ""))
+                     f" {short_id(p['id'])} {p['trust']}" + _kind_mark(p)
+                     + (f"  ({n} unread)" if n else ""))
         p["unread"] = n
     return Output("\n".join(lines), peers)
+
+
+def _kind_mark(peer: dict[str, Any]) -> str:
+    """How /list marks a peer that is not a lanchat node."""
+    kind = peer.get("kind", "lanchat")
+    if kind == "lanchat":
+        return ""
+    return f"  [{kind}" + ("" if peer.get("encrypted", True) else ", unencrypted") + "]"
+
+
+def _kind_line(peer: dict[str, Any]) -> str:
+    """How /whois describes the peer's kind and what protects the conversation."""
+    kind = peer.get("kind", "lanchat")
+    if kind == "xmpp":
+        return ("Bonjour chat (XEP-0174): unencrypted and unverified; anyone on the network "
+                "can read it or claim this name")
+    if kind == "localsend":
+        return "LocalSend: files only (no chat), HTTPS, known by its certificate"
+    return "lanchat: encrypted, key pinned"
 
 
 def _whois(ctx: Context, args: str) -> Output | None:
@@ -268,7 +288,8 @@ def _whois(ctx: Context, args: str) -> Output | None:
         raise CommandError(str(exc).strip("'\"")) from None
     seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["first_seen"]))
     text = (f"{ctx.display(p)} ({'online' if p['online'] else 'offline'})\n"
-            f"  fingerprint: {fingerprint(p['id'])}\n"
+            f"  kind:        {_kind_line(p)}\n"
+            f"  fingerprint: {safe_line(p.get('fingerprint') or fingerprint(p['id']))}\n"
             f"  addresses:   {', '.join(p['addresses']) or '-'} port {p['port']}\n"
             f"  seen via:    {', '.join(p['via']) or '-'}\n"
             f"  first seen:  {seen}\n  trust:       {p['trust']}\n"

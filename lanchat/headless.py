@@ -242,7 +242,8 @@ def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
         for p in found:
             print(f"{p['number']:>3}  {safe_line(p['nick']):<16} "
                   f"{', '.join(p['addresses']):<24} {short_id(p['id'])}  via "
-                  f"{','.join(p['via'])}")
+                  f"{','.join(p['via'])}" + ("" if p.get("kind", "lanchat") == "lanchat"
+                                              else f"  [{p['kind']}]"))
     return 0
 
 

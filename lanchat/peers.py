@@ -15,12 +15,18 @@ from lanchat import naming
 
 R = TypeVar("R")
 
-SOURCES = ("mdns", "beacon", "static", "session")
+SOURCES = ("mdns", "beacon", "static", "session", "localsend", "xmpp")
 MAX_ADDRESSES = 8
 # An address last heard this much before the peer's freshest one missed a beacon round
 # (rounds come every 1.2-1.8 s on all of a peer's interfaces at once): its link is likely
 # down, so it is dialled after the others.
 MISSED_ROUND_S = 1.0
+# Peer kinds: lanchat's own nodes and the foreign messengers reached through a session of
+# their kind (lanchat/interop/). The node id of a foreign peer is derived from what
+# identifies it there (a LocalSend certificate, an XEP-0174 instance name and address).
+KINDS = ("lanchat", "localsend", "xmpp")
+ENCRYPTED_KINDS = ("lanchat", "localsend")  # XEP-0174 streams are plain TCP, unauthenticated
+_VIA = {"session": "static", "xmpp": "mdns", "localsend": "beacon"}
 
 
 @dataclass
@@ -41,18 +47,25 @@ class Peer:
     online: bool = False
     left_reason: str = ""
     conflict: str = ""
+    kind: str = "lanchat"
+    fingerprint: str = ""  # a foreign peer's own fingerprint (LocalSend: its certificate's)
 
     @property
     def via(self) -> list[str]:
-        """Where this peer was heard, in contract order (sessions count as 'static')."""
-        names = {"static" if s == "session" else s for s in self.sources}
+        """Where this peer was heard, in contract order (sessions count as 'static', an
+        XEP-0174 presence as 'mdns', a LocalSend multicast announce as 'beacon')."""
+        names = {_VIA.get(s, s) for s in self.sources}
         return [s for s in ("mdns", "beacon", "static") if s in names]
 
     def public(self) -> dict[str, Any]:
         """The `peer` object of the headless contract."""
-        return {"id": self.id, "nick": self.nick, "host": self.host,
+        view = {"id": self.id, "nick": self.nick, "host": self.host,
                 "addresses": list(self.addresses), "port": self.port, "via": self.via,
-                "online": self.online, "number": self.number}
+                "online": self.online, "number": self.number, "kind": self.kind,
+                "encrypted": self.kind in ENCRYPTED_KINDS}
+        if self.fingerprint:
+            view["fingerprint"] = self.fingerprint
+        return view
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,8 @@ class PeerTable:
 
     @_locked
     def seen(self, node_id: str, source: str, now: float, *, nick: str = "", host: str = "",
-             address: str = "", port: int = 0, verified: bool = False) -> Change | None:
+             address: str = "", port: int = 0, verified: bool = False,
+             kind: str = "") -> Change | None:
         """Record that `source` shows the peer now; return the change, if any.
 
         An address from discovery goes to the end of the list; one proven by a session
@@ -134,6 +148,8 @@ class PeerTable:
         if node_id == self.own_id or source not in SOURCES:
             return None
         peer, new = self._entry(node_id, nick or "?", now)
+        if kind in KINDS and (new or not peer.sources):
+            peer.kind = kind
         before = (peer.nick, peer.host, peer.port, tuple(peer.addresses), tuple(peer.via))
         # While a session proves who the peer is, discovery (which anyone can forge) may
         # add addresses at the end but not rename the peer or move its port.
