@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lanchat.protocol import Message, SessionState
 from lanchat.store import DurableKind
@@ -306,4 +306,16 @@ class Extension(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures for doctor and tests."""
+        ...
+
+
+@runtime_checkable
+class PeerKind(Protocol):
+    """An extension that brings a foreign peer kind (LocalSend, XEP-0174): its peers are in
+    the table with `Peer.kind == kind`, and the node asks it, not the dialer, to reach one."""
+
+    kind: str
+
+    def dial(self, peer_id: str) -> None:
+        """Open a session to this peer if it has none (loop thread; returns at once)."""
         ...

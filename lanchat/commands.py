@@ -52,6 +52,10 @@ class Context:
         sender = self.registry.target(to)
         if sender is not None:
             return sender(self, to, text)
+        if to != "all":
+            asked = self._confirm_unencrypted(to)
+            if asked is not None:
+                return asked
         try:
             if to == "all":
                 msg_id, peers = self.node.broadcast(text)
@@ -69,6 +73,25 @@ class Context:
     def display(self, peer: dict[str, Any]) -> str:
         """A peer's name as the screen shows it (suffix when shared, trust mark)."""
         return display_name(peer, self.node.peers())
+
+
+    def _confirm_unencrypted(self, to: str) -> Output | None:
+        """The first message to each Bonjour chat peer is held once: it would go out in
+        the clear, to whoever uses that name. None when it may go."""
+        try:
+            peer = self.node.resolve(to)
+        except LookupError as exc:
+            raise CommandError(str(exc).strip("'\"")) from None
+        if peer.get("encrypted", True):
+            return None
+        confirmed: set[str] = self.state.setdefault("unencrypted_ok", set())
+        if peer["id"] in confirmed:
+            return None
+        confirmed.add(peer["id"])
+        return Output(f"{safe_line(peer['nick'])} is a Bonjour chat peer: messages to it are "
+                      "not encrypted, and anyone on the network can use that name. Not sent; "
+                      "send it again to go ahead.",
+                      {"to": peer["id"], "sent": False, "confirm": "unencrypted"})
 
 
 Handler = Callable[[Context, str], Output | None]

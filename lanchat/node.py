@@ -25,6 +25,7 @@ from lanchat.api import (
     CloseReason,
     DurableHandler,
     Extension,
+    PeerKind,
     PeerSession,
     PresenceApi,
     RuntimeApi,
@@ -57,6 +58,7 @@ T = TypeVar("T")
 CLOSE_GRACE_S = 1.0  # how long sessions get to say bye at close
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
+CHAT_KINDS = ("lanchat", "xmpp")  # peer kinds that take chat messages
 
 __all__ = ["CALL_TIMEOUT_S", "EVENTS_HIGH_WATER", "EVENTS_LOW_WATER", "Node", "NodeError",
            "StaticTarget", "check_text", "new_message_id", "parse_targets"]
@@ -335,19 +337,24 @@ class Node:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
         check_text(text)
         table = self.table
-        if table.get(ref) is not None:
-            peer_id = ref
-        else:
+        peer = table.get(ref)
+        if peer is None:
             try:
-                peer_id = table.resolve(ref).id
+                peer = table.resolve(ref)
             except AmbiguousName:
-                peer_id = self.resolve(ref)["id"]  # raises, listing trust too
-        return self._queue([peer_id], text, broadcast=False)
+                self.resolve(ref)  # raises, listing trust too
+                raise
+        if peer.kind not in CHAT_KINDS:
+            raise ValueError(f"{peer.nick} is a LocalSend device: it takes files (/file), "
+                             "not messages")
+        return self._queue([peer.id], text, broadcast=False)
 
     def broadcast(self, text: str) -> tuple[str, list[str]]:
         """Queue a message to every known peer; return its id and the peer ids."""
         check_text(text)
-        targets = [p.id for p in self.table.all()]
+        # Everyone = every lanchat node; a Bonjour chat peer (unencrypted) gets direct
+        # messages only, a LocalSend device no chat at all.
+        targets = [p.id for p in self.table.all() if p.kind == "lanchat"]
         if not targets:
             return "", []
         return self._queue(targets, text, broadcast=True), targets
@@ -476,9 +483,25 @@ class Node:
 
     # -- the session owner (loop thread) --------------------------------------------------
 
-    def _dial(self, key: str) -> None:
-        if self._parts is not None and not self._closing:
-            self._parts.dialer.ensure(key)
+    def _dial(self, key: str, *, kick: bool = True) -> None:
+        """Reach a peer: a lanchat node by the dialer, a foreign one by its kind."""
+        if self._parts is None or self._closing:
+            return
+        kind = self._kind_of(key)
+        if kind is not None:
+            kind.dial(key)
+        else:
+            self._parts.dialer.ensure(key, kick=kick)
+
+    def _kind_of(self, peer_id: str) -> PeerKind | None:
+        """The extension of a foreign peer's kind, None for a lanchat node."""
+        peer = self.table.get(peer_id)
+        if peer is None or peer.kind == "lanchat":
+            return None
+        for ext in self.extensions:
+            if isinstance(ext, PeerKind) and ext.kind == peer.kind:
+                return ext
+        return None
 
     def check_server(self, session: PeerSession, peer_id: str) -> str | None:
         """Refuse a server whose key is not the one expected or pinned."""
@@ -513,7 +536,8 @@ class Node:
                                 for code in ("refused", "session_refused", "key_mismatch")))
         parts.presence.seen(pid, "session", time.time(), nick=session.peer_nick,
                             address=session.address, port=session.peer_port, verified=True)
-        parts.presence.remember(pid)
+        if session.kind == "lanchat":  # a foreign peer is known by its own discovery
+            parts.presence.remember(pid)
         parts.delivery.session_ready(session)
         for watcher in self._session_watchers:
             watcher(session)
@@ -552,7 +576,7 @@ class Node:
                                     reason.value if reason is not CloseReason.LOCAL else "bye",
                                     time.time())
                 if parts.dialer.wants(session.peer_id):
-                    parts.dialer.ensure(session.peer_id, kick=False)
+                    self._dial(session.peer_id, kick=False)
         elif reason is CloseReason.ERROR:
             code = "refused" if detail.startswith("refused by peer") else "session_refused"
             parts.dialer.report(code, session.address, detail)

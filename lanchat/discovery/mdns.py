@@ -261,6 +261,13 @@ class MdnsService:
             if self._worker.is_alive():
                 log.warning("mdns: resolver thread still busy after stop")
 
+    @property
+    def zeroconf(self) -> Zeroconf | None:
+        """The running zeroconf instance, for other services of this node to share (one
+        responder per process: a second instance misses unicast answers meant for it)."""
+        with self._lock:
+            return self._zc if self._enabled else None
+
     def stats(self) -> dict[str, Any]:
         """State for `lanchat doctor`."""
         with self._lock:
