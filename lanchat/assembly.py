@@ -20,7 +20,8 @@ from lanchat.plugins import PluginFailure, Plugins
 
 
 def open_node(config: Config, plugins: Plugins | None = None) -> Node:
-    """Build a node with the configured discovery and file transfer (not started)."""
+    """Build a node with the configured discovery, file transfer, rooms and foreign peer
+    kinds (Bonjour chat, LocalSend), not started."""
     from lanchat import rooms, transfer
 
     node = Node(config)
@@ -30,6 +31,14 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
         discovery.attach(node)
     transfer.attach(node)
     rooms.attach(node)
+    if config.xmpp:
+        from lanchat.interop import xmpp
+
+        xmpp.attach(node)
+    if config.localsend:
+        from lanchat.interop import localsend
+
+        localsend.attach(node)
     return node
 
 

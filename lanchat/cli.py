@@ -33,6 +33,10 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="do not use mDNS/DNS-SD")
     parser.add_argument("--no-beacon", action="store_true", default=d,
                         help="do not use the multicast beacon")
+    parser.add_argument("--no-localsend", action="store_true", default=d,
+                        help="do not list LocalSend devices or answer them")
+    parser.add_argument("--no-xmpp", action="store_true", default=d,
+                        help="do not list Bonjour chat (XEP-0174) peers or announce to them")
     parser.add_argument("--downloads", type=Path, default=d,
                         help="where accepted files go (default: your Downloads folder)")
     parser.add_argument("--config", type=Path, default=d, metavar="PATH",
@@ -111,7 +115,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
     return build_settings({
         "home": args.home, "nick": args.nick, "port": args.port,
         "interfaces": args.interface, "peers": args.peer, "no_mdns": args.no_mdns,
-        "no_beacon": args.no_beacon, "downloads": args.downloads,
+        "no_beacon": args.no_beacon, "no_localsend": args.no_localsend,
+        "no_xmpp": args.no_xmpp, "downloads": args.downloads,
         "log_level": args.log_level, "config": args.config})
 
 

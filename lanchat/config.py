@@ -80,6 +80,8 @@ class Config:
     peers: list[str] = field(default_factory=list)
     mdns: bool = True
     beacon: bool = True
+    localsend: bool = True  # LocalSend devices as peers (lanchat/interop/localsend)
+    xmpp: bool = True  # Bonjour chat (XEP-0174) peers (lanchat/interop/xmpp)
     downloads: Path | None = None
     log_level: str = "warning"
     host: str = field(default_factory=socket.gethostname)

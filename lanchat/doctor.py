@@ -47,8 +47,35 @@ def collect(node: Any) -> dict[str, Any]:
             "last_heard": {src: round(time.time() - v["at"], 1) for src, v in via.items()},
             "heard_on": sorted({v["interface"] for v in via.values() if v.get("interface")}),
         })
+    report["localsend"] = _localsend(stats["extensions"].get("LocalSendKind"))
+    report["xmpp"] = _xmpp(stats["extensions"].get("XmppKind"))
     report["hints"] = hints(report, node.config)
     return report
+
+
+def _localsend(s: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Per interface: whether LocalSend's multicast is joined, what was heard, the port."""
+    if s is None:
+        return None
+    multicast = s.get("multicast") or {"interfaces": [], "errors": {}, "heard": {}}
+    ips = sorted(set(multicast["interfaces"]) | set(multicast["errors"]))
+    return {"port": s["port"], "fingerprint": s["fingerprint"], "errors": s["errors"],
+            "devices": s["devices"], "counters": {**s["counters"], **s["server"]},
+            "interfaces": [{"ip": ip, "joined": ip in multicast["interfaces"],
+                            "error": multicast["errors"].get(ip),
+                            "heard": multicast["heard"].get(ip, 0)} for ip in ips]}
+
+
+def _xmpp(s: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Per interface: our XEP-0174 announcement and the Bonjour chat peers seen there."""
+    if s is None:
+        return None
+    presence = s.get("presence") or {}
+    return {"instance": s["instance"], "port": s["port"],
+            "announced": bool(presence.get("announced")),
+            "errors": [*s["errors"], *([presence["error"]] if presence.get("error") else [])],
+            "refused": s["refused"],
+            "interfaces": [{"ip": ip, "peers": n} for ip, n in s["interfaces"].items()]}
 
 
 def _reachable(ip: str, port: int) -> bool:
@@ -116,6 +143,7 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"  mdns       {'on' if mdns.get('enabled') else 'OFF'}; services seen "
                      f"{mdns.get('services_seen', 0)}" + (f"; error: {mdns['error']}"
                                                           if mdns.get("error") else ""))
+    lines += _protocol_lines(report)
     if report["peers"]:
         lines.append("peers:")
     for p in report["peers"]:
@@ -131,6 +159,35 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append("hints:")
         lines += [f"  - {h}" for h in report["hints"]]
     return "\n".join(lines)
+
+
+def _protocol_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    ls = report.get("localsend")
+    if ls is None:
+        lines.append("  localsend  off")
+    else:
+        for i in ls["interfaces"]:
+            state = "joined" if i["joined"] else f"NOT joined ({i['error']})"
+            lines.append(f"  localsend  {i['ip']:<16} multicast {state}; devices heard "
+                         f"{i['heard']}; HTTPS port {ls['port']}")
+        lines += [f"  localsend  error: {e}" for e in ls["errors"]]
+        if ls["devices"]:
+            lines.append("  localsend  listed: " + ", ".join(
+                f"{safe_line(a)} ({ip})" for a, ip in ls["devices"].items()))
+    xm = report.get("xmpp")
+    if xm is None:
+        lines.append("  xmpp       off")
+    else:
+        announced = "announced" if xm["announced"] else "NOT announced"
+        for i in xm["interfaces"]:
+            lines.append(f"  xmpp       {i['ip']:<16} {announced} {safe_line(xm['instance'])} "
+                         f"port {xm['port']}; Bonjour chat peers {i['peers']}")
+        lines += [f"  xmpp       error: {safe_line(e)}" for e in xm["errors"]]
+        if xm["refused"]:
+            lines.append("  xmpp       streams refused: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(xm["refused"].items())))
+    return lines
 
 
 def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:

@@ -139,7 +139,7 @@ class PeerTable:
     @_locked
     def seen(self, node_id: str, source: str, now: float, *, nick: str = "", host: str = "",
              address: str = "", port: int = 0, verified: bool = False,
-             kind: str = "") -> Change | None:
+             kind: str = "", fingerprint: str = "") -> Change | None:
         """Record that `source` shows the peer now; return the change, if any.
 
         An address from discovery goes to the end of the list; one proven by a session
@@ -150,6 +150,8 @@ class PeerTable:
         peer, new = self._entry(node_id, nick or "?", now)
         if kind in KINDS and (new or not peer.sources):
             peer.kind = kind
+        if fingerprint and kind == peer.kind:  # a foreign kind's own identity (LocalSend)
+            peer.fingerprint = fingerprint
         before = (peer.nick, peer.host, peer.port, tuple(peer.addresses), tuple(peer.via))
         # While a session proves who the peer is, discovery (which anyone can forge) may
         # add addresses at the end but not rename the peer or move its port.

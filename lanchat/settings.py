@@ -255,7 +255,8 @@ def build(cli: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Settin
                            ("default", _DEFAULTS[key]))
     config = Config(
         home=home, nick=nick, port=port, interfaces=list(interfaces), peers=list(peers),
-        mdns=not cli.get("no_mdns"), beacon=not cli.get("no_beacon"), downloads=downloads,
+        mdns=not cli.get("no_mdns"), beacon=not cli.get("no_beacon"),
+        localsend=not cli.get("no_localsend"), xmpp=not cli.get("no_xmpp"), downloads=downloads,
         log_level=cli.get("log_level") or "warning",
         auto_accept=pick("auto_accept", ("file", file.get("auto_accept")), ("default", [])),
         disabled_plugins=pick("disabled_plugins", ("file", file.get("disabled_plugins")),

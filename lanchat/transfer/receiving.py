@@ -63,6 +63,23 @@ class ReceivingSide(ManagerCore):
             self._receivers.add(receiver)
         receiver.start()
 
+    def claim_receive(self, transfer_id: str, peer: str) -> RecvJob | str:
+        """A foreign sender pushes the data of an accepted offer (a LocalSend upload): make
+        its writer the one that moves it; return the job, or why not."""
+        with self._lock:
+            t = self._transfers.get(transfer_id)
+            if t is None or t.direction != "in" or t.peer != peer:
+                return "no such transfer from you"
+            if t.state is not State.ACCEPTED:
+                return f"transfer is {t.state.value}"
+            if transfer_id in self._active:
+                return "transfer is already moving"
+            generation = next(self._generations)
+            self._active[t.id] = generation
+        return RecvJob(t.id, t.peer, "", 0, generation, t.dest_dir,
+                       tuple(RecvItem(i.path, i.size, i.dest, i.sha256) for i in t.items),
+                       t.index, t.sha256, t.size, t.hash)
+
     def _current(self, job: RecvJob) -> Transfer | None:
         """The record, if this stream is still the one that moves it (hold the lock)."""
         t = self._transfers.get(job.transfer)
