@@ -21,8 +21,10 @@ SCRIPT = str(REPO_ROOT / "tests" / "xmpp_peer.py")
 class ScriptedXmppPeer:
     """tests/xmpp_peer.py in a lab host: commands in, JSON events out."""
 
-    def __init__(self, host: Host, name: str, *, silent: bool = False) -> None:
+    def __init__(self, host: Host, name: str, *, silent: bool = False,
+                 echo: bool = False) -> None:
         args = [sys.executable, SCRIPT, "--ip", host.ip, "--name", name]
+        args += ["--echo"] if echo else []
         self.name = name
         self.proc = host.popen(args + (["--silent"] if silent else []),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,

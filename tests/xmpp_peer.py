@@ -80,6 +80,9 @@ class Stream:
                     if depth == 1 and elem.tag == NS + "message":
                         body = elem.find(NS + "body")
                         html = elem.find("{http://jabber.org/protocol/xhtml-im}html")
+                        if self.peer.echo and body is not None:
+                            self.peer.echoed(self, "".join(body.itertext()))
+                            continue
                         emit("message", **{"from": elem.get("from", ""), "peer": self.instance,
                                            "text": "".join(body.itertext()) if body is not None
                                            else None, "html": html is not None})
@@ -90,8 +93,11 @@ class Stream:
 
 
 class Peer:
-    def __init__(self, ip: str, name: str, port: int, silent: bool) -> None:
+    def __init__(self, ip: str, name: str, port: int, silent: bool,
+                 echo: bool = False) -> None:
         self.ip, self.name, self.port = ip, name, port
+        self.echo = echo  # answer "ping X" with "pong X", count the rest (benchmarks)
+        self.count = 0
         self.buddies: dict[str, tuple[str, int]] = {}
         self.streams: dict[str, Stream] = {}
         self.zc = Zeroconf(interfaces=[ip], ip_version=IPVersion.V4Only)
@@ -116,6 +122,15 @@ class Peer:
             emit("gone", peer=name[:-len(TYPE) - 1])
         else:
             self.todo.put(name)
+
+    def echoed(self, stream: Stream, text: str) -> None:
+        """Echo mode: a ping is answered on the same stream, anything else is counted."""
+        if text.startswith("ping "):
+            stream.send(MSG.format(me=self.name, peer=stream.instance,
+                                   text=escape("pong " + text[5:])).encode())
+        else:
+            self.count += 1
+            emit("count", n=self.count)
 
     def resolve(self) -> None:
         while True:
@@ -219,8 +234,9 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--silent", action="store_true", help="do not announce")
+    ap.add_argument("--echo", action="store_true", help="answer pings, count other messages")
     args = ap.parse_args()
-    peer = Peer(args.ip, args.name, args.port, args.silent)
+    peer = Peer(args.ip, args.name, args.port, args.silent, args.echo)
     emit("ready", port=peer.port)
     for line in sys.stdin:
         if line.strip():
