@@ -9,17 +9,22 @@ takes one command per stdin line:
 
     join ROOM I,J,..          nodes I, J join ROOM
     members ROOM N S          wait (S s) until every joined local node sees N members
-    post ROOM I COUNT RATE    node I posts COUNT texts at RATE/s (0: at once); answers
+    post ROOM I COUNT RATE [START]  node I posts COUNT texts (numbered from START) at
+                              RATE/s (0: at once); answers
                               the send time of each message id
     direct I PEER COUNT RATE  node I sends COUNT direct messages to PEER at RATE/s
     fan I PEERS COUNT RATE    node I queues COUNT messages, each to every peer in PEERS
                               (comma-separated ids) as one broadcast (the outbox path)
-    got KIND AUTHOR N S [I]   wait (S s) until every local node that is not AUTHOR (or node I) has N
+    sessions I PEERS          node I sends one direct message to each of PEERS (opens
+                              sessions)
+    got KIND AUTHOR N S [I]   KIND is a room or "direct", then ":" and the texts' first
+                              letter (r: posts, d: direct, f: fan, s: sessions);
+                              wait (S s) until every local node that is not AUTHOR (or node I) has N
                               messages from AUTHOR (KIND: a room name, or "direct");
                               answers per message id the last arrival time over the local
                               nodes, plus duplicates and order breaks
-    delivered I N S           wait until node I has N `delivered` events of direct
-                              messages; their times
+    delivered I N S [SKIP]    wait until node I has SKIP + N `delivered` events of
+                              direct messages; the times of the N after the first SKIP
     gone I PEER S             wait until node I has seen PEER leave (peer_left)
     close I / open I          stop node I / start it again on the same home and port
     rooms I N                 node I joins N rooms of its own (#mem0...), answers RSS
@@ -75,7 +80,7 @@ class Recorder:
         f = ev.fields
         with self.cond:
             if ev.name == "message":
-                key = (f.get("room") or "direct", f["from"]["id"])
+                key = (f"{f.get('room') or 'direct'}:{f['text'][:1]}", f["from"]["id"])
                 got = self.arrived[key]
                 if f["id"] in got:
                     self.dups += 1
@@ -190,15 +195,22 @@ def run(cmd: str, a: list[str], nodes: list[Local]) -> dict[str, Any]:  # noqa: 
                 "seen": [len(n.rec.members[room]) for n in joined]}
     if cmd == "post":
         room, i, count, rate = a[0], int(a[1]), int(a[2]), float(a[3])
+        start = int(a[4]) if len(a) > 4 else 0
         r = nodes[i].rooms
         assert r is not None
-        sends = _pace(count, rate, lambda k: r.post(room, text_for(k, "r"))["id"])
+        sends = _pace(count, rate, lambda k: r.post(room, text_for(start + k, "r"))["id"])
         return {"kind": "sent", "sends": sends}
     if cmd == "direct":
         i, peer, count, rate = int(a[0]), a[1], int(a[2]), float(a[3])
         node = nodes[i].node
         assert node is not None
         sends = _pace(count, rate, lambda k: node.send(peer, text_for(k, "d")))
+        return {"kind": "sent", "sends": sends}
+    if cmd == "sessions":
+        node = nodes[int(a[0])].node
+        assert node is not None
+        sends = {node.send(peer, text_for(k, "s")): time.time()
+                 for k, peer in enumerate(a[1].split(","))}
         return {"kind": "sent", "sends": sends}
     if cmd == "fan":
         i, peers, count, rate = int(a[0]), a[1].split(","), int(a[2]), float(a[3])
@@ -212,7 +224,8 @@ def run(cmd: str, a: list[str], nodes: list[Local]) -> dict[str, Any]:  # noqa: 
         key = (kind, author)
         readers = [n for n in nodes if n.node is not None and n.node.node_id != author]
         if len(a) > 4:
-            readers = [nodes[int(a[4])]]
+            readers = [n for n in [nodes[int(a[4])]] if n.node is not None
+                       and n.node.node_id != author]
         ok = all(n.rec.wait(lambda n=n: len(n.rec.arrived[key]) >= want, timeout)
                  for n in readers)
         last: dict[str, float] = {}
@@ -226,9 +239,10 @@ def run(cmd: str, a: list[str], nodes: list[Local]) -> dict[str, Any]:  # noqa: 
                 "order_breaks": sum(n.rec.order_breaks for n in readers)}
     if cmd == "delivered":
         i, want, timeout = int(a[0]), int(a[1]), float(a[2])
+        skip = int(a[3]) if len(a) > 3 else 0
         rec = nodes[i].rec
-        ok = rec.wait(lambda: len(rec.delivered) >= want, timeout)
-        return {"kind": "delivered", "ok": ok, "times": rec.delivered[:want]}
+        ok = rec.wait(lambda: len(rec.delivered) >= skip + want, timeout)
+        return {"kind": "delivered", "ok": ok, "times": rec.delivered[skip:skip + want]}
     if cmd == "gone":
         rec = nodes[int(a[0])].rec
         ok = rec.wait(lambda: a[1] in rec.left, float(a[2]))

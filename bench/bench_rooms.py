@@ -124,19 +124,22 @@ def big_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
     for d in drivers:
         assert d.ask(f"members {room} {members} {WAIT_S}")["ok"], "room did not fill"
     log(f"{room}: {members} members")
+    filled = [d.ask("rss")["kib"] for d in drivers]
     author, n = drivers[0].ids[0], sizes["latency"]
-    drivers[0].ask(f"post {room} 0 20 20")  # warm-up: sessions to every member open
-    collect(drivers, room, author, 20)
-    sends = drivers[0].ask(f"post {room} 0 {n} 20")["sends"]
-    got = collect(drivers, room, author, 20 + n)
+    drivers[0].ask(f"post {room} 0 20 20 0")  # warm-up: sessions to every member open
+    collect(drivers, f"{room}:r", author, 20)
+    sends = drivers[0].ask(f"post {room} 0 {n} 20 20")["sends"]
+    got = collect(drivers, f"{room}:r", author, 20 + n)
     lat = [got["last"][i] - t for i, t in sends.items()]
     peer = drivers[-1].ids[0]
     dsends = drivers[0].ask(f"direct 0 {peer} {n} 20")["sends"]
-    dgot = drivers[-1].ask(f"got direct {author} {n} {WAIT_S} 0")
+    dgot = drivers[-1].ask(f"got direct:d {author} {n} {WAIT_S} 0")
     dlat = [dgot["last"][i] - t for i, t in dsends.items()]
-    d0 = drivers[0].ask(f"delivered 0 {n} {WAIT_S}")
+    everyone = sum(len(d.ids) for d in drivers)
+    d0 = drivers[0].ask(f"delivered 0 {n} {WAIT_S} {everyone - 1}")  # after open_sessions
     rtt = [t - s for s, t in zip(sorted(dsends.values()), sorted(d0["times"]), strict=False)]
     return {"members": members, "room": us(lat), "direct": us(dlat), "rtt": us(rtt),
+            "rss_filled_kib": filled,
             "dups": got["dups"], "order_breaks": got["order_breaks"]}
 
 
@@ -152,14 +155,14 @@ def rate_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
     t0 = time.time()
     sends = drivers[0].ask(f"post {room} 0 {n} {rate}", timeout=WAIT_S + 60)["sends"]
     sent_s = max(sends.values()) - t0
-    got = collect(drivers, room, author, n, node=0)
+    got = collect(drivers, f"{room}:r", author, n, node=0)
     lags = [got["last"][i] - t for i, t in sends.items() if i in got["last"]]
     lost = sum(max(0, n - c) for c in got["counts"])
     peers = ",".join(d.ids[0] for d in drivers[1:])
     t1 = time.time()
     fsends = drivers[0].ask(f"fan 0 {peers} {n} {rate}", timeout=WAIT_S + 60)["sends"]
     fsent_s = max(fsends.values()) - t1
-    fgot = collect(drivers[1:], "direct", author, n, node=0)
+    fgot = collect(drivers[1:], "direct:f", author, n, node=0)
     flags = [fgot["last"][i] - t for i, t in fsends.items() if i in fgot["last"]]
     flost = sum(max(0, n - c) for c in fgot["counts"])
     return {"n": n, "rate_sent": n / sent_s, "lost": lost, "dups": got["dups"],
@@ -178,30 +181,44 @@ def catch_up(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
         assert d.ask(f"members {room} 3 {WAIT_S}")["ok"]
     author = a.ids[1]
     t0 = time.time()
-    a.ask(f"post {room} 1 {n} 0")
-    live = c.ask(f"got {room} {author} {n} {WAIT_S} 1")
+    a.ask(f"post {room} 1 {n} 0 0")
+    live = c.ask(f"got {room}:r {author} {n} {WAIT_S} 1")
     live_s = max(live["last"].values()) - t0
-    b.ask(f"got {room} {author} {n} {WAIT_S} 1")
+    b.ask(f"got {room}:r {author} {n} {WAIT_S} 1")
     c.ask("close 1")
-    missed = a.ask(f"post {room} 1 {n} 0")["sends"]
-    b.ask(f"got {room} {author} {2 * n} {WAIT_S} 1")
+    missed = a.ask(f"post {room} 1 {n} 0 {n}")["sends"]
+    b.ask(f"got {room}:r {author} {2 * n} {WAIT_S} 1")
     a.ask("close 1")  # the author is gone: what c missed must come from b
     opened = c.ask("open 1")
-    got = c.ask(f"got {room} {author} {2 * n} {WAIT_S} 1")
+    got = c.ask(f"got {room}:r {author} {2 * n} {WAIT_S} 1")
     catch_s = max(got["last"][i] for i in missed) - opened["t"]
     return {"n": n, "live_s": live_s, "catchup_s": catch_s,
             "start_s": opened["ready"] - opened["t"], "ok": got["ok"], "dups": got["dups"],
             "order_breaks": got["order_breaks"]}
 
 
-def memory(drivers: list[Driver], before: list[int], after: list[int],
+def open_sessions(drivers: list[Driver]) -> None:
+    """Every node sends one direct message to every other: the full mesh of sessions a
+    30-member room uses, opened before the room (the memory baseline)."""
+    everyone = [i for d in drivers for i in d.ids]
+    for d in drivers:
+        for k, own in enumerate(d.ids):
+            d.ask(f"sessions {k} {','.join(x for x in everyone if x != own)}")
+    for d in drivers:
+        for k in range(len(d.ids)):
+            assert d.ask(f"delivered {k} {len(everyone) - 1} {WAIT_S}")["ok"]
+
+
+def memory(drivers: list[Driver], idle: list[int], meshed: list[int], filled: list[int],
            sizes: dict[str, int]) -> dict[str, Any]:
     rooms = drivers[3].ask(f"rooms 2 {sizes['rooms']}")
     per_room = (rooms["after"] - rooms["before"]) / sizes["rooms"]
-    # each driver holds 3 members; each of them added 27 remote members and sessions
-    grew = [(b - a) / (3 * 27) for a, b in zip(before, after, strict=True)]
-    return {"per_room_kib": per_room, "per_remote_member_kib": statistics.median(grew),
-            "rss_before_kib": before, "rss_after_kib": after}
+    pairs = 3 * 29  # per process: 3 nodes, each with 29 remote peers, then members
+    per_session = [(b - a) / pairs for a, b in zip(idle, meshed, strict=True)]
+    per_member = [(b - a) / pairs for a, b in zip(meshed, filled, strict=True)]
+    return {"per_room_kib": per_room, "per_member_kib": statistics.median(per_member),
+            "per_session_kib": statistics.median(per_session), "rss_idle_kib": idle,
+            "rss_meshed_kib": meshed, "rss_filled_kib": filled}
 
 
 def heal(sizes: dict[str, int]) -> dict[str, Any]:
@@ -230,7 +247,7 @@ def heal(sizes: dict[str, int]) -> dict[str, Any]:
                 for author in drivers:
                     if author is d:
                         continue
-                    got = d.ask(f"got #heal {author.ids[0]} {n} {WAIT_S}")
+                    got = d.ask(f"got #heal:r {author.ids[0]} {n} {WAIT_S}")
                     room_done = max(room_done, max(got["last"].values()))
                 dl = d.ask(f"delivered 0 {n} {WAIT_S}")
                 direct_done = max(direct_done, max(dl["times"]))
@@ -258,9 +275,9 @@ def figures(big: dict[str, Any], rate: dict[str, Any], cu: dict[str, Any],
                "us", baseline_name="broadcast"),
         Figure(f"catch-up of {cu['n']:,} missed posts from a relay", cu["catchup_s"],
                cu["live_s"], "s", baseline_name="the same sent live"),
-        Figure("memory per room", mem["per_room_kib"], None, "KiB"),
-        Figure("memory per remote member (with its session)", mem["per_remote_member_kib"],
-               None, "KiB"),
+        Figure("memory per room (a node in 200 rooms)", mem["per_room_kib"], None, "KiB"),
+        Figure("memory per member of a 30-member room", mem["per_member_kib"],
+               mem["per_session_kib"], "KiB", baseline_name="per peer session"),
         Figure(f"partition heals -> every member has all ({4 * hl['n']:,} posts)",
                hl["room_s"], hl["direct_s"], "s", baseline_name="direct messages"),
     ]
@@ -278,15 +295,16 @@ def main(argv: list[str] | None = None) -> int:
         prefix = lab.prefix
         drivers = [Driver(lab, i, 3) for i in range(10)]
         try:
-            before = [d.ask("rss")["kib"] for d in drivers]
+            idle = [d.ask("rss")["kib"] for d in drivers]
+            open_sessions(drivers)
+            meshed = [d.ask("rss")["kib"] for d in drivers]
             big = big_room(drivers, sizes)
-            after = [d.ask("rss")["kib"] for d in drivers]
             log(f"30-member room: {big}")
             rate = rate_room(drivers, sizes)
             log(f"rate: lost {rate['lost']} dups {rate['dups']} breaks {rate['order_breaks']}")
             cu = catch_up(drivers, sizes)
             log(f"catch-up: {cu}")
-            mem = memory(drivers, before, after, sizes)
+            mem = memory(drivers, idle, meshed, big["rss_filled_kib"], sizes)
         finally:
             for d in drivers:
                 d.stop()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from lanchat.api import NodeHost
+from lanchat.delivery import check_text, new_message_id
 from lanchat.events import Event
 from lanchat.nicks import clean_received_nick, placeholder
 from lanchat.protocol import Message
@@ -56,7 +58,9 @@ class Rooms(Gossip):
         self.relayed: set[str] = set()
         self._synced: set[str] = set()
         self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
-        self._my_seq: dict[str, int] = {}
+        self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
+        self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
+        self._post_lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
 
     # -- extension interface (loop thread) --------------------------------------------
@@ -70,6 +74,9 @@ class Rooms(Gossip):
         node.subscribe(self._on_event)
         for room in node.store.read(self.log.load):
             self.rooms[room.name] = room
+            if room.joined:
+                self._members[room.name] = tuple(sorted(room.members() - {node.node_id}))
+                self._my_seq[room.name] = self.log.own_seq(room.name)
         own = node.node_id
         for msg_id, (room_name, of, left) in node.store.read(
                 lambda db: RoomLog.pending_own(db, own)).items():
@@ -198,6 +205,16 @@ class Rooms(Gossip):
     # -- helpers (loop thread) -----------------------------------------------------------
 
     def _persist(self, room: Room, *statements: RoomMember) -> None:
+        """Write a room's state, and refresh the members `post` reads."""
+        own = self.node.node_id
+        with self._post_lock:
+            if room.joined:
+                self._members[room.name] = tuple(sorted(room.members() - {own}))
+                self._my_seq[room.name] = max(self._my_seq.get(room.name, 0),
+                                              self.log.own_seq(room.name))
+            else:
+                self._members.pop(room.name, None)
+
         def write(db: Any) -> None:
             RoomLog.save_room(db, room)
             for s in statements:
@@ -310,24 +327,29 @@ class Rooms(Gossip):
         return {"room": room.name}
 
     def post(self, name: str, text: str) -> dict[str, Any]:
-        """Sign a message and queue it to every member; return its id and recipients."""
-        return self._call(lambda: self._post(self._room(name), text))
+        """Sign a message and queue it to every member; return its id and recipients.
 
-    def _post(self, room: Room, text: str) -> dict[str, Any]:
-        from lanchat.delivery import check_text, new_message_id
-
+        Runs on the caller's thread (no loop round trip): the members come from the
+        snapshot the loop keeps, and one lock keeps the author's order and the queue's
+        order the same."""
         check_text(text)
+        try:
+            canonical = check_room(name)
+        except ValueError as exc:
+            raise RoomError(str(exc)) from None
         ident = self.node.identity
-        seq = max(self._my_seq.get(room.name, 0), self.log.own_seq(room.name)) + 1
-        self._my_seq[room.name] = seq
-        self.log.next[(room.name, ident.node_id)] = seq + 1
-        msg = sign(RoomMsg(room.name, new_message_id(), ident.node_id, ident.key_b64, seq,
-                           int(time.time() * 1000), self.node.nick, text), ident.sign)
-        peers = sorted(room.members() - {ident.node_id})
-        if peers:
-            self.pending[msg.msg_id] = [room.name, len(peers), 0]
-        self.node.queue_frame(peers, msg)
-        return {"id": msg.msg_id, "room": room.name, "to": room.name, "members": peers,
+        with self._post_lock:
+            peers = self._members.get(canonical)
+            if peers is None:
+                raise RoomError(f"you are not in {canonical}; /join {canonical} first")
+            seq = self._my_seq.get(canonical, 0) + 1
+            self._my_seq[canonical] = seq
+            msg = sign(RoomMsg(canonical, new_message_id(), ident.node_id, ident.key_b64, seq,
+                               int(time.time() * 1000), self.node.nick, text), ident.sign)
+            if peers:
+                self.pending[msg.msg_id] = [canonical, len(peers), 0]
+            self.node.queue_frame(list(peers), msg)
+        return {"id": msg.msg_id, "room": canonical, "to": canonical, "members": list(peers),
                 "text": text}
 
     def invite(self, peer_ref: str, name: str) -> dict[str, Any]:

@@ -213,6 +213,8 @@ class RoomLog:
         for peers, m in items:
             assert isinstance(m, RoomMsg)
             if m.author == self.own_id:
+                key = (m.room, m.author)
+                self.next[key] = max(self.next.get(key, 1), m.seq + 1)
                 rows.append((m.room, m.msg_id, m.author, m.key, m.seq, m.ts, m.nick, m.text,
                              m.sig, 1, len(peers), now))
         if rows:
