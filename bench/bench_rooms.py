@@ -74,7 +74,7 @@ class Driver:
         self.ports: list[int] = ready["ports"]
         self.ip = host.ip
 
-    def ask(self, line: str, timeout: float = WAIT_S) -> dict[str, Any]:
+    def ask(self, line: str, timeout: float = WAIT_S + 60) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()

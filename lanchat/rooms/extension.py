@@ -17,6 +17,7 @@ from lanchat.delivery import check_text, new_message_id
 from lanchat.events import Event
 from lanchat.nicks import clean_received_nick, placeholder
 from lanchat.protocol import Message
+from lanchat.rooms import signing
 from lanchat.rooms.gossip import Gossip
 from lanchat.rooms.model import Room
 from lanchat.rooms.names import check_room
@@ -84,6 +85,7 @@ class Rooms(Gossip):
         self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
         for room in self.rooms.values():
             if room.joined:
+                self._announce_joined(room, "restored")
                 s = room.statements.get(own)
                 if room.kind == "open" and s is not None:
                     self.announce(s)
@@ -124,8 +126,9 @@ class Rooms(Gossip):
     # -- the durable path -----------------------------------------------------------
 
     def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
-        """Keep the copies a member relayed for a room this node is in, signed by an
-        author allowed to post there; drop (and count) the rest."""
+        """Keep the copies that came from their author, or that a member relayed signed
+        by their author, for a room this node is in, by an author allowed to post there;
+        drop (and count) the rest."""
         kept: list[Message] = []
         for m in frames:
             assert isinstance(m, RoomMsg)
@@ -137,7 +140,11 @@ class Rooms(Gossip):
                                            or not room.listed(m.author)):
                 self.count("room_refused")
                 continue
-            if not m.verified():
+            # The author's own session proved its key (TLS and the in-channel proof), as
+            # for a direct message; a copy relayed by anyone else must carry the author's
+            # signature. Copies are checked again before this node relays them.
+            from_author = m.author == peer_id and signing.is_key_of(m.author, m.key)
+            if not from_author and not m.verified():
                 self.count("room_forged")
                 log.info("dropped a room message that %s relayed: bad signature", peer_id[:16])
                 continue

@@ -62,6 +62,12 @@ def _load(key_b64: str) -> tuple[str, ed25519.Ed25519PublicKey] | None:
     return loaded
 
 
+def is_key_of(author: str, key_b64: str) -> bool:
+    """True if `key_b64` is an Ed25519 key whose hash is `author`'s id."""
+    loaded = _load(key_b64)
+    return loaded is not None and loaded[0] == author
+
+
 def verify(author: str, key_b64: str, sig_b64: str, signed: bytes) -> bool:
     """True if `key_b64` is `author`'s key (its id is the key's hash) and `sig_b64` is its
     signature over `signed`."""
