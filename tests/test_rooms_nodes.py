@@ -3,6 +3,7 @@ member, topics, the room list, commands and the plugin hook."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from lanchat import rooms
 from lanchat.assembly import plugin_bridge
 from lanchat.commands import Context, build_registry, execute
 from lanchat.config import Config
+from lanchat.delivery import new_message_id
 from lanchat.hookspecs import hookimpl
 from lanchat.node import Node
 from lanchat.plugins import Plugins
 from lanchat.rooms import Rooms
+from lanchat.rooms.wire import RoomMsg
 from nodes import EventLog
 
 
@@ -158,3 +161,30 @@ def test_room_commands_explain_mistakes(tmp_path: Path, started: list[Member]) -
         with pytest.raises(CommandError) as err:
             alice.run(line)
         assert words in str(err.value)
+
+
+def test_a_badly_signed_post_is_taken_from_its_author_but_never_relayed(
+        tmp_path: Path, started: list[Member]) -> None:
+    """Alice's own session vouches for her posts to bob; bob does not pass on a copy
+    whose signature is bad to carol, who joins after alice left."""
+    alice = Member(tmp_path / "a", "alice", [])
+    started.append(alice)
+    bob = Member(tmp_path / "b", "bob", [alice])
+    started.append(bob)
+    for m in (alice, bob):
+        m.run("/join #lunch")
+    fill("#lunch", alice, bob)
+    alice.run("/msg #lunch signed")
+    ident = alice.node.identity
+    unsigned = RoomMsg("#lunch", new_message_id(), ident.node_id, ident.key_b64, 2,
+                       int(time.time() * 1000), "alice", "unsigned", "AAAA")
+    alice.node.queue_frame([bob.id], unsigned)
+    assert bob.texts("#lunch", alice, 2) == ["signed", "unsigned"]
+    alice.node.close()
+    started.remove(alice)
+    carol = Member(tmp_path / "c", "carol", [bob])
+    started.append(carol)
+    carol.run("/join #lunch")
+    assert carol.texts("#lunch", alice, 1) == ["signed"]
+    assert bob.node.stats()["counters"].get("room_forged", 0) == 1
+    assert all(e["text"] != "unsigned" for e in carol.log.named("message"))
