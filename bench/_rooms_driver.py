@@ -27,7 +27,8 @@ takes one command per stdin line:
                               direct messages; the times of the N after the first SKIP
     gone I PEER S             wait until node I has seen PEER leave (peer_left)
     close I / open I          stop node I / start it again on the same home and port
-    rooms I N                 node I joins N rooms of its own (#mem0...), answers RSS
+    rooms I N                 node I joins N rooms of its own (#mem0...); the Python heap
+                              before and after (KiB, tracemalloc)
     rss                       VmRSS of this process in KiB
     quit
 
@@ -41,6 +42,7 @@ import json
 import sys
 import threading
 import time
+import tracemalloc
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -258,10 +260,13 @@ def run(cmd: str, a: list[str], nodes: list[Local]) -> dict[str, Any]:  # noqa: 
         i, count = int(a[0]), int(a[1])
         r = nodes[i].rooms
         assert r is not None
-        before = rss_kib()
+        tracemalloc.start()  # RSS moves in pages and arenas: too coarse for one room
+        before = tracemalloc.get_traced_memory()[0]
         for k in range(count):
             r.join(f"#mem{k}")
-        return {"kind": "rooms", "before": before, "after": rss_kib()}
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return {"kind": "rooms", "before": before / 1024, "after": after / 1024}
     if cmd == "rss":
         return {"kind": "rss", "kib": rss_kib()}
     return {"kind": "error", "message": f"unknown command {cmd}"}

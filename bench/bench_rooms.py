@@ -16,9 +16,10 @@ Measured:
   3. catch-up: 10,000 posts to a member that is offline, from a member that has them
      (the author is offline too by then): from the member's restart to its last
      `message`; baseline: the same 10,000 sent while it is online (first post -> last).
-  4. memory: RSS per room (one node in 200 rooms of its own), per member (the 30-member
-     room's driver processes before and after the room filled, per remote member);
-     baseline: the same processes' RSS per peer session.
+  4. memory: per room (one node joins 200 rooms of its own; Python heap by tracemalloc),
+     per member (RSS of the 30-member room's driver processes before and after the room
+     filled, per node and remote member); baseline: the same processes' RSS per peer
+     session (every node sent one direct message to every other before the room).
   5. a partition heals: the two halves of #heal each post 500 while apart; from the link
      coming back to every member having every post; baseline: 500 direct messages per
      node to a node in the other half, sent in the same partition, until all delivered.
