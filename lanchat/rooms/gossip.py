@@ -68,7 +68,8 @@ class Gossip:
     def announce(self, statement: RoomMember) -> None:
         """Tell every peer online on the LAN that this node is in (or left) an open room."""
         for peer in self.node.presence.table.online():
-            self.send(peer.id, statement)
+            if peer.kind == "lanchat":  # foreign kinds (LocalSend, XMPP) have no rooms
+                self.send(peer.id, statement)
 
     def welcome(self, room: Room, peer_id: str) -> None:
         """Send a member what it needs to know of a room, and ask it for what this node
