@@ -53,17 +53,33 @@ class PeerSession(Protocol):
 
     kind: str  # "lanchat", "localsend", "xmpp", ...
     capabilities: frozenset[Capability]
-    peer_id: str
-    peer_nick: str
     peer_port: int
-    peer_instance: str  # changes at each start of the peer; "" when the kind has none
     address: str
     server: bool  # True when the peer dialled us
     dial_key: str | None  # the dialer that made it (static "host:port" or a peer id)
     expected_id: str | None  # the id (or prefix) a dialled peer must prove, if known
-    state: SessionState
     paused: bool  # the send buffer is full: the outbox pump waits for session_writable
     closed: asyncio.Future[None]
+
+    @property
+    def peer_id(self) -> str:
+        """The proven, key-derived id of the peer ("" until proven)."""
+        ...
+
+    @property
+    def peer_nick(self) -> str:
+        """What the peer calls itself (untrusted text)."""
+        ...
+
+    @property
+    def peer_instance(self) -> str:
+        """Changes at each start of the peer; "" when the kind has none."""
+        ...
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in `protocol.TRANSITIONS`."""
+        ...
 
     @property
     def ready(self) -> bool:

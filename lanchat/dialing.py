@@ -168,11 +168,10 @@ class Dialer:
 
     def _session(self, *, server: bool, address: str,
                  expected_id: str | None = None) -> Session:
-        session = Session(self.owner, self.identity, self._nick(), self.port, server=server,
-                          address=address, expected_id=expected_id, loop=self.loop,
-                          liveness=self._liveness, link_timeout_s=self._link_timeout_s)
-        session.instance = self.instance
-        return session
+        return Session(self.owner, self.identity, self._nick(), self.port, server=server,
+                       address=address, expected_id=expected_id, loop=self.loop,
+                       instance=self.instance, liveness=self._liveness,
+                       link_timeout_s=self._link_timeout_s)
 
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)

@@ -661,6 +661,40 @@ def is_durable(message: Message) -> bool:
     return type(message) in DURABLE_TYPES
 
 
+class Change(enum.Enum):
+    """What moves a session from one state to another."""
+
+    HANDSHAKE_DONE = "handshake_done"  # server: the client's proof holds; client: welcome
+    LOCAL_CLOSE = "local_close"  # we say bye (quit, duplicate, forgotten)
+    PEER_BYE = "peer_bye"  # the peer said bye
+    FAULT = "fault"  # a protocol error, a refusal either way, a check that failed
+    TIMEOUT = "timeout"  # handshake not finished, or the peer went silent
+    LOST = "lost"  # the connection is gone
+
+
+_OPEN = (SessionState.HANDSHAKE, SessionState.READY)
+_ANY = (*_OPEN, SessionState.CLOSING)
+
+# Every state change a session may make: (from, change) -> to. The one transition table,
+# beside ALLOWED (which messages each state accepts); `transition` is the only way to move.
+TRANSITIONS: dict[tuple[SessionState, Change], SessionState] = {
+    (SessionState.HANDSHAKE, Change.HANDSHAKE_DONE): SessionState.READY,
+    **{(s, Change.LOCAL_CLOSE): SessionState.CLOSING for s in _OPEN},
+    **{(s, Change.PEER_BYE): SessionState.CLOSING for s in _OPEN},
+    **{(s, Change.FAULT): SessionState.CLOSING for s in _ANY},
+    **{(s, Change.TIMEOUT): SessionState.CLOSING for s in _ANY},
+    **{(s, Change.LOST): SessionState.CLOSED for s in _ANY},
+}
+
+
+def transition(state: SessionState, change: Change) -> SessionState:
+    """The state after `change`; ProtocolError if the table has no such move."""
+    after = TRANSITIONS.get((state, change))
+    if after is None:
+        raise ProtocolError(f"no session change {change.value!r} from state {state.value}")
+    return after
+
+
 def check_allowed(state: SessionState, server: bool, message: Message) -> None:
     """Raise ProtocolError if `message` may not arrive in `state`."""
     if not isinstance(message, ALLOWED[(state, server)]):

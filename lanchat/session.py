@@ -14,30 +14,25 @@ import ssl
 from collections.abc import Sequence
 
 from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
-from lanchat.identity import Identity, auth_payload, new_nonce, node_id_from_cert, verify_proof
-from lanchat.nicks import clean_received_nick
+from lanchat.handshake import SessionMachine, Step
+from lanchat.identity import Identity, node_id_from_cert
 from lanchat.protocol import (
     HANDSHAKE_TIMEOUT_S,
     HEADER,
     MAX_ACK_IDS,
-    PROTOCOL_VERSION,
     SESSION_DEAD_AFTER_S,
     SESSION_PING_AFTER_S,
     Ack,
-    Auth,
     Bye,
+    Change,
     FrameDecoder,
     Heartbeat,
-    Hello,
     Message,
     NickChange,
     Ping,
-    Pong,
     ProtocolError,
     Refused,
     SessionState,
-    Welcome,
-    check_allowed,
     encode,
     is_durable,
 )
@@ -73,6 +68,7 @@ def client_context() -> ssl.SSLContext:
 
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
+CLOSE_DEADLINE_S = 2.0  # a closing connection that does not finish is dropped
 
 
 __all__ = ["CloseReason", "Session", "SessionOwner", "client_context", "server_context",
@@ -80,7 +76,8 @@ __all__ = ["CloseReason", "Session", "SessionOwner", "client_context", "server_c
 
 
 class Session(asyncio.Protocol):
-    """One peer connection: handshake, framing, heartbeats, clean close.
+    """One peer connection: TLS framing, heartbeats, clean close; the handshake and the
+    state are the `SessionMachine`'s (handshake.py).
 
     Implements `lanchat.api.PeerSession` for the lanchat peer kind."""
 
@@ -89,41 +86,31 @@ class Session(asyncio.Protocol):
 
     def __init__(self, owner: SessionOwner, identity: Identity, nick: str, own_port: int, *,
                  server: bool, address: str, expected_id: str | None = None,
-                 loop: asyncio.AbstractEventLoop,
+                 loop: asyncio.AbstractEventLoop, instance: str = "",
                  liveness: tuple[float, float] = (SESSION_PING_AFTER_S,
                                                   SESSION_DEAD_AFTER_S),
                  link_timeout_s: float = 0.0) -> None:
         self.owner = owner
         self.link_timeout_s = link_timeout_s
         self.identity = identity
-        self.nick = nick
-        self.own_port = own_port
         self.server = server
         self.address = address
         self.expected_id = expected_id
         self.loop = loop
-        self.state = SessionState.HANDSHAKE
-        self.peer_id = ""
-        self.peer_nick = ""
-        self.peer_port = 0
+        self.machine = SessionMachine(identity, nick, own_port, server=server,
+                                      instance=instance,
+                                      check_client=lambda pid: owner.check_client(self, pid))
         self.paused = False
         self.closed = loop.create_future()
         self._transport: asyncio.Transport | None = None
         self._decoder = FrameDecoder()
-        self._nonce = new_nonce()
         self.liveness = liveness
         self._heartbeat = Heartbeat(loop.time(), *liveness)
         self._timer: asyncio.TimerHandle | None = None
-        self._close_reason = CloseReason.ERROR
-        self._close_detail = "connection lost"
         self.frames_in = 0
         self.frames_out = 0
         self._partial_since: float | None = None
-        self._failed = False
-        self._was_ready = False
         self._reading_paused = False
-        self.instance = ""
-        self.peer_instance = ""
         self.dial_key: str | None = None
         self.on_ready: asyncio.Future[bool] | None = None
 
@@ -132,10 +119,46 @@ class Session(asyncio.Protocol):
         return (f"<Session {role} {safe_line(self.peer_nick or '?')} {self.address} "
                 f"{self.state.value}>")
 
+    # -- facts (the machine's) ----------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in `protocol.TRANSITIONS`."""
+        return self.machine.state
+
     @property
     def ready(self) -> bool:
         """True once authenticated and until closing."""
-        return self.state is SessionState.READY
+        return self.machine.ready
+
+    @property
+    def peer_id(self) -> str:
+        """The proven id of the peer ("" before the handshake proves it)."""
+        return self.machine.peer_id
+
+    @property
+    def peer_nick(self) -> str:
+        """What the peer calls itself (untrusted text)."""
+        return self.machine.peer_nick
+
+    @property
+    def peer_instance(self) -> str:
+        """The peer's instance id (changes at each start of the peer)."""
+        return self.machine.peer_instance
+
+    @property
+    def peer_port(self) -> int:
+        """The peer's listening port."""
+        return self.machine.peer_port
+
+    @peer_port.setter
+    def peer_port(self, port: int) -> None:
+        self.machine.peer_port = port
+
+    @property
+    def nick(self) -> str:
+        """Our nick as this session tells it."""
+        return self.machine.nick
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -156,8 +179,7 @@ class Session(asyncio.Protocol):
                 pass
         self._arm(HANDSHAKE_TIMEOUT_S)
         if self.server:
-            self.send(Hello(self.identity.node_id, self.nick, self._nonce,
-                            instance=self.instance))
+            self._apply(self.machine.start())
             return
         ssl_obj = transport.get_extra_info("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
@@ -173,7 +195,7 @@ class Session(asyncio.Protocol):
         if refusal:
             self.fail(refusal, tell_peer=False)
             return
-        self.peer_id = server_id
+        self._apply(self.machine.start(server_id))
 
     def data_received(self, data: bytes) -> None:
         """Decode frames and hand them on; a protocol error closes this session only."""
@@ -191,33 +213,47 @@ class Session(asyncio.Protocol):
             self._partial_since = now
         chats: list[Message] = []
         for message in messages:
-            if self._failed or self.state is SessionState.CLOSED:
+            if self.state in (SessionState.CLOSED,) or self._failing:
                 return
             self.frames_in += 1
-            try:
-                check_allowed(self.state, self.server, message)
-            except ProtocolError as exc:
-                self.fail(exc.reason)
-                return
-            if is_durable(message):
-                if not self._was_ready:
-                    self.fail("chat message before authentication")
-                    return
-                chats.append(message)
+            step = self.machine.receive(message)
+            if step.deliver is not None and is_durable(step.deliver):
+                chats.append(step.deliver)
                 continue
             if chats:
                 self.owner.session_chats(self, chats)
                 chats = []
-            self._dispatch(message)
-        if chats and not self._failed and self.state is not SessionState.CLOSED:
+            self._apply(step)
+        if chats and not self._failing and self.state is not SessionState.CLOSED:
             self.owner.session_chats(self, chats)
+
+    @property
+    def _failing(self) -> bool:
+        return self.machine.close_reason is CloseReason.ERROR and self.state in (
+            SessionState.CLOSING, SessionState.CLOSED)
+
+    def _apply(self, step: Step) -> None:
+        """Do what the machine decided."""
+        for out in step.send:
+            self.send(out)
+        if step.fault:
+            self.fail(step.fault, tell_peer=step.tell_peer)
+            return
+        if step.ready:
+            self._become_ready()
+        if step.closed_by_peer and self._transport is not None:
+            self._transport.close()
+        if isinstance(step.deliver, Ack):
+            self.owner.session_acks(self, step.deliver.ids)
+        elif step.deliver is not None:
+            self.owner.session_message(self, step.deliver)
 
     def eof_received(self) -> bool | None:
         """The peer closed its side; a frame cut short is an error."""
         try:
             self._decoder.at_eof()
         except ProtocolError as exc:
-            self._close_detail = exc.reason
+            self.machine.close_detail = exc.reason
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -226,14 +262,15 @@ class Session(asyncio.Protocol):
             self._timer.cancel()
         if self.state is SessionState.CLOSED:
             return
-        if exc is not None and self._close_reason is CloseReason.ERROR:
-            self._close_detail = str(exc) or type(exc).__name__
-        self.state = SessionState.CLOSED
+        machine = self.machine
+        if exc is not None and machine.close_reason is CloseReason.ERROR:
+            machine.close_detail = str(exc) or type(exc).__name__
+        machine.move(Change.LOST)
         if self.on_ready is not None and not self.on_ready.done():
             self.on_ready.set_result(False)
         if not self.closed.done():
             self.closed.set_result(None)
-        self.owner.session_closed(self, self._close_reason, self._close_detail)
+        self.owner.session_closed(self, machine.close_reason, machine.close_detail)
 
     def pause_reading(self) -> None:
         """Stop reading from the peer (its TCP window fills; nothing is lost)."""
@@ -272,7 +309,7 @@ class Session(asyncio.Protocol):
 
     def set_nick(self, nick: str) -> None:
         """Our nick changed: tell the peer."""
-        self.nick = nick
+        self.machine.nick = nick
         self.send(NickChange(nick))
 
     def write_frame(self, frame: bytes) -> None:
@@ -295,25 +332,22 @@ class Session(asyncio.Protocol):
             return
         if self.state is SessionState.READY:
             self.send(Bye(reason))
-        self.state = SessionState.CLOSING
-        self._close_reason, self._close_detail = CloseReason.LOCAL, reason
+        self.machine.move(Change.LOCAL_CLOSE, CloseReason.LOCAL, reason)
         if self._transport is not None:
             self._transport.close()
-        self._arm(2.0)
+        self._arm(CLOSE_DEADLINE_S)
 
     def fail(self, reason: str, *, tell_peer: bool = True) -> None:
         """Close because of a fault; the peer is told why when it can be."""
         if self.state is SessionState.CLOSED:
             return
-        self._failed = True
         log.info("session %r closed: %s", self, safe_line(reason))
         if tell_peer and self._transport is not None and not self._transport.is_closing():
             self.send(Refused(reason[:200]))
-        self._close_reason, self._close_detail = CloseReason.ERROR, reason
-        self.state = SessionState.CLOSING
+        self.machine.move(Change.FAULT, CloseReason.ERROR, reason)
         if self._transport is not None:
             self._transport.close()
-        self._arm(2.0)
+        self._arm(CLOSE_DEADLINE_S)
 
     def abort(self) -> None:
         """Drop the connection at once."""
@@ -322,64 +356,7 @@ class Session(asyncio.Protocol):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _dispatch(self, message: Message) -> None:
-        if isinstance(message, Hello | Auth) and message.version != PROTOCOL_VERSION:
-            self.fail(f"peer speaks lanchat protocol v{message.version}, this node v"
-                      f"{PROTOCOL_VERSION}; both sides need the same lanchat version")
-            return
-        if isinstance(message, Hello):
-            if message.node_id != self.peer_id:
-                self.fail("hello id does not match the certificate")
-                return
-            self.peer_nick = clean_received_nick(message.nick, self.peer_id, source="hello")
-            self.peer_instance = message.instance
-            payload = auth_payload(message.nonce, self.peer_id, self.identity.node_id)
-            self.send(Auth(self.identity.node_id, self.nick, self.identity.key_b64,
-                           self.identity.sign(payload), self.own_port,
-                           instance=self.instance))
-        elif isinstance(message, Auth):
-            payload = auth_payload(self._nonce, self.identity.node_id, message.node_id)
-            try:
-                proven = verify_proof(message.key, message.sig, payload)
-            except ValueError as exc:
-                self.fail(f"key proof refused: {exc}")
-                return
-            if proven != message.node_id:
-                self.fail("key proof is for another id")
-                return
-            self.peer_id, self.peer_port = proven, message.port
-            self.peer_nick = clean_received_nick(message.nick, proven, source="auth")
-            self.peer_instance = message.instance
-            refusal = self.owner.check_client(self, proven)
-            if refusal:
-                self.fail(refusal)
-                return
-            self.send(Welcome())
-            self._become_ready()
-        elif isinstance(message, Welcome):
-            self._become_ready()
-        elif isinstance(message, Refused):
-            self.fail(f"refused by peer: {message.reason}", tell_peer=False)
-        elif isinstance(message, Ack):
-            self.owner.session_acks(self, message.ids)
-        elif isinstance(message, Ping):
-            self.send(Pong())
-        elif isinstance(message, Pong):
-            pass
-        elif isinstance(message, Bye):
-            self._close_reason, self._close_detail = CloseReason.BYE, message.reason
-            self.state = SessionState.CLOSING
-            if self._transport is not None:
-                self._transport.close()
-        elif isinstance(message, NickChange):
-            self.peer_nick = clean_received_nick(message.nick, self.peer_id, source="nick")
-            self.owner.session_message(self, NickChange(self.peer_nick))
-        else:
-            self.owner.session_message(self, message)
-
     def _become_ready(self) -> None:
-        self.state = SessionState.READY
-        self._was_ready = True
         self._heartbeat = Heartbeat(self.loop.time(), *self.liveness)
         self._arm(None)
         if self.on_ready is not None and not self.on_ready.done():
@@ -398,8 +375,8 @@ class Session(asyncio.Protocol):
 
     def _on_deadline(self) -> None:
         if self.state is SessionState.HANDSHAKE:
-            self._close_reason = CloseReason.ERROR
-            self._close_detail = "handshake not finished in time"
+            self.machine.move(Change.TIMEOUT, CloseReason.ERROR,
+                              "handshake not finished in time")
         elif self.state is SessionState.READY:
             return
         if self._transport is not None:
@@ -414,8 +391,7 @@ class Session(asyncio.Protocol):
                 self._partial_since = self.loop.time()
         action = self._heartbeat.poll(self.loop.time())
         if action == "dead":
-            self._close_reason, self._close_detail = CloseReason.TIMEOUT, "peer went silent"
-            self.state = SessionState.CLOSING
+            self.machine.move(Change.TIMEOUT, CloseReason.TIMEOUT, "peer went silent")
             if self._transport is not None:
                 self._transport.abort()
             return
