@@ -3,6 +3,11 @@
 `TransferManager` (manager.py) is built from `OfferControl` (offers.py), `ReceivingSide`
 (receiving.py) and `SendingSide` (sending.py), each a subclass of `ManagerCore`. All state
 is guarded by one lock and persisted in the home (records.py).
+
+Lock discipline: the tables named in `GUARDED` are read and changed only under
+`self._lock` (any thread: the control thread, stream threads, the event thread, callers
+of the public methods); `_save_lock` is taken after `_lock`, never before it. The rule is
+checked on the source by tests/test_transfer_locks.py.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ def source_files(t: Transfer) -> tuple[tuple[str, int], ...]:
     if not t.folder:
         return ((str(root), t.size),)
     return tuple((str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
+
+
+GUARDED = frozenset({"_transfers", "_numbers", "_active", "_deadlines", "_senders",
+                     "_retried", "_reoffered", "_connected", "_autoaccept", "_receivers"})
 
 
 class TransferError(Exception):

@@ -96,11 +96,15 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
         """Node events (event thread): re-offer unfinished transfers when a peer connects."""
         if event.name in ("peer_joined", "peer_updated"):
             peer = event["peer"]
-            if peer.get("connected") and peer["id"] not in self._connected:
-                self._connected.add(peer["id"])
+            with self._lock:
+                new = bool(peer.get("connected")) and peer["id"] not in self._connected
+                if new:
+                    self._connected.add(peer["id"])
+            if new:
                 self._queue.put(("connected", peer["id"]))
         elif event.name == "peer_left":
-            self._connected.discard(event["peer"]["id"])
+            with self._lock:
+                self._connected.discard(event["peer"]["id"])
 
     # -- lifecycle (executor) -------------------------------------------------------
 
@@ -113,7 +117,8 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
             self._remember(t)
             if t.state is State.OFFERED:
                 left = max(0.0, t.created + self.offer_timeout_s - now)
-                self._deadlines[t.id] = mono + left
+                with self._lock:
+                    self._deadlines[t.id] = mono + left
         self.server = DataServer(node.identity, lambda: str(node.nick),
                                  list(node.config.interfaces), self, stall_s=self.stall_s)
         self.server.start()
@@ -203,7 +208,8 @@ class TransferManager(OfferControl, ReceivingSide, SendingSide):
             raise TransferError(f"{path} has too many files for one offer; "
                                 "send it as an archive") from None
         self._save(t)
-        self._deadlines[tid] = time.monotonic() + self.offer_timeout_s
+        with self._lock:
+            self._deadlines[tid] = time.monotonic() + self.offer_timeout_s
         self._send_offer(t)
         self._count("offers_out")
         return t

@@ -167,8 +167,9 @@ class OfferControl(ManagerCore):
         self._retry_idle(now)
         with self._lock:
             due = [tid for tid, when in self._deadlines.items() if when <= now]
+            for tid in due:
+                self._deadlines.pop(tid, None)
         for tid in due:
-            self._deadlines.pop(tid, None)
             with self._lock:
                 t = self._transfers.get(tid)
             if t is not None and t.state is State.OFFERED:
