@@ -35,7 +35,7 @@ ENTRY_POINT_GROUP = "lanchat"
 DEFAULT_PLUGINS = ("lanchat.commands", "lanchat.transfer.commands", "lanchat.web.commands",
                    "lanchat.rooms.commands")
 TRACE_ENV = "LANCHAT_TRACE_HOOKS"
-IDLE_EXIT_S = 2.0  # the plugin thread ends after this long with nothing to do
+IDLE_EXIT_S = 0.5  # the plugin thread ends after this long with nothing to do
 CLOSE_WAIT_S = 5.0  # how long close() waits for queued plugin calls
 
 

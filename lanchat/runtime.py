@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -21,10 +22,18 @@ log = logging.getLogger("lanchat.node")
 T = TypeVar("T")
 
 CALL_TIMEOUT_S = 10.0  # longest a caller waits for the loop to run its call
+WATCH_EVERY_S = 0.25  # the loop watchdog's timer
+LOOP_BLOCKED_S = 1.0  # a watchdog timer this late means something blocked the loop
 
 
 class Runtime:
-    """The loop thread (`lanchat-net`) and the event thread (`lanchat-events`)."""
+    """The loop thread (`lanchat-net`) and the event thread (`lanchat-events`).
+
+    A watchdog timer on the loop counts `loop_blocked` (and logs) whenever it runs more
+    than `LOOP_BLOCKED_S` late: some callback held the loop, and with it every session's
+    heartbeat and ack. The tests fail a test that makes it fire (tests/conftest.py)."""
+
+    instances: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -37,6 +46,8 @@ class Runtime:
         self._idle: list[Callable[[], None]] = []
         self._drained: tuple[int, Callable[[], None]] | None = None
         self._stopped = False
+        self.max_lateness_s = 0.0
+        Runtime.instances.add(self)
 
     # -- threads -------------------------------------------------------------------------
 
@@ -70,7 +81,17 @@ class Runtime:
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_exception)
+        self.loop.call_soon(self._watch, self.loop.time())
         self.loop.run_forever()
+
+    def _watch(self, due: float) -> None:
+        late = self.loop.time() - due
+        self.max_lateness_s = max(self.max_lateness_s, late)
+        if late > LOOP_BLOCKED_S:
+            self.count("loop_blocked")
+            log.warning("the loop was blocked for %.1f s (heartbeats and acks waited)", late)
+        next_due = self.loop.time() + WATCH_EVERY_S
+        self.loop.call_at(next_due, self._watch, next_due)
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
         exc = ctx.get("exception")

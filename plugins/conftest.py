@@ -29,7 +29,13 @@ from lanchat.commands import (  # noqa: E402
 from lanchat.config import Config  # noqa: E402
 from lanchat.node import Node  # noqa: E402
 from lanchat.plugins import Plugins  # noqa: E402
-from tests.nodes import EventLog  # noqa: E402
+from tests.nodes import EventLog, guard_threads_and_loops  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_blocked_loops() -> Iterator[None]:
+    """As in tests/conftest.py: no lanchat thread outlives a test, no loop is blocked."""
+    yield from guard_threads_and_loops()
 
 
 @dataclass

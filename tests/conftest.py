@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab as _lab  # noqa: E402
 from lab import Lab  # noqa: E402
+from tests.nodes import guard_threads_and_loops  # noqa: E402
 
 LAB_FIXTURES = {"lab_factory", "lab2", "lab3", "lab5"}
 
@@ -58,6 +59,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _failed(request: pytest.FixtureRequest) -> bool:
     return any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False)
                for w in ("setup", "call"))
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_blocked_loops() -> Iterator[None]:
+    """Fail a test that leaves a lanchat thread running (a node or plugin manager not
+    closed) or whose nodes' loop watchdog saw the loop blocked (lanchat/runtime.py), as
+    python-zeroconf's conftest checks its threads."""
+    yield from guard_threads_and_loops()
 
 
 @pytest.fixture

@@ -161,6 +161,20 @@ def _subset_match(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
+def required() -> bool:
+    """True where CI says the lab must work (``LANCHAT_LAB_MODE=netns``, set by .ci/run as
+    root with `ip`): a missing capability is then a failure, not a skip."""
+    return os.environ.get(MODE_ENV, "").lower() == "netns"
+
+
+def skip_unless_required(reason: str) -> None:
+    """Skip a test that needs something this machine lacks, or fail it where it is required
+    (see `required`), so CI cannot pass with the lab tests silently skipped."""
+    if required():
+        pytest.fail(f"{reason} (required here: {MODE_ENV}=netns)", pytrace=False)
+    pytest.skip(reason)
+
+
 class LabError(RuntimeError):
     """The lab could not be built or a lab command failed."""
 
@@ -715,6 +729,8 @@ class Lab:
             reason = "not root"
         elif ip is None:
             reason = "`ip` (iproute2) not found"
+        if reason is not None and want == "netns":
+            raise LabError(f"{MODE_ENV}=netns but the namespace lab cannot be built: {reason}")
         if reason is None:
             if not _swept_once:
                 _swept_once = True

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from lab import Lab, LanchatProc
+from lab import Lab, LanchatProc, skip_unless_required
 
 
 def needs_netns(lab: Lab) -> None:
     """Raw packets are only ever sent inside the namespace lab, never from the root one."""
     if lab.mode != "netns":
-        pytest.skip("sends raw multicast: needs the namespace lab")
+        skip_unless_required("sends raw multicast: needs the namespace lab")
 
 
 def start_all(lab: Lab, *args: str) -> list[LanchatProc]:
@@ -177,7 +177,7 @@ def test_an_independent_mdns_client_sees_the_txt_keys(lab2: Lab) -> None:
     needs_netns(lab2)  # on one loopback, dig would reach whichever responder holds 5353
     dig = shutil.which("dig")
     if dig is None:
-        pytest.skip("dig is not installed (Debian package bind9-dnsutils)")
+        skip_unless_required("dig is not installed (Debian package bind9-dnsutils)")
     alice, _ = start_all(lab2, "--no-beacon")
     alice_id = alice.events_named("ready")[0]["id"]
     alice.wait_event("peer_joined", timeout=10)

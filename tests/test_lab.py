@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import Host, Lab, LabError, lab_namespaces
+from lab import Host, Lab, LabError, lab_namespaces, skip_unless_required
 
 pytestmark = pytest.mark.lab
 
@@ -87,7 +87,7 @@ def _poll(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 def _needs_netns(lab: Lab) -> None:
     if lab.mode != "netns":
-        pytest.skip(f"network namespaces unavailable: {lab.fallback_reason}")
+        skip_unless_required(f"network namespaces unavailable: {lab.fallback_reason}")
 
 
 def _root_links() -> set[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
+from lab import skip_unless_required
 from lanchat.discovery import mdns
 from lanchat.discovery.mdns import SERVICE_TYPE, MdnsService, Sighting
 from lanchat.nicks import placeholder
@@ -55,12 +56,12 @@ def _ip(*args: str) -> None:
 def netns() -> Iterator[ThreadPoolExecutor]:
     """Worker threads that live in a fresh network namespace with only `lo` up."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 for a private network namespace")
+        skip_unless_required("needs root and iproute2 for a private network namespace")
     name = f"lcm{os.getpid()}"
     try:
         _ip("netns", "add", name)
     except (subprocess.CalledProcessError, OSError) as exc:
-        pytest.skip(f"cannot create a network namespace: {exc}")
+        skip_unless_required(f"cannot create a network namespace: {exc}")
     try:
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")

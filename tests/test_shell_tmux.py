@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from lab import Host, Lab, LanchatProc, free_port
+from lab import Host, Lab, LanchatProc, free_port, skip_unless_required
 
 TMUX = shutil.which("tmux") or ("/usr/bin/tmux" if os.access("/usr/bin/tmux", os.X_OK) else None)
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _needs_tmux() -> None:
+    if TMUX is None:
+        skip_unless_required("tmux is not installed")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ATTACK = "\x1b[2J\x1b]0;pwned\x07\x1b[31mRED"
 BIG_FILE_MIB = (32, 256, 2048)

@@ -91,9 +91,12 @@ def test_two_same_named_offers_accepted_together_get_distinct_destinations(
     finally:
         gate.set()
     # whatever happens next, every file reported as verified must hold what was verified
-    wait_for(lambda: len([e for e in bob.log.events if e.name in ("file_done", "file_failed")
-                          and e["transfer"] in (t1.id, t2.id)]) >= 2, 15)
+    ended = wait_for(lambda: len([e for e in bob.log.events
+                                  if e.name in ("file_done", "file_failed")
+                                  and e["transfer"] in (t1.id, t2.id)]) >= 2, 15)
+    assert ended, "both transfers must end (done or failed) for the hash check to mean much"
     time.sleep(0.5)  # a window for a late stream thread to publish something it should not
+    assert bob.log.named("file_done"), "neither transfer finished: nothing was checked"
     for ev in bob.log.named("file_done"):
         assert digest(Path(ev["path"]), ev["hash"]) == ev["digest"], \
             "published file differs from its digest"
