@@ -7,6 +7,7 @@ the same hook any plugin uses.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -454,10 +455,24 @@ def _plugins(ctx: Context, args: str) -> Output | None:
 
 
 def _doctor(ctx: Context, args: str) -> Output | None:
+    """Checks ports and asks the node for figures, which takes a moment: it runs on its own
+    thread and answers with an `output` event, so neither the prompt nor other plugins
+    wait for it."""
     from lanchat.doctor import collect, format_text
 
-    report = collect(ctx.node)
-    return Output(format_text(report), report)
+    node = ctx.node
+
+    def run() -> None:
+        try:
+            report = collect(node)
+        except Exception as exc:  # noqa: BLE001 - a report that fails is an error event
+            node.emit("error", code="internal", message=f"/doctor failed: {exc}",
+                      command="/doctor")
+            return
+        node.emit("output", command="/doctor", text=format_text(report), data=report)
+
+    threading.Thread(target=run, name="lanchat-doctor", daemon=True).start()
+    return None
 
 
 def _quit(ctx: Context, args: str) -> Output | None:

@@ -31,6 +31,7 @@ CONNECT_TIMEOUT_S = 3.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 STABLE_SESSION_S = 2.0  # a session that lasted less does not reset the dial backoff
+PROBE_FORGET_S = 5.0  # a self-probe's address is recognised this long after it connected
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Dialer:
         self._servers: list[asyncio.AbstractServer] = []
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
+        self._probes: set[tuple[str, int]] = set()  # our own port checks (doctor)
         self._server_ctx = server_context(identity)
         self._client_ctx = client_context()
         self._liveness = (config.heartbeat_s, config.dead_after_s)
@@ -158,8 +160,20 @@ class Dialer:
             server.close()
         self._servers = []
 
+    def expect_probe(self, local: tuple[str, int]) -> None:
+        """This node is about to connect to its own port from `local` (a reachability
+        check): take it without a TLS handshake and without reporting a refusal."""
+        self._probes.add(local)
+        self.loop.call_later(PROBE_FORGET_S, self._probes.discard, local)
+
     def accepted(self, transport: asyncio.Transport) -> None:
         """A TCP connection came in: upgrade it to TLS, unless too many are pending."""
+        peer = transport.get_extra_info("peername")
+        if peer is not None and (str(peer[0]), int(peer[1])) in self._probes:
+            self._probes.discard((str(peer[0]), int(peer[1])))
+            self.runtime.count("self_probes")
+            transport.abort()
+            return
         if self.closing or not self.sessions.handshake_begins():
             self.runtime.count("handshakes_shed")
             transport.abort()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -36,7 +35,7 @@ def collect(node: Any) -> dict[str, Any]:
             "multicast_joined": b.get("joined"), "beacon_error": b.get("error"),
             "beacons_sent": b.get("sent", 0), "beacons_received": b.get("received", 0),
             "beacons_accepted": b.get("accepted", 0),
-            "tcp_port_reachable": _reachable(iface["ip"], node.port),
+            "tcp_port_reachable": node.probe_port(iface["ip"]),
         })
     heard = disc.get("heard", {})
     for peer in node.peers():
@@ -76,14 +75,6 @@ def _xmpp(s: dict[str, Any] | None) -> dict[str, Any] | None:
             "errors": [*s["errors"], *([presence["error"]] if presence.get("error") else [])],
             "refused": s["refused"],
             "interfaces": [{"ip": ip, "peers": n} for ip, n in s["interfaces"].items()]}
-
-
-def _reachable(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def hints(report: dict[str, Any], config: Config) -> list[str]:

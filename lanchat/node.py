@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOSE_GRACE_S = 1.0  # how long sessions get to say bye at close
+PROBE_TIMEOUT_S = 1.0  # doctor's check that the chat port takes connections
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
 CHAT_KINDS = ("lanchat", "xmpp")  # peer kinds that take chat messages
@@ -463,6 +465,22 @@ class Node:
         session = parts.sessions.drop(peer_id)
         if session is not None:
             session.close("forgotten")
+
+    def probe_port(self, ip: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+        """True if this node's chat port takes TCP connections on `ip` (for doctor). The
+        node knows the probe for its own and neither handshakes nor reports it."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.bind((ip, 0))
+            except OSError:
+                return False
+            self.call(self._running.dialer.expect_probe, sock.getsockname()[:2])
+            try:
+                sock.connect((ip, self.port))
+            except OSError:
+                return False
+        return True
 
     def keeps_peer(self, peer_id: str) -> bool:
         """True for a peer the table must not forget: known from a session or queued for."""

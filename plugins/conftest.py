@@ -33,9 +33,10 @@ from tests.nodes import EventLog, guard_threads_and_loops  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_threads_or_blocked_loops() -> Iterator[None]:
+def no_leaked_threads_or_blocked_loops(request: pytest.FixtureRequest) -> Iterator[None]:
     """As in tests/conftest.py: no lanchat thread outlives a test, no loop is blocked."""
-    yield from guard_threads_and_loops()
+    marked = request.node.get_closest_marker("loop_may_block") is not None
+    yield from guard_threads_and_loops(loops_may_block=marked)
 
 
 @dataclass

@@ -62,11 +62,12 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_threads_or_blocked_loops() -> Iterator[None]:
+def no_leaked_threads_or_blocked_loops(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a lanchat thread running (a node or plugin manager not
     closed) or whose nodes' loop watchdog saw the loop blocked (lanchat/runtime.py), as
     python-zeroconf's conftest checks its threads."""
-    yield from guard_threads_and_loops()
+    marked = request.node.get_closest_marker("loop_may_block") is not None
+    yield from guard_threads_and_loops(loops_may_block=marked)
 
 
 @pytest.fixture

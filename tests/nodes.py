@@ -77,9 +77,10 @@ def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> No
         time.sleep(0.02)
 
 
-def guard_threads_and_loops() -> Iterator[None]:
+def guard_threads_and_loops(loops_may_block: bool = False) -> Iterator[None]:
     """Around one test: fail if a lanchat thread it started is still running after
-    THREAD_END_S, or if a node loop it ran was blocked (the runtime's watchdog fired)."""
+    THREAD_END_S, or (unless `loops_may_block`: a test marked `loop_may_block`, a known
+    issue with its reason) if a node loop it ran was blocked (the runtime's watchdog)."""
     before = set(threading.enumerate())
     runtimes = set(Runtime.instances)
     yield
@@ -91,7 +92,7 @@ def guard_threads_and_loops() -> Iterator[None]:
             if thread.is_alive():
                 left.append(thread.name)
     blocked = [r.max_lateness_s for r in set(Runtime.instances) - runtimes
-               if r.counters.get("loop_blocked")]
+               if r.counters.get("loop_blocked") and not loops_may_block]
     assert not left, f"threads left running after the test: {sorted(left)}"
     assert not blocked, (f"a node's loop was blocked for up to {max(blocked):.1f} s "
                          "(heartbeats and acks waited)")

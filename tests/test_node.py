@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lanchat.node import Node, NodeError
-from tests.nodes import EventLog, make_node
+from tests.nodes import EventLog, make_node, wait_until
 
 
 @pytest.fixture
@@ -146,3 +146,26 @@ def test_second_node_on_one_home_is_refused(tmp_path: Path) -> None:
             make_node(tmp_path / "a", "a")
     finally:
         node.close()
+
+
+def test_doctor_checks_its_port_without_a_false_refusal(tmp_path: Path) -> None:
+    """/doctor's port check connects to the node's own port: the node knows the probe, so
+    no `session_refused` error reaches the screen, and the report comes as an `output`
+    event from its own thread (the prompt does not wait)."""
+    from lanchat.commands import Context, build_registry, execute
+    from lanchat.plugins import Plugins
+
+    node, log = make_node(tmp_path / "solo", "solo")
+    plugins = Plugins(None, entry_points=False)
+    try:
+        assert node.probe_port("127.0.0.1")
+        ctx = Context(node, build_registry(plugins), plugins)
+        assert execute(ctx, "/doctor") is None
+        report = log.wait("output", lambda e: e["command"] == "/doctor")[0]["data"]
+        assert report["node"]["port"] == node.port
+        wait_until(lambda: node.stats()["counters"].get("self_probes") == 1,
+                   "the node took its own probe")
+        assert [e for e in log.events if e.name == "error"] == []
+    finally:
+        node.close()
+        plugins.close()

@@ -435,3 +435,30 @@ def test_the_sender_keeps_the_digest_it_computed(pair: Pair, tmp_path: Path) -> 
     assert streamer._ahead(0) == digest(src)
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     assert streamer._ahead(0) is None, "a changed file is hashed again"
+
+
+def test_the_file_server_accepts_past_descriptor_1024(pair: Pair, tmp_path: Path) -> None:
+    """With more than 1024 descriptors open, the data listener still takes connections
+    (select() cannot watch a descriptor past 1024; the accept loop uses selectors)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1300
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"the descriptor limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        alice, bob = pair()
+        server = alice.files.server
+        assert server is not None and min(s.fileno() for s in server._socks) > 1024
+        src = random_file(tmp_path / "late.bin", 64 * 1024)
+        t = alice.files.offer("bob", src)
+        bob.log.wait("file_offer")
+        bob.files.accept()
+        got = bob.log.wait("file_done", lambda e: e["transfer"] == t.id)[0]
+        assert sha(Path(got["path"])) == sha(src)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

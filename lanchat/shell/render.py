@@ -143,6 +143,8 @@ def event_lines(event: Event, state: ShellState) -> Fragments | None:
                             str(f["text"]), direct=f["to"] == "direct")
     if name in ("peer_joined", "peer_left", "peer_updated"):
         return _peer_line(event, state)
+    if name == "output":  # an answer that came later (/doctor)
+        return output(str(f.get("text", "")))
     if name == "error":
         return error(str(f.get("message", f.get("code", "error"))))
     if name == "not_delivered":

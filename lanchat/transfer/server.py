@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import socket
 import threading
 import time
@@ -120,21 +120,34 @@ class DataServer:
             self.counters[key] = self.counters.get(key, 0) + 1
 
     def _accept_loop(self) -> None:
-        while not self._stop.is_set():
+        # selectors (epoll on Linux), not select(): select() fails on descriptors past 1024,
+        # which a busy process reaches, and the loop would end without a word.
+        with selectors.DefaultSelector() as selector:
             try:
-                ready, _, _ = select.select([*(s.fileno() for s in self._socks),
-                                             self._wake_r], [], [], WATCHDOG_S)
-            except (OSError, ValueError):
+                for sock in self._socks:
+                    selector.register(sock, selectors.EVENT_READ, sock)
+                selector.register(self._wake_r, selectors.EVENT_READ, None)
+            except (OSError, ValueError) as exc:
+                log.error("file server: cannot watch its sockets: %s; no more transfers "
+                          "are accepted", exc)
+                self._count("accept_loop_failed")
                 return
-            if self._wake_r in ready:
-                return
-            self._expire(time.monotonic())
-            for sock in (s for s in self._socks if s.fileno() in ready):
+            while not self._stop.is_set():
                 try:
-                    conn, addr = sock.accept()
-                except OSError:
-                    continue
-                self._admit(conn, addr[0])
+                    ready = selector.select(WATCHDOG_S)
+                except (OSError, ValueError) as exc:
+                    log.error("file server: accept loop stopped: %s", exc)
+                    self._count("accept_loop_failed")
+                    return
+                if any(key.data is None for key, _ in ready):
+                    return
+                self._expire(time.monotonic())
+                for key, _ in ready:
+                    try:
+                        conn, addr = key.data.accept()
+                    except OSError:
+                        continue
+                    self._admit(conn, addr[0])
 
     def _admit(self, conn: socket.socket, address: str) -> None:
         thread = threading.Thread(target=self._serve, args=(conn, address), daemon=True,
