@@ -16,6 +16,10 @@ from lanchat.runtime import Runtime
 from tests.contract import violations, wire
 
 THREAD_END_S = 10.0  # how long a test's lanchat threads may take to end after it
+# A test fails if a node's loop was held this long: a session's ping interval, so peers
+# would notice. (The runtime logs and counts blocks from 1 s; a loaded machine starves a
+# loop for a second or two without any callback at fault.)
+TEST_LOOP_BLOCK_S = 5.0
 
 
 class EventLog(EventWaiter):
@@ -92,7 +96,7 @@ def guard_threads_and_loops(loops_may_block: bool = False) -> Iterator[None]:
             if thread.is_alive():
                 left.append(thread.name)
     blocked = [r.max_lateness_s for r in set(Runtime.instances) - runtimes
-               if r.counters.get("loop_blocked") and not loops_may_block]
+               if r.max_lateness_s > TEST_LOOP_BLOCK_S and not loops_may_block]
     assert not left, f"threads left running after the test: {sorted(left)}"
     assert not blocked, (f"a node's loop was blocked for up to {max(blocked):.1f} s "
                          "(heartbeats and acks waited)")
