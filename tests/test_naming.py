@@ -126,9 +126,9 @@ def test_a_new_key_taking_a_known_name_warns_once_and_msg_refuses(tmp_path: Path
             out = execute(ctx, f"/msg alice#{alice.node_id[:6]} for you only")
             assert out is not None and out.data["to"] == alice.node_id
             assert len(bob_log.named("warning")) == 1
-            report = execute(ctx, "/doctor")
-            assert report is not None and "name_taken" in {
-                w["code"] for w in report.data["warnings"]}
+            assert execute(ctx, "/doctor") is None  # it answers with an output event
+            report = bob_log.wait("output", lambda e: e["command"] == "/doctor")[0]
+            assert "name_taken" in {w["code"] for w in report["data"]["warnings"]}
         finally:
             fake.close()
     finally:
