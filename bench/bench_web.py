@@ -3,7 +3,7 @@ to the headless `message` event; page load to usable with 10,000 messages stored
 msg/s into an open page (none lost, input latency); the page's memory after 100,000.
 
     python -m bench.bench_web            # full run (~3 minutes), as root (namespaces)
-    python -m bench.bench_web --quick    # CI size; reports, asserts nothing
+    python -m bench.bench_web --quick    # CI size (~40 s): 1,000 stored, 3 s of flood
 
 Layout: a lab of two hosts. h1 runs `lanchat web --json --no-browser` (bob) and, beside
 it in the same namespace, Chromium driven by Playwright (tests/web_driver.py); h2 runs
@@ -148,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_web: skipped: {why}", file=sys.stderr)
         return 0
     q = args.quick
-    n_lat = 40 if q else 300
-    history = 2_000 if q else 10_000
-    flood_s = 5 if q else 30
+    n_lat = 30 if q else 300
+    history = 1_000 if q else 10_000
+    flood_s = 3 if q else 30
     flood_rate = 1_000
-    total = 10_000 if q else 100_000
+    total = 5_000 if q else 100_000
     started = time.monotonic()
     figures: list[Figure] = []
     notes: list[str] = []
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         result["latency"] = {"dom_ms": lat_dom, "event_ms": lat_evt}
 
         # typing with nothing arriving (the baseline for the flood)
-        keys = 40 if q else 100
+        keys = 20 if q else 100
         browser.call("type", selector="#input", text="x" * keys, delay=30,
                      timeout=keys * 0.2 + 60)
         idle_keys = browser.eval("() => bench.keys.splice(0)")
