@@ -323,3 +323,31 @@ def test_a_room_is_a_conversation_of_the_page(tmp_path: Path) -> None:
     finally:
         bob.close()
         alice.close()
+
+
+def test_lanchat_web_prints_its_address_and_quits_on_quit(tmp_path: Path) -> None:
+    """`lanchat web --no-browser` in text mode: one line with the address; /quit ends it
+    (the end of stdin alone does not)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "--interface", "127.0.0.1", "--port", "0",
+         "--no-mdns", "--no-beacon", "--home", str(tmp_path / "home"), "--nick", "dan",
+         "web", "--no-browser"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("lanchat web: "):
+                break
+        assert re.fullmatch(r"lanchat web: http://127\.0\.0\.1:\d+/\?token=\S+\n", lines[-1])
+        proc.stdin.write("/quit\n")
+        proc.stdin.flush()
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
