@@ -15,7 +15,7 @@ from typing import TextIO
 
 from lanchat.config import Config
 from lanchat.events import Event
-from lanchat.node import Node, NodeError
+from lanchat.node import Node, NodeError, local_addresses
 from lanchat.plugins import PluginFailure, Plugins
 
 
@@ -23,8 +23,15 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
     """Build a node with the configured discovery, file transfer, rooms and foreign peer
     kinds (Bonjour chat, LocalSend), not started."""
     from lanchat import rooms, transfer
+    from lanchat.discovery.interfaces import usable_interfaces
 
-    node = Node(config)
+    def interface_addresses() -> list[str]:
+        try:
+            return [i.ip for i in usable_interfaces()] or local_addresses()
+        except (OSError, ValueError):
+            return local_addresses()
+
+    node = Node(config, addresses=interface_addresses)
     if config.beacon or config.mdns:
         from lanchat import discovery
 

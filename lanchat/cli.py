@@ -195,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_web(config, json_mode=args.json, port=args.web_port,
                        browser=not args.no_browser)
     if command == "doctor":
-        from lanchat.doctor import doctor
-
-        return doctor(config, wait_s=args.wait, json_mode=args.json)
+        return headless.doctor(config, wait_s=args.wait, json_mode=args.json)
     if command == "plugins":
         return headless.list_plugins(config, json_mode=args.json)
     if command == "config":

@@ -336,9 +336,9 @@ class Dialer:
 
 
 def local_addresses() -> list[str]:
+    """This host's address as its name resolves (the `ready` event's fallback when no
+    interface was chosen; discovery, when attached, announces the interfaces it uses)."""
     try:
-        from lanchat.discovery.interfaces import usable_interfaces
-
-        return [i.ip for i in usable_interfaces()]
-    except Exception:  # noqa: BLE001 - best effort for the `ready` event
         return [socket.gethostbyname(socket.gethostname())]
+    except OSError:
+        return []

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from lanchat.config import Config
-from lanchat.events import json_line
 from lanchat.text import safe_line
 
 CONTAINER_PREFIXES = ("docker", "br-", "virbr", "veth", "vboxnet", "vmnet", "cni", "podman",
@@ -179,22 +178,3 @@ def _protocol_lines(report: dict[str, Any]) -> list[str]:
             lines.append("  xmpp       streams refused: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(xm["refused"].items())))
     return lines
-
-
-def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
-    """Start a node, listen for `wait_s` seconds, print the report."""
-    from lanchat.assembly import started_node
-
-    node = started_node(config)
-    if node is None:
-        return 1
-    try:
-        time.sleep(max(0.0, wait_s))
-        report = collect(node)
-    finally:
-        node.close()
-    if json_mode:
-        print(json_line(report))
-    else:
-        print(format_text(report))
-    return 0

@@ -309,3 +309,22 @@ def list_plugins(config: Config, *, json_mode: bool) -> int:
         if item["commands"]:
             print(f"  commands: {' '.join('/' + c for c in item['commands'])}")
     return 0
+
+
+def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
+    """`lanchat doctor`: start a node, listen for `wait_s` seconds, print the report."""
+    from lanchat.doctor import collect, format_text
+
+    node = started_node(config)
+    if node is None:
+        return 1
+    try:
+        time.sleep(max(0.0, wait_s))
+        report = collect(node)
+    finally:
+        node.close()
+    if json_mode:
+        print(json_line(report))
+    else:
+        print(format_text(report))
+    return 0

@@ -63,7 +63,7 @@ TRUST_LEVELS = ("tofu", "verified", "trusted")
 CHAT_KINDS = ("lanchat", "xmpp")  # peer kinds that take chat messages
 
 __all__ = ["CALL_TIMEOUT_S", "EVENTS_HIGH_WATER", "EVENTS_LOW_WATER", "Node", "NodeError",
-           "StaticTarget", "check_text", "new_message_id", "parse_targets"]
+           "StaticTarget", "check_text", "local_addresses", "new_message_id", "parse_targets"]
 
 
 class _Parts:
@@ -82,7 +82,8 @@ class _Parts:
 class Node:
     """A lanchat node. Use as a context manager, or call start() and close()."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config,
+                 addresses: Callable[[], list[str]] = local_addresses) -> None:
         self.config = config
         try:
             self.nick = check_nick(config.nick)
@@ -95,6 +96,7 @@ class Node:
         self.warnings = Warnings(self.emit)
         self.extensions: list[Extension] = []
         self._addresses: list[str] = []
+        self._find_addresses = addresses  # when neither --interface nor discovery names any
         self._parts: _Parts | None = None
         self._lock_fd: int | None = None
         self._closing = False
@@ -178,7 +180,7 @@ class Node:
         for ext in self.extensions:
             await ext.start(self)
         if not self._addresses:
-            self._addresses = local_addresses()
+            self._addresses = self._find_addresses()
         self.emit("ready", id=self.node_id, nick=self.nick, port=self.port,
                   addresses=list(self._addresses), fingerprint=fingerprint(self.node_id))
 
