@@ -419,7 +419,8 @@ class Node:
         names = {p["id"]: p["nick"] for p in self.peers()}
         return [{"id": r.id, "peer": r.peer, "nick": r.nick if r.direction == "in" else
                  self.nick, "with": names.get(r.peer, r.peer), "direction": r.direction,
-                 "text": r.text, "ts": r.ts} for r in self.store.search(query, limit)]
+                 "broadcast": r.broadcast, "text": r.text, "ts": r.ts}
+                for r in self.store.search(query, limit)]
 
     def safety_code(self, ref: str) -> tuple[dict[str, Any], str]:
         """The peer and the code both sides read aloud to check their keys."""

@@ -164,7 +164,7 @@ def test_history_pages_back_with_the_before_cursor(pair: tuple[Peer, Peer, Brows
     status, everyone = web.json("GET", "/api/history?conv=all")
     assert everyone["messages"] == []  # direct messages are not in the everyone view
     status, found = web.json("GET", "/api/search?q=m11")
-    assert [m["text"] for m in found["messages"]] == ["m11"]
+    assert [(m["text"], m["broadcast"]) for m in found["messages"]] == [("m11", False)]
 
 
 def test_downloads_only_finished_verified_files_with_a_safe_name(

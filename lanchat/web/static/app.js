@@ -536,7 +536,7 @@ async function search(q) {
       const li = el("li"), b = el("button");
       b.type = "button";
       b.append(el("span", "time", clock(m.ts) + " "), el("b", "", (m.direction === "out" ? "→ " : "← ") + m.with + ": "), el("span", "text", m.text));
-      b.addEventListener("click", () => { $("results").hidden = true; openConv(m.to === "broadcast" || m.peer === "*" ? "all" : "peer:" + m.peer); });
+      b.addEventListener("click", () => { $("results").hidden = true; openConv(m.room ? "room:" + m.room : m.broadcast || m.peer === "*" ? "all" : "peer:" + m.peer); });
       li.append(b);
       return li;
     });
