@@ -46,6 +46,8 @@ BENCHES = (
     Bench("shell", ("-m", "bench.bench_shell"),
           ("-m", "bench.bench_shell", "--runs", "2", "--keys", "40", "--messages", "10",
            "--writers", "erase"), "", 300),
+    Bench("shell_start", ("-m", "bench.bench_shell_start"),
+          ("-m", "bench.bench_shell_start", "--runs", "3", "--stored", "2000"), "", 200),
     Bench("web", ("-m", "bench.bench_web"), ("-m", "bench.bench_web", "--quick"), "web.json",
           400),
     Bench("failover", ("-m", "bench.bench_failover"),

@@ -1,0 +1,145 @@
+"""CPU time of the shell's start, in-process (steadier than wall time on a busy machine).
+
+    python -m bench.bench_shell_start [--runs 10] [--before DIR] [--stored 10000]
+
+Each sample is a fresh Python process that imports the shell, builds it over a node on
+127.0.0.1 (no discovery, port 0) and starts it, on a pipe input and a dummy terminal; it
+reports the CPU seconds of each step. Beside it in the same run: a bare prompt-toolkit
+`PromptSession` built the same way, and with `--before DIR` the same steps with the
+lanchat in DIR (a checkout from before a change), runs interleaved. Last, with buffers:
+the scrollback read of a home holding `--stored` messages (it runs off the prompt's
+thread, after the prompt is drawn). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+BARE = """
+import json, time
+t0 = time.process_time()
+from prompt_toolkit import PromptSession
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+t1 = time.process_time()
+with create_pipe_input() as inp:
+    PromptSession(input=inp, output=DummyOutput(), bottom_toolbar=' to: all')
+t2 = time.process_time()
+print(json.dumps({"import": t1 - t0, "build": t2 - t1, "start": 0.0}))
+"""
+
+SHELL = """
+import json, sys, time
+from pathlib import Path
+t0 = time.process_time()
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from lanchat.config import Config
+from lanchat.plugins import Plugins
+from lanchat.shell.app import Shell
+t1 = time.process_time()
+home = Path(sys.argv[1])
+cfg = Config(home=home, nick="alice", port=0, interfaces=["127.0.0.1"], mdns=False,
+             beacon=False)
+with create_pipe_input() as inp:
+    shell = Shell(cfg, input=inp, output=DummyOutput(),
+                  plugins=Plugins(home, entry_points=False))
+    t2 = time.process_time()
+    shell.start()
+    t3 = time.process_time()
+    loaded = None
+    if hasattr(shell, "buffers") and len(sys.argv) > 2:
+        from lanchat.shell.history import load_scrollback
+        load_scrollback(shell.node, shell.buffers, shell.state)
+        shell.buffers.loaded()
+        loaded = time.process_time() - t3
+    shell.node.close()
+print(json.dumps({"import": t1 - t0, "build": t2 - t1, "start": t3 - t2, "load": loaded}))
+"""
+
+FILL = """
+import sys, time
+from pathlib import Path
+from lanchat.config import Config
+from lanchat.delivery import new_message_id
+from lanchat.node import Node
+from lanchat.protocol import Chat
+from lanchat.store import Received
+node = Node(Config(home=Path(sys.argv[1]), nick="alice", port=0, interfaces=["127.0.0.1"],
+                   mdns=False, beacon=False))
+node.start()
+n = int(sys.argv[2])
+peers = [c * 52 for c in "bcdefghij"]
+now = time.time()
+rows = [Received(peers[i % 9], "p", now, Chat(new_message_id(), now, f"message {i}",
+                                              i % 3 == 0, "p")) for i in range(n)]
+for k in range(0, n, 1000):
+    node.store.commit_batch(rows[k:k + 1000], [])
+node.close()
+"""
+
+
+def sample(code: str, tree: Path, *args: str) -> dict[str, float | None]:
+    """One fresh process running `code` with `tree` first on the path."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def ms(values: list[float]) -> str:
+    """Median and range of seconds, in ms."""
+    return (f"p50 {statistics.median(values) * 1000:5.0f}  min {min(values) * 1000:5.0f}  "
+            f"max {max(values) * 1000:5.0f}  (n={len(values)})")
+
+
+def main() -> int:
+    """Run the samples and print one table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--before", type=Path, default=None)
+    parser.add_argument("--stored", type=int, default=10_000)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-shell-start-"))
+    trees = [("buffers", REPO_ROOT)]
+    if args.before is not None:
+        trees.insert(0, ("before", args.before.resolve()))
+    totals: dict[str, list[float]] = {"bare prompt-toolkit": []}
+    steps: dict[str, dict[str, list[float]]] = {}
+    for i in range(args.runs):
+        got = sample(BARE, REPO_ROOT)
+        totals["bare prompt-toolkit"].append(sum(v or 0.0 for v in got.values()))
+        for label, tree in trees:
+            got = sample(SHELL, tree, str(base / f"{label}-{i}"))
+            totals.setdefault(label, []).append(sum(v or 0.0 for v in got.values()))
+            for step, value in got.items():
+                if value is not None:
+                    steps.setdefault(label, {}).setdefault(step, []).append(value)
+    subprocess.run([sys.executable, "-c", FILL, str(base / "stored"), str(args.stored)],
+                   env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), check=True, timeout=300)
+    loads = [sample(SHELL, REPO_ROOT, str(base / "stored"), "load")["load"] or 0.0
+             for _ in range(args.runs)]
+    rows = [(f"CPU to a started shell, {label} (ms)", ms(values))
+            for label, values in totals.items()]
+    for label, by_step in steps.items():
+        rows += [(f"  {label}: {step} (ms)", ms(values)) for step, values in by_step.items()]
+    rows.append((f"CPU of the scrollback read, {args.stored:,} stored (ms, off the prompt)",
+                 ms(loads)))
+    width = max(len(r[0]) for r in rows)
+    print(f"\npython {sys.version.split()[0]}")
+    for name, figure in rows:
+        print(f"{name:<{width}}  {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
