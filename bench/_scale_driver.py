@@ -183,6 +183,7 @@ def cmd_flood(node: Any, rec: Recorder, m: int) -> dict[str, Any]:
 
 def nodes(args: argparse.Namespace) -> None:
     # everything a node needs, imported before the floor RSS is taken
+    import cryptography.x509  # noqa: F401  (lanchat loads it lazily: sessions, new keys)
     import zeroconf  # noqa: F401
 
     import lanchat.discovery  # noqa: F401
