@@ -41,14 +41,17 @@ def test_a_replaced_key_is_read_again_not_taken_from_the_cache(tmp_path: Path) -
 
 def test_an_idle_node_on_a_used_home_loads_no_crypto_or_hash_packages(tmp_path: Path) -> None:
     """What an idle node does not use stays unimported (RSS, start-up): cryptography until a
-    key is read or checked, blake3 until a file moves, zeroconf with mDNS off."""
+    key is read or checked, blake3 until a file moves, zeroconf with mDNS off. (The foreign
+    peer kinds are off here: LocalSend's certificate and Bonjour chat's zeroconf load at
+    their start today.)"""
     Identity.load_or_create(tmp_path)  # the first start made the key
     code = (
         "import sys, time; from pathlib import Path\n"
         "from lanchat.assembly import open_node\n"
         "from lanchat.config import Config\n"
         f"config = Config(home=Path({str(tmp_path)!r}), nick='idle', port=0,\n"
-        "                interfaces=['127.0.0.1'], peers=[], mdns=False, beacon=False)\n"
+        "                interfaces=['127.0.0.1'], peers=[], mdns=False, beacon=False,\n"
+        "                xmpp=False, localsend=False)\n"
         "node = open_node(config); node.start()\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}\n"
         "             & {'cryptography', 'blake3', 'zeroconf', 'prompt_toolkit'}))\n"
