@@ -83,6 +83,9 @@ class Config:
     localsend: bool = True  # LocalSend devices as peers (lanchat/interop/localsend)
     xmpp: bool = True  # Bonjour chat (XEP-0174) peers (lanchat/interop/xmpp)
     downloads: Path | None = None
+    # A one-shot run (`send`, `peers`, `doctor`): its beacons ask to be answered but not
+    # listed, and it registers no mDNS name, so nobody keeps it as a peer.
+    ephemeral: bool = False
     log_level: str = "warning"
     host: str = field(default_factory=socket.gethostname)
     # Session liveness; the environment may shorten them (tests, slow links).

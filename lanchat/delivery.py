@@ -58,7 +58,8 @@ class Delivery:
     def __init__(self, runtime: RuntimeApi, store: Store, sessions: Sessions,
                  nick: Callable[[], str], dial: Callable[[str], None],
                  backlog: Callable[[], int],
-                 when_drained: Callable[[int, Callable[[], None]], None]) -> None:
+                 when_drained: Callable[[int, Callable[[], None]], None],
+                 exchanged: Callable[[str], None] = lambda peer_id: None) -> None:
         self.runtime = runtime
         self.store = store
         self.sessions = sessions
@@ -66,6 +67,8 @@ class Delivery:
         self._dial = dial
         self._backlog = backlog
         self._when_drained = when_drained
+        self._exchanged = exchanged
+        self._held: dict[str, float] = {}  # peer -> loop time its outbox waits until
         self.outbox_count: dict[str, int] = store.outbox_peers()
         self._control: dict[str, list[Message]] = {}
         self._in: list[tuple[PeerSession, list[Message]]] = []
@@ -235,6 +238,9 @@ class Delivery:
         counters["max_event_backlog"] = max(counters.get("max_event_backlog", 0), backlog)
         if backlog > EVENTS_HIGH_WATER:
             self._throttle([s for s, _ in inbound])
+        talked = {r.peer for r, _ in fresh} | {p for p, _ in done}
+        for peer_id in talked.union(*(peers for peers, _, _ in outbound)):
+            self._exchanged(peer_id)
         count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
         for peer_id, _ in done:
             self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 1) - 1
@@ -317,10 +323,29 @@ class Delivery:
                 self.runtime.emit("not_delivered", id=getattr(msg, "msg_id"),  # noqa: B009
                                   to=peer_id, reason="store failed")
 
+    def hold(self, session: PeerSession, seconds: float) -> None:
+        """The peer asked us to slow down: what it has not acked stays in the outbox and
+        goes again, from the first unacked row, after `seconds`."""
+        loop = self.runtime.loop
+        self._held[session.peer_id] = loop.time() + seconds
+        self.sessions.advance(session, 0)
+        self.runtime.count("slowed_down")
+        loop.call_later(seconds, self._release, session.peer_id)
+
+    def _release(self, peer_id: str) -> None:
+        until = self._held.get(peer_id)
+        if until is None or until > self.runtime.loop.time():
+            return  # held again meanwhile: a later timer releases it
+        del self._held[peer_id]
+        session = self.sessions.get(peer_id)
+        if session is not None:
+            self.pump(session)
+
     def pump(self, session: PeerSession) -> None:
         """Send queued messages for the session's peer, in order, until the buffer fills."""
         if (Capability.CHAT not in session.capabilities
-                or self.sessions.get(session.peer_id) is not session):
+                or self.sessions.get(session.peer_id) is not session
+                or session.peer_id in self._held):
             return
         while session.ready and not session.paused:
             rows = self.store.outbox_after(session.peer_id, self.sessions.position(session))

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TextIO
 
 from lanchat.assembly import (
@@ -148,6 +149,7 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float,
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
     waiter = EventWaiter()
+    config = replace(config, ephemeral=True)  # a one-shot: nobody keeps it as a peer
     node = open_node(config)
     node.subscribe(waiter)
     if json_mode:
@@ -226,7 +228,7 @@ def _wait_for_peer(node: Node, waiter: EventWaiter, ref: str,
 
 def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
     """Discover for `wait_s` seconds, print the peers, exit."""
-    node = started_node(config)
+    node = started_node(replace(config, ephemeral=True))
     if node is None:
         return 1
     try:
@@ -315,7 +317,7 @@ def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
     """`lanchat doctor`: start a node, listen for `wait_s` seconds, print the report."""
     from lanchat.doctor import collect, format_text
 
-    node = started_node(config)
+    node = started_node(replace(config, ephemeral=True))  # listed by nobody
     if node is None:
         return 1
     try:

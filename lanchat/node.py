@@ -43,12 +43,13 @@ from lanchat.dialing import Dialer, StaticTarget, local_addresses, parse_targets
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.identity import Identity, fingerprint, safety_code
+from lanchat.limits import MIN_SLOW_DOWN_S, Guard, Limits, store_full_message
 from lanchat.naming import AmbiguousName
-from lanchat.nicks import NickError, check_nick
+from lanchat.nicks import NickError, check_nick, replaced_nicks
 from lanchat.notices import Warnings
 from lanchat.peers import PeerTable
 from lanchat.presence import Presence
-from lanchat.protocol import Message, NickChange
+from lanchat.protocol import FileAnswer, FileOffer, Message, NickChange, SlowDown
 from lanchat.runtime import CALL_TIMEOUT_S, Runtime
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store, StoreError
@@ -70,7 +71,9 @@ class _Parts:
     """What exists only while the node runs (made in `start`)."""
 
     def __init__(self, identity: Identity, store: Store, sessions: SessionRegistry,
-                 delivery: Delivery, presence: Presence, dialer: Dialer) -> None:
+                 delivery: Delivery, presence: Presence, dialer: Dialer,
+                 guard: Guard) -> None:
+        self.guard = guard
         self.identity = identity
         self.store = store
         self.sessions = sessions
@@ -155,10 +158,11 @@ class Node:
         identity = Identity.load_or_create(self.config.home)
         store = Store(self.config.home / "lanchat.db")
         try:
+            store.forget_silent_peers()
             sessions = SessionRegistry(identity.node_id, self._runtime.loop.time)
             delivery = Delivery(self.runtime, store, sessions, lambda: self.nick,
                                 self._dial, self._runtime.backlog,
-                                self._runtime.when_drained)
+                                self._runtime.when_drained, exchanged=self._exchanged)
             delivery.ignored = frozenset(store.ignored())
             presence = Presence(identity.node_id, store, self.runtime,
                                 connected=sessions.connected, queued=delivery.queued,
@@ -170,7 +174,9 @@ class Node:
         except BaseException:
             store.close()
             raise
-        return _Parts(identity, store, sessions, delivery, presence, dialer)
+        guard = Guard(Limits.from_env(), trust_of=presence.trust_of,
+                      stored_today=store.bytes_from_since, store_size=store.size_bytes)
+        return _Parts(identity, store, sessions, delivery, presence, dialer, guard)
 
     async def _async_start(self) -> None:
         parts = self._running
@@ -340,6 +346,7 @@ class Node:
     def send(self, ref: str, text: str) -> str:
         """Queue a direct message; return its id. Raises LookupError, ValueError."""
         check_text(text)
+        self._check_room()
         table = self.table
         peer = table.get(ref)
         if peer is None:
@@ -356,12 +363,19 @@ class Node:
     def broadcast(self, text: str) -> tuple[str, list[str]]:
         """Queue a message to every known peer; return its id and the peer ids."""
         check_text(text)
+        self._check_room()
         # Everyone = every lanchat node; a Bonjour chat peer (unencrypted) gets direct
         # messages only, a LocalSend device no chat at all.
         targets = [p.id for p in self.table.all() if p.kind == "lanchat"]
         if not targets:
             return "", []
         return self._queue(targets, text, broadcast=True), targets
+
+    def _check_room(self) -> None:
+        """Raise ValueError while the store is at its size bound."""
+        guard = self._running.guard
+        if guard.store_full(time.time()):
+            raise ValueError(store_full_message(guard.limits))
 
     def _queue(self, peers: list[str], text: str, *, broadcast: bool) -> str:
         return self._running.delivery.queue(peers, text, broadcast=broadcast)
@@ -499,7 +513,9 @@ class Node:
                                   "address": s.address, "state": s.state.value,
                                   "kind": s.kind}
                                  for s in parts.sessions.every()],
-                    "extensions": {type(e).__name__: e.stats() for e in self.extensions}}
+                    "extensions": {type(e).__name__: e.stats() for e in self.extensions},
+                    "limits": parts.guard.stats(),
+                    "nicks_replaced": replaced_nicks()}
         return self.call(collect)
 
     # -- the session owner (loop thread) --------------------------------------------------
@@ -541,10 +557,28 @@ class Node:
         return None
 
     def check_client(self, session: PeerSession, peer_id: str) -> str | None:
-        """Refuse ourselves."""
+        """Refuse ourselves; bound the keys one address may bring and the peer table."""
         if peer_id == self.node_id:
             return "connected to itself"
+        parts = self._running
+        if parts.presence.table.get(peer_id) is not None or parts.presence.trust_of(peer_id):
+            return None
+        limits = parts.guard.limits
+        if not parts.guard.new_identity(session.address, time.time()):
+            self.runtime.count("new_identities_refused")
+            return (f"too many new keys from {session.address} (more than "
+                    f"{limits.new_ids_per_address_per_min:g} a minute); try again later")
+        if len(parts.presence.table) >= limits.max_peers and \
+                parts.presence.prune(int(limits.max_peers) - 1) == 0:
+            self.runtime.count("peer_table_full")
+            return "this node knows too many peers to take a new one now; try again later"
         return None
+
+    def _exchanged(self, peer_id: str) -> None:
+        """A message went either way: from now on the peer is kept across restarts."""
+        presence = self._running.presence
+        if presence.trust_of(peer_id) is None:
+            presence.remember(peer_id)
 
     def session_ready(self, session: PeerSession) -> None:
         """Keep one session per peer, mark it online and send what waits for it."""
@@ -557,15 +591,34 @@ class Node:
                                 for code in ("refused", "session_refused", "key_mismatch")))
         parts.presence.seen(pid, "session", time.time(), nick=session.peer_nick,
                             address=session.address, port=session.peer_port, verified=True)
-        if session.kind == "lanchat":  # a foreign peer is known by its own discovery
-            parts.presence.remember(pid)
+        if session.kind == "lanchat" and parts.presence.trust_of(pid) is not None:
+            parts.presence.remember(pid)  # known: refresh its nick and addresses
+        parts.presence.prune(int(parts.guard.limits.max_peers))
         parts.delivery.session_ready(session)
         for watcher in self._session_watchers:
             watcher(session)
 
     def session_chats(self, session: PeerSession, chats: list[Message]) -> None:
-        """Queue received messages for the next group commit."""
-        self._running.delivery.session_chats(session, chats)
+        """Queue received messages for the next group commit; what a stranger sends over
+        its budget (or anything while the store is full) is answered with slow_down and
+        stays in the sender's outbox."""
+        parts = self._running
+        verdict = parts.guard.chats(session.peer_id, chats, time.time())
+        if verdict.accepted:
+            parts.delivery.session_chats(session, chats if verdict.accepted == len(chats)
+                                         else chats[verdict.start:
+                                                    verdict.start + verdict.accepted])
+        if verdict.accepted == len(chats):
+            return
+        self.runtime.count("chats_deferred", len(chats) - verdict.accepted)
+        if verdict.close:
+            self.runtime.count("slow_down_ignored")
+            session.fail("sent on after slow_down")
+        elif verdict.retry_after is not None and Capability.CONTROL in session.capabilities:
+            session.send(SlowDown(round(verdict.retry_after, 3), verdict.reason))
+        if verdict.reason == "the store is full":
+            self.warnings.warn("store_full", "error", code="store_full",
+                               message=store_full_message(parts.guard.limits))
 
     def session_acks(self, session: PeerSession, ids: tuple[str, ...]) -> None:
         """The peer stored these messages."""
@@ -581,11 +634,32 @@ class Node:
             self._running.presence.seen(session.peer_id, "session", time.time(),
                                         nick=message.nick)
             return
+        if isinstance(message, SlowDown):
+            self._slowed(session, message)
+            return
+        if isinstance(message, FileOffer) and not self._running.guard.offer(
+                session.peer_id, time.time()):
+            self.runtime.count("offers_refused")
+            session.send(FileAnswer(message.transfer, False, reason=(
+                "slow down: too many file offers from a stranger; offer again in a minute")))
+            return
         if Capability.CONTROL in session.capabilities:
             for ext in self.extensions:
                 if ext.on_message(session, message):
                     return
         self.runtime.count("unhandled_messages")
+
+    def _slowed(self, session: PeerSession, message: SlowDown) -> None:
+        """The peer stores no more for now: our messages wait and go again later."""
+        self._running.delivery.hold(session, max(message.retry_after, MIN_SLOW_DOWN_S))
+        peer = self._running.presence.table.get(session.peer_id)
+        name = peer.nick if peer is not None else session.peer_id[:8]
+        self.warnings.warn(
+            f"slow_down:{session.peer_id}", "warning", code="slow_down", peer=session.peer_id,
+            message=(f"{name} asks us to slow down ({message.reason or 'no reason given'}); "
+                     f"our messages wait in the outbox and go again in "
+                     f"{message.retry_after:.0f} s. Ask {name} to /verify or /trust you "
+                     "if you send a lot."))
 
     def session_closed(self, session: PeerSession, reason: CloseReason, detail: str) -> None:
         """Forget the session; mark the peer offline if nothing else shows it."""

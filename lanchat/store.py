@@ -491,6 +491,36 @@ class Store:
                                            (direction,)).fetchone()
         return int(row[0])
 
+    def bytes_from_since(self, peer: str, since: float) -> int:
+        """UTF-8 bytes of text stored from `peer` since `since` (a stranger's daily share)."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT coalesce(sum(length(CAST(text AS BLOB))), 0) FROM messages"
+                " WHERE peer=? AND direction='in' AND stored>=?", (peer, since)).fetchone()
+        return int(row[0])
+
+    def size_bytes(self) -> int:
+        """The database's size on disk, its write-ahead log included."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                total += path.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def forget_silent_peers(self) -> int:
+        """Drop stored strangers that never exchanged a message with us (no history with
+        them, nothing queued for them, no pin): a handshake alone is not kept across
+        restarts. Returns how many went."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM peers WHERE trust='tofu'"
+                " AND id NOT IN (SELECT DISTINCT peer FROM messages)"
+                " AND id NOT IN (SELECT DISTINCT peer FROM outbox)"
+                " AND id NOT IN (SELECT id FROM pins)")
+        return cur.rowcount
+
     # -- peers and pins -----------------------------------------------------------------
 
     def remember_peer(self, node_id: str, nick: str, host: str, addresses: Iterable[str],

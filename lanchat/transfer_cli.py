@@ -10,6 +10,7 @@ import shutil
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -77,7 +78,7 @@ def send_file(config: Config, *, to: str, path: Path, wait_s: float,
     if not path.expanduser().exists():
         print(f"lanchat: no such file or folder: {path}", file=sys.stderr)
         return 1
-    node = open_node(config)
+    node = open_node(replace(config, ephemeral=True))
     manager = attach(node)
     events = EventWaiter()
     node.subscribe(events)

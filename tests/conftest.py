@@ -70,6 +70,22 @@ def no_leaked_threads_or_blocked_loops(request: pytest.FixtureRequest) -> Iterat
     yield from guard_threads_and_loops(loops_may_block=marked)
 
 
+# The suite's floods (100,000 messages, many offers) measure delivery and backpressure
+# between peers that have not verified each other; a stranger's default budget would slow
+# them to a crawl. Tests of the budget itself (test_limits.py, test_trust_lab.py) set the
+# limits they test. Lab nodes inherit the environment.
+LIFTED_LIMITS = {"LANCHAT_LIMIT_STRANGER_MSGS_PER_S": "1e9",
+                 "LANCHAT_LIMIT_STRANGER_MSG_BURST": "1e9",
+                 "LANCHAT_LIMIT_STRANGER_OFFERS_PER_MIN": "1e9"}
+
+
+@pytest.fixture(autouse=True)
+def floods_are_not_stranger_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lift the stranger budgets unless a test sets its own."""
+    for name, value in LIFTED_LIMITS.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def lab_factory(
     request: pytest.FixtureRequest, tmp_path: Path

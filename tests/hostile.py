@@ -32,6 +32,7 @@ from lanchat.protocol import (
     Ack,
     Auth,
     Chat,
+    FileAnswer,
     FileOffer,
     FrameDecoder,
     Hello,
@@ -71,6 +72,7 @@ class Conn:
         self.acked: set[str] = set()
         self.slow_downs: list[float] = []
         self.refused = ""
+        self.declined = 0
 
     async def read(self, wait_s: float) -> list[Message]:
         data = await asyncio.wait_for(self.reader.read(65536), wait_s)
@@ -84,6 +86,8 @@ class Conn:
                 self.slow_downs.append(m.retry_after)
             elif isinstance(m, Refused):
                 self.refused = m.reason
+            elif isinstance(m, FileAnswer) and not m.accept:
+                self.declined += 1
             elif isinstance(m, Ping):
                 self.send(Pong())
         return out
@@ -148,24 +152,31 @@ async def act(args: argparse.Namespace) -> dict[str, Any]:
     elif args.action == "flood":
         text = "x" * args.size
         sent = 0
+        closed = False
         end = time.monotonic() + args.seconds
-        while time.monotonic() < end:
-            for _ in range(200):
-                conn.send(chat(text, time.time(), args.nick))
-            sent += 200
-            await conn.writer.drain()
+        while time.monotonic() < end and not closed:
             try:
+                for _ in range(50):
+                    conn.send(chat(text, time.time(), args.nick))
+                    sent += 1
+                await conn.writer.drain()
                 await conn.read(0.001)
-            except (TimeoutError, ConnectionError):
+            except TimeoutError:
                 pass
-        await conn.drain_for(2.0)
-        out.update(sent=sent, acked=len(conn.acked), slow_downs=len(conn.slow_downs))
+            except (ConnectionError, OSError):
+                closed = True
+            closed = closed or conn.writer.is_closing() or conn.reader.at_eof()
+        if not closed:
+            await conn.drain_for(2.0)
+        out.update(sent=sent, acked=len(conn.acked), slow_downs=len(conn.slow_downs),
+                   closed=closed or conn.reader.at_eof(), refused=conn.refused)
     elif args.action == "offers":
         for i in range(args.count):
             conn.send(FileOffer(f"t{secrets.token_hex(8)}", f"junk{i}.bin", 1 << 20, None))
         await conn.writer.drain()
         await conn.drain_for(2.0)
         out["sent"] = args.count
+        out["declined"] = conn.declined
     elif args.action == "nicks":
         for bad in BAD_NICKS:
             conn.send(NickChange(bad))

@@ -187,6 +187,9 @@ def stale_session(tmp_path: Path) -> Iterator[tuple[str, Any, Any, Any]]:
     hi2 = None
     try:
         lo_log.wait("peer_joined")
+        # a message makes each keep the other across restarts (a bare session would not)
+        hello = lo_node.send(ids[high], "hello")
+        lo_log.wait("delivered", lambda e: e["id"] == hello)
         proxy.frozen = True
         hi_node.close()  # its bye never reaches low: low's session is now half-open
         hi2, hi2_log = make_node(tmp_path / high, "high", peers=[f"127.0.0.1:{lo_node.port}"],

@@ -123,3 +123,78 @@ def test_a_stranger_taking_a_verified_nick_never_gets_alices_messages(lab3: Lab)
     assert doctor["data"]["counters"].get("send_times_clamped", 0) >= 1
     assert no_surrogates([e for e in bob.events])
     assert bob_id != alice_id
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in open(f"/proc/{pid}/status", encoding="ascii"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def disk_bytes(home: Any) -> int:
+    """The node's store and everything else it wrote in its home."""
+    return sum(p.stat().st_size for p in home.rglob("*") if p.is_file())
+
+
+STRANGER_LIMITS = {"LANCHAT_LIMIT_STRANGER_MSGS_PER_S": "40",
+                   "LANCHAT_LIMIT_STRANGER_MSG_BURST": "40",
+                   "LANCHAT_LIMIT_STRANGER_OFFERS_PER_MIN": "6",
+                   "LANCHAT_LIMIT_STRANGER_BYTES_PER_DAY": str(2 << 20)}
+
+
+def test_strangers_flooding_fresh_keys_and_one_shots_stay_bounded(lab3: Lab) -> None:
+    """Bob's stranger budget (40 msg/s, 2 MiB a day) meets a raw flood that ignores
+    slow_down, fifty file offers, an honest lanchat stranger sending 300 messages at once,
+    2,000 fresh keys from one address and one-shot `peers` runs; alice, whom bob verified,
+    chats throughout. Memory, store and disk stay bounded, the honest stranger's messages
+    all arrive later, in order, and bob lists none of the fresh keys or one-shots."""
+    h_alice, h_bob, h_evil = lab3.hosts
+    bob = h_bob.start_node(nick="bob", env=STRANGER_LIMITS)
+    alice = h_alice.start_node(nick="alice")
+    bob_id = bob.wait_event("ready")["id"]
+    alice_id = alice.wait_event("ready")["id"]
+    bob.wait_event("peer_joined", peer={"id": alice_id}, timeout=20)
+    command(bob, f"/verify {alice_id} yes")
+    rss0, disk0 = rss_kib(bob.pid), disk_bytes(bob.home)
+
+    flood = hostile(h_evil, bob, "flood", "--seconds", "4", "--size", "16000")
+    assert flood["slow_downs"] >= 1 and flood["acked"] < flood["sent"]
+    offers = hostile(h_evil, bob, "offers", "--count", "50")
+    command(alice, f"/msg {bob_id} still here")
+    assert bob.wait_event("message", timeout=20, match={"from": {"id": alice_id}})["text"] \
+        == "still here"
+
+    carol = h_evil.start_node(nick="carol")
+    carol.wait_event("peer_joined", peer={"id": bob_id}, timeout=20)
+    for i in range(300):
+        carol.command(f"/msg {bob_id} c{i}")
+    texts = [e["text"] for e in bob.wait_events("message", 300, timeout=90,
+                                                 match={"from": {"nick": "carol"}})]
+    assert texts == [f"c{i}" for i in range(300)], "every message once, in order"
+    carol.wait_event("warning", code="slow_down", timeout=10)
+
+    keys = hostile(h_evil, bob, "keys", "--count", "2000", "--parallel", "64", timeout=180)
+    assert keys["welcomed"] <= 20, keys
+    for _ in range(2):
+        h_evil.run(h_evil.lanchat("--home", str(lab3.base_dir / "oneshot"), "peers",
+                                  "--wait", "1"), check=True, timeout=60)
+    command(alice, f"/msg {bob_id} after the storm")
+    bob.wait_event("message", timeout=20, text="after the storm")
+
+    listing = command(bob, "/list")["data"]
+    nicks = sorted(p["nick"] for p in listing)
+    assert len(listing) <= 3 + keys["welcomed"] + 1, nicks  # alice, carol, the flooder...
+    stats = command(bob, "/doctor")["data"]
+    counters = stats["counters"]
+    assert counters["chats_deferred"] > 0 and counters["offers_refused"] >= 40
+    assert counters["new_identities_refused"] >= 1900
+    assert len([e for e in bob.events_named("file_offer")]) <= 6 + 1
+    assert offers["sent"] == 50
+    rss1, disk1 = rss_kib(bob.pid), disk_bytes(bob.home)
+    print(f"bob: RSS {rss0} -> {rss1} KiB; home {disk0} -> {disk1} bytes; flood sent "
+          f"{flood['sent']} x 16 kB, acked {flood['acked']}")
+    assert disk1 - disk0 < 3 * (2 << 20)  # the daily share of two strangers, and a margin
+    assert rss1 - rss0 < 64 * 1024
+    assert bob.alive and alice.alive

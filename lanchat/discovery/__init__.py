@@ -63,7 +63,7 @@ class Discovery:
                 self.beacon = Beacon(node_id=node.node_id, nick=node.nick,
                                      host=config.host[:253] or "host", port=node.port,
                                      interfaces=self.interfaces, on_seen=self._seen,
-                                     on_bye=self._bye)
+                                     on_bye=self._bye, ephemeral=config.ephemeral)
                 await self.beacon.start()
             except (OSError, ValueError) as exc:
                 self.errors.append(f"beacon: {exc}")
@@ -77,7 +77,8 @@ class Discovery:
                     node_id=node.node_id, nick=node.nick, host=config.host, port=node.port,
                     interfaces=[i.ip for i in self.interfaces],
                     on_seen=lambda s: loop.call_soon_threadsafe(self._seen, s),
-                    on_gone=lambda pid: loop.call_soon_threadsafe(self._gone, pid))
+                    on_gone=lambda pid: loop.call_soon_threadsafe(self._gone, pid),
+                    announce=not config.ephemeral)
                 self._mdns_start = loop.run_in_executor(None, self.mdns.start)
             except (OSError, ValueError, ImportError) as exc:
                 self.errors.append(f"mdns: {exc}")

@@ -113,6 +113,7 @@ class _Message:
     port: int
     instance: str
     seq: int
+    ephemeral: bool = False  # a one-shot run (send, peers, doctor): answered, not listed
 
 
 def _is_clean_text(value: str) -> bool:
@@ -167,17 +168,17 @@ def decode(data: bytes) -> _Message:
     if not _is_int(port) or not 1 <= port <= 65535:
         raise Dropped(DropReason.BAD_PORT)
     assert isinstance(nick, str) and isinstance(host, str) and isinstance(port, int)
-    return _Message(Kind(kind), node_id, nick, host, port, inst, seq)
+    return _Message(Kind(kind), node_id, nick, host, port, inst, seq, obj.get("eph") is True)
 
 
 def encode(kind: Kind, *, node_id: str, nick: str, host: str, port: int, instance: str,
-           seq: int) -> bytes:
+           seq: int, ephemeral: bool = False) -> bytes:
     """One beacon datagram."""
-    return json.dumps(
-        {"v": PROTOCOL_VERSION, "t": kind.value, "id": node_id, "nick": nick, "host": host,
-         "port": port, "inst": instance, "seq": seq},
-        separators=(",", ":"), ensure_ascii=False,
-    ).encode("utf-8")
+    body = {"v": PROTOCOL_VERSION, "t": kind.value, "id": node_id, "nick": nick, "host": host,
+            "port": port, "inst": instance, "seq": seq}
+    if ephemeral:
+        body["eph"] = True
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class _RateLimit:
@@ -259,6 +260,7 @@ class Beacon:
         on_bye: Callable[[str, str], None],
         group: str = BEACON_GROUP,
         beacon_port: int = BEACON_PORT,
+        ephemeral: bool = False,
     ) -> None:
         if not is_node_id(node_id):
             raise ValueError(f"node id {node_id!r} is not 52 characters of base32")
@@ -273,6 +275,8 @@ class Beacon:
             raise ValueError(f"beacon group {group} is not an IPv4 multicast address")
         self.node_id = node_id
         self.instance = secrets.token_hex(8)
+        self.ephemeral = ephemeral  # a one-shot run: others answer but do not list us
+        self.ephemeral_heard = 0
         self._nick = nick
         self._host = host
         self._port = port
@@ -372,6 +376,7 @@ class Beacon:
             "seq": self._seq,
             "interfaces": {ln.iface.ip: ln.stats() for ln in self._links},
             "accepted": self._accepted,
+            "ephemeral_heard": self.ephemeral_heard,
             "dropped": dict(self._dropped),
             "tracked": len(self._tracked),
             "tracked_max": self._max_tracked,
@@ -484,7 +489,8 @@ class Beacon:
         """Send one beacon round (one datagram per usable interface)."""
         self._seq += 1
         data = encode(kind, node_id=self.node_id, nick=self._nick, host=self._host,
-                      port=self._port, instance=self.instance, seq=self._seq)
+                      port=self._port, instance=self.instance, seq=self._seq,
+                      ephemeral=self.ephemeral)
         for link in self._links:
             if link.sock is None:
                 continue
@@ -610,6 +616,11 @@ class Beacon:
             self._call(self._on_bye, msg.node_id, source)
             return
         entry[1] = False
+        if msg.ephemeral:  # a one-shot `send`/`peers`/`doctor`: it hears us, we list it not
+            self.ephemeral_heard += 1
+            if new and msg.kind is Kind.HELLO:
+                self._answer_new_peer()
+            return
         self._call(self._on_seen, Sighting(
             node_id=msg.node_id, nick=msg.nick, host=msg.host, address=source, port=msg.port,
             instance=msg.instance, via="beacon", interface=link.iface.ip,

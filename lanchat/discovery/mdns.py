@@ -123,6 +123,7 @@ class MdnsService:
         interfaces: Sequence[str],
         on_seen: Callable[[Sighting], object],
         on_gone: Callable[[str], object],
+        announce: bool = True,
     ) -> None:
         if not is_node_id(node_id):
             raise ValueError(f"not a node id: {node_id!r}")
@@ -132,6 +133,7 @@ class MdnsService:
             ipaddress.IPv4Address(address)  # raises ValueError: only IPv4 literals
         self._node_id = node_id
         self._nick = nick
+        self._announce = announce
         self._host = host
         self._port = port
         self._interfaces = list(interfaces)
@@ -200,6 +202,8 @@ class MdnsService:
                 closed = self._closed
             if closed:  # stop() ran meanwhile and did not see this browser
                 browser.cancel()
+                return
+            if not self._announce:  # a one-shot run only looks: nobody lists it
                 return
             info = self._make_info(self._nick)
             zc.register_service(
