@@ -97,6 +97,7 @@ class Node:
         self._runtime = Runtime()
         self.runtime: RuntimeApi = self._runtime
         self.warnings = Warnings(self.emit)
+        self._talked: set[str] = set()  # peers a message or file went to or came from
         self.extensions: list[Extension] = []
         self._addresses: list[str] = []
         self._find_addresses = addresses  # when neither --interface nor discovery names any
@@ -396,6 +397,8 @@ class Node:
         """Send a control message to a peer (thread-safe); it waits in memory, not in the
         store, until a session to the peer is up."""
         self._runtime.call_soon(self._running.delivery.send_control, peer_id, message)
+        if isinstance(message, FileOffer | FileAnswer):
+            self._runtime.call_soon(self._exchanged, peer_id)
 
     def set_nick(self, nick: str) -> str:
         """Change this node's nick and tell every peer; raise NickError (a ValueError) if it
@@ -575,10 +578,11 @@ class Node:
         return None
 
     def _exchanged(self, peer_id: str) -> None:
-        """A message went either way: from now on the peer is kept across restarts."""
-        presence = self._running.presence
-        if presence.trust_of(peer_id) is None:
-            presence.remember(peer_id)
+        """A message or a file went either way: from now on the peer is kept across
+        restarts (one store write per peer per run)."""
+        if peer_id not in self._talked:
+            self._talked.add(peer_id)
+            self._running.presence.remember(peer_id, exchanged=True)
 
     def session_ready(self, session: PeerSession) -> None:
         """Keep one session per peer, mark it online and send what waits for it."""
@@ -643,6 +647,8 @@ class Node:
             session.send(FileAnswer(message.transfer, False, reason=(
                 "slow down: too many file offers from a stranger; offer again in a minute")))
             return
+        if isinstance(message, FileOffer | FileAnswer):
+            self._exchanged(session.peer_id)
         if Capability.CONTROL in session.capabilities:
             for ext in self.extensions:
                 if ext.on_message(session, message):

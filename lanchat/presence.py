@@ -97,13 +97,15 @@ class Presence:
         """Forget the oldest offline peers beyond `max_size` that nothing keeps."""
         return self._table.prune(max_size, self.keeps)
 
-    def remember(self, peer_id: str) -> None:
-        """A session proved who the peer is: keep it in the store."""
+    def remember(self, peer_id: str, *, exchanged: bool = False) -> None:
+        """Keep the peer in the store (refresh a known one; `exchanged`: a message or a
+        file went either way, so it is kept across restarts)."""
         peer = self._table.get(peer_id)
         if peer is None:
             return
         try:
-            self.store.remember_peer(peer_id, peer.nick, peer.host, peer.addresses, peer.port)
+            self.store.remember_peer(peer_id, peer.nick, peer.host, peer.addresses, peer.port,
+                                     exchanged=exchanged)
         except sqlite3.Error as exc:
             log.warning("could not remember peer %s: %s", peer_id[:16], exc)
             return
@@ -118,7 +120,9 @@ class Presence:
             self.store.remember_peer(peer_id, peer.nick, peer.host, peer.addresses, peer.port)
             self.store.set_trust(peer_id, trust)
         self._trust[peer_id] = trust
-        return self.view(peer)
+        view = self.view(peer)
+        self.runtime.emit("peer_updated", peer=view)  # screens show the new mark
+        return view
 
     def forget(self, peer_id: str) -> None:
         """Drop the peer from the store and the table."""

@@ -180,6 +180,7 @@ class Store:
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             self._db.executescript(_SCHEMA)
+            self._add_exchanged()
             self.searchable = self._add_search()
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -515,7 +516,7 @@ class Store:
         restarts. Returns how many went."""
         with self._lock:
             cur = self._db.execute(
-                "DELETE FROM peers WHERE trust='tofu'"
+                "DELETE FROM peers WHERE trust='tofu' AND exchanged=0"
                 " AND id NOT IN (SELECT DISTINCT peer FROM messages)"
                 " AND id NOT IN (SELECT DISTINCT peer FROM outbox)"
                 " AND id NOT IN (SELECT id FROM pins)")
@@ -524,16 +525,26 @@ class Store:
     # -- peers and pins -----------------------------------------------------------------
 
     def remember_peer(self, node_id: str, nick: str, host: str, addresses: Iterable[str],
-                      port: int) -> None:
-        """Insert or refresh a known peer."""
+                      port: int, *, exchanged: bool = False) -> None:
+        """Insert or refresh a known peer; `exchanged`: a message or file went either way
+        (such a peer is kept across restarts)."""
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO peers (id, nick, host, addresses, port, first_seen, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET nick=excluded.nick,"
+                "INSERT INTO peers (id, nick, host, addresses, port, first_seen, last_seen,"
+                " exchanged) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " nick=excluded.nick,"
                 " host=CASE WHEN excluded.host='' THEN host ELSE excluded.host END,"
-                " addresses=excluded.addresses, port=excluded.port, last_seen=excluded.last_seen",
-                (node_id, nick, host, json.dumps(list(addresses)), port, now, now))
+                " addresses=excluded.addresses, port=excluded.port, last_seen=excluded.last_seen,"
+                " exchanged=max(exchanged, excluded.exchanged)",
+                (node_id, nick, host, json.dumps(list(addresses)), port, now, now,
+                 now if exchanged else 0.0))
+
+    def _add_exchanged(self) -> None:
+        """Stores made before peers had `exchanged` get the column (0: not known)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(peers)")}
+        if "exchanged" not in columns:
+            self._db.execute("ALTER TABLE peers ADD COLUMN exchanged REAL NOT NULL DEFAULT 0")
 
     def set_trust(self, node_id: str, trust: str) -> bool:
         """Set a known peer's trust ('tofu', 'verified', 'blocked'); False if unknown."""

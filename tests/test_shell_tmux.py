@@ -259,3 +259,42 @@ def test_peer_escape_sequences_leave_screen_and_title_alone(
     while term.tmux("display-message", "-p", "-t", "t:9", "#{pane_title}").strip() != "pwned":
         assert time.monotonic() < deadline, "control failed: raw OSC 0 did not set the title"
         time.sleep(0.01)
+
+
+def test_look_alike_and_invisible_nicks_are_told_apart_on_screen(
+        alice_in_tmux: tuple[Tmux, LanchatProc], lab2: Lab) -> None:
+    """Alice verified bob. A stranger calling itself "bоb" (Cyrillic o) and one whose nick
+    is only U+3164 write to her: on screen the look-alike and bob each carry an id suffix,
+    bob his check mark, and the invisible one is `unnamed-<id>`."""
+    term, bob = alice_in_tmux
+    bob_id = next(e["id"] for e in bob.events if e.get("event") == "ready")
+    term.type(f"/verify {bob_id} yes")
+    term.key("Enter")
+    term.wait_text("is now verified")
+    h1, h2 = lab2.hosts[:2]
+    port = "47800"
+    argv = term.tmux("display-message", "-p", "-t", "t", "#{pane_start_command}")
+    if lab2.mode == "loopback":
+        port = argv.split("--port")[1].split()[0].strip("'\"")
+    said = {}
+    for nick, text in (("b\u043eb", "i am bob"), ("\u3164", "guess who")):
+        out = h2.run([sys.executable, "tests/hostile.py", h1.ip, port, "say", "--nick", nick,
+                      "--text", text], check=True, timeout=60)
+        said[text] = out.stdout.strip().splitlines()[-1]
+    fake_id = said["i am bob"].split('"id": "')[1][:52]
+    ghost_id = said["guess who"].split('"id": "')[1][:52]
+    bob.command("/msg alice the real one")
+    term.wait_for(lambda s: f"b\u043eb#{fake_id[:4]}" in toolbar(s)
+                  and f"unnamed-{ghost_id[:5]}" in toolbar(s)
+                  and f"bob#{bob_id[:4]}\u2713" in toolbar(s), "the three buffers")
+    term.key("M-3")  # the look-alike's buffer: its line under its own name
+    term.wait_text(f"<b\u043eb#{fake_id[:4]}> i am bob")
+    term.key("M-5")  # bob's, opened last
+    screen = term.wait_text("the real one")
+    assert f"<bob#{bob_id[:4]}\u2713> the real one" in screen, screen
+    term.type("/list")
+    term.key("Enter")
+    screen = term.wait_text(f"unnamed-{ghost_id[:8]}")  # longer than the toolbar shows
+    listing = [ln for ln in screen.splitlines() if re.match(r"\s+\d+  \S", ln)]
+    assert any(f"b\u043eb#{fake_id[:4]}" in ln for ln in listing), screen
+    assert any(f"bob#{bob_id[:4]}\u2713" in ln for ln in listing), screen
