@@ -122,7 +122,7 @@ def test_a_full_store_is_a_clear_error_and_peers_wait(tmp_path: Path,
         with pytest.raises(ValueError, match="size bound"):
             bob.send(alice.node_id, "hello")
         assert len(bob_log.named("message")) < 100
-        alice_log.wait("warning", lambda e: e["code"] == "slow_down")
+        alice_log.wait("warning", lambda e: e["code"] == "slow_down", timeout=30)
     finally:
         alice.close()
         bob.close()
