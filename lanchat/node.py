@@ -582,7 +582,9 @@ class Node:
         restarts (one store write per peer per run)."""
         if peer_id not in self._talked:
             self._talked.add(peer_id)
-            self._running.presence.remember(peer_id, exchanged=True)
+            peer = self._running.presence.table.get(peer_id)
+            if peer is not None and peer.kind == "lanchat":  # others: their own discovery
+                self._running.presence.remember(peer_id, exchanged=True)
 
     def session_ready(self, session: PeerSession) -> None:
         """Keep one session per peer, mark it online and send what waits for it."""
