@@ -253,12 +253,10 @@ def show_id(config: Config, *, json_mode: bool = False) -> int:
     """Print this home's nick, id and fingerprint (creating the identity if needed)."""
     identity = Identity.load_or_create(config.home)
     if json_mode:
-        import json
-
-        print(json.dumps({"nick": config.nick, "id": identity.node_id,
-                          "short": short_id(identity.node_id),
-                          "fingerprint": fingerprint(identity.node_id),
-                          "home": str(config.home)}, ensure_ascii=True))
+        print(json_line({"nick": config.nick, "id": identity.node_id,
+                         "short": short_id(identity.node_id),
+                         "fingerprint": fingerprint(identity.node_id),
+                         "home": str(config.home)}))
         return 0
     print(f"nick:        {safe_line(config.nick)}")
     print(f"id:          {identity.node_id}")
@@ -271,9 +269,7 @@ def show_settings(settings: Settings, *, json_mode: bool) -> int:
     """Print the config file's path and every setting in force with where it came from."""
     report = settings.report()
     if json_mode:
-        import json
-
-        print(json.dumps(report, ensure_ascii=True))
+        print(json_line(report))
         return 0
     state = "" if report["exists"] else "  (not there: defaults in force)"
     rows = [("config file", safe_line(report["config_file"]) + state, "")]
