@@ -52,6 +52,8 @@ BENCHES = (
           400),
     Bench("failover", ("-m", "bench.bench_failover"),
           ("-m", "bench.bench_failover", "--quick", "--runs", "1"), "failover.json", 300),
+    Bench("stall", ("-m", "bench.bench_stall"), ("-m", "bench.bench_stall", "--quick"),
+          "stall.json", 300),
 )
 
 

@@ -134,7 +134,8 @@ class Plugins:
         self.sources: dict[str, str] = {}
         self.thread = PluginThread()
         self._failure_listeners: list[Callable[[PluginFailure], None]] = []
-        if os.environ.get(TRACE_ENV, "") not in ("", "0"):
+        self._tracing = os.environ.get(TRACE_ENV, "") not in ("", "0")
+        if self._tracing:
             trace_log.setLevel(logging.INFO)
             self.pm.trace.root.setwriter(_trace_writer)
             self.pm.enable_tracing()
@@ -210,7 +211,11 @@ class Plugins:
         return self.thread.run(self._call, hook, kwargs)
 
     def post(self, hook: str, **kwargs: Any) -> None:
-        """Call `hook` on the plugin thread without waiting (events)."""
+        """Call `hook` on the plugin thread without waiting (events). A hook no plugin
+        implements is not queued at all (unless hook calls are traced): a flood of
+        messages costs the event thread nothing per message when nobody listens."""
+        if not self._tracing and not getattr(self.pm.hook, hook).get_hookimpls():
+            return
         self.thread.submit(self._call, hook, kwargs)
 
     def drain(self) -> None:
