@@ -88,6 +88,10 @@ def test_a_bonjour_chat_peer_talks_with_alice_and_hostile_streams_are_refused(
     eve = ScriptedXmppPeer(h3, "eve@h3")
     eve.wait("peer", timeout=20, peer=me)
     alice.wait_event("peer_joined", timeout=20, match={"peer": {"nick": "Eve"}})
+    # alice speaks first to eve: her own stream carries it.
+    alice.command("/msg Eve hi")
+    alice.command("/msg Eve hi eve")
+    assert eve.wait("message", timeout=10)["text"] == "hi eve"
     eve.command(cmd="entity", to=me)
     bomb = eve.wait("result", timeout=20)
     assert "restricted-xml" in bomb["answer"]

@@ -42,6 +42,10 @@ class StreamOwner(Protocol):
         """The peer's header arrived: return a refusal reason, or None to go on."""
         ...
 
+    def stream_ready(self, stream: XmppStream) -> None:
+        """The stream is open both ways (after an accepted header)."""
+        ...
+
     def stream_text(self, stream: XmppStream, text: str) -> None:
         """A chat message's text arrived."""
         ...
@@ -124,6 +128,7 @@ class XmppStream(asyncio.Protocol):
             self._transport.write(header(self.own_instance, self.instance))
             self._header_sent = True
         self.ready = True
+        self.owner.stream_ready(self)
 
     def _header_late(self) -> None:
         self.fail("connection-timeout", f"no stream header in {HEADER_TIMEOUT_S:g} s")

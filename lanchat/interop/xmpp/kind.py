@@ -217,7 +217,15 @@ class XmppKind:
         if buddy is None or buddy.address != stream.address:
             self._refuse(stream, "unannounced", f"{stream.instance[:64]!r} not announced here")
             return "not an announced peer at this address"
-        assert peer_id is not None
+        return None
+
+    def stream_ready(self, stream: XmppStream) -> None:
+        """The stream is open both ways: it serves its peer's session from now on."""
+        peer_id = self._by_instance.get(stream.instance)
+        buddy = self.buddies.get(peer_id or "")
+        if peer_id is None or buddy is None:
+            stream.close()
+            return
         session = self.sessions.get(peer_id)
         if session is None or session.state.value == "closed":
             session = XmppSession(self.node, peer_id, self.nicks.get(peer_id, buddy.name),
@@ -227,7 +235,6 @@ class XmppKind:
             self.node.session_ready(session)
         else:
             self.node.session_writable(session)
-        return None
 
     def stream_text(self, stream: XmppStream, text: str) -> None:
         """A message on any stream of the peer."""
