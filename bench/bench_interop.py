@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         bob = h2.start_node(nick="bob")
         (bob.home / "plugins").mkdir(parents=True, exist_ok=True)
         (bob.home / "plugins" / "echo.py").write_text(ECHO_PLUGIN)
-        bob.restart()
+        bob = bob.restart()
         lsd_b = LocalSendD(h3, venv, lab.base_dir, "lsd-b")
         xmpp = ScriptedXmppPeer(h4, "xena@h4", echo=True)
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
@@ -98,7 +98,7 @@ class LocalSendKind:
         self._sending: set[str] = set()
         self._device_locks: dict[str, threading.Lock] = {}  # one transfer per device at a time
         self._verifying: set[str] = set()
-        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="lanchat-localsend")
+        self._workers = threading.BoundedSemaphore(WORKERS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._stopping = False
@@ -158,7 +158,8 @@ class LocalSendKind:
         for server in self.servers:
             await loop.run_in_executor(None, server.shutdown)
             server.server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Worker threads are daemons: a request still waiting for a device (up to its
+        # timeout) never holds up the exit.
 
     def on_message(self, session: Any, message: Message) -> bool:
         """LocalSend sessions take their control messages through `control`."""
@@ -197,6 +198,16 @@ class LocalSendKind:
 
         return manager_of(self.node)
 
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` on a daemon worker thread, at most WORKERS at once."""
+        def run() -> None:
+            with self._workers:
+                try:
+                    fn(*args)
+                except Exception:  # noqa: BLE001 - a worker never dies silently
+                    log.exception("localsend worker failed")
+        threading.Thread(target=run, name="lanchat-localsend", daemon=True).start()
+
     # -- discovery (loop thread) ----------------------------------------------------------------
 
     def _announce_once(self) -> None:
@@ -227,7 +238,7 @@ class LocalSendKind:
             if fresh or peer_id in self._verifying:
                 return
             self._verifying.add(peer_id)
-        self._pool.submit(self._verify, peer_id, info, address, announce_answer, attempt)
+        self._submit(self._verify, peer_id, info, address, announce_answer, attempt)
 
     def _verify(self, peer_id: str, info: DeviceInfo, address: str, answer: bool,
                 attempt: int = len(VERIFY_RETRY_S)) -> None:
@@ -312,7 +323,7 @@ class LocalSendKind:
                 if message.transfer in self._sending:
                     return
                 self._sending.add(message.transfer)
-            self._pool.submit(self._send, session, message)
+            self._submit(self._send, session, message)
         elif isinstance(message, FileAnswer | FileCancel):
             with self._lock:
                 decision = self._decisions.get(message.transfer)
@@ -422,7 +433,7 @@ class LocalSendKind:
             if not isinstance(job, str):
                 manager.receive_failed(job, DataError("the LocalSend sender never uploaded",
                                                       resumable=False))
-        self._pool.submit(check)
+        self._submit(check)
 
     def on_upload(self, session_id: str, file_id: str, token: str, address: str,
                   body: BinaryIO, length: int) -> tuple[int, str]:
