@@ -48,6 +48,8 @@ BENCHES = (
            "--writers", "erase"), "", 300),
     Bench("shell_start", ("-m", "bench.bench_shell_start"),
           ("-m", "bench.bench_shell_start", "--runs", "3", "--stored", "2000"), "", 200),
+    Bench("interop", ("-m", "bench.bench_interop"), ("-m", "bench.bench_interop", "--quick"),
+          "interop.json", 300),
     Bench("web", ("-m", "bench.bench_web"), ("-m", "bench.bench_web", "--quick"), "web.json",
           400),
     Bench("failover", ("-m", "bench.bench_failover"),
