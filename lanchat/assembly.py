@@ -38,11 +38,13 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
         discovery.attach(node)
     transfer.attach(node)
     rooms.attach(node)
-    if config.xmpp:
+    # The foreign kinds ride on discovery: XEP-0174 is mDNS, LocalSend's announcements are a
+    # multicast beacon. With discovery off, so are they (and an idle node imports neither).
+    if config.xmpp and config.mdns:
         from lanchat.interop import xmpp
 
         xmpp.attach(node)
-    if config.localsend:
+    if config.localsend and config.beacon:
         from lanchat.interop import localsend
 
         localsend.attach(node)

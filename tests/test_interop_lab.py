@@ -166,7 +166,39 @@ def test_files_go_both_ways_between_alice_and_localsendd(
         assert sha256(Path(d["path"])) == d["sha256"]
     output, _ = sender.communicate(timeout=30)
     assert sender.returncode == 0, output
+
+    # `lanchat send --to PEER --file` reaches a LocalSend device too (a second node on h1).
+    one = lab.base_dir / "by-send.txt"
+    one.write_text("sent by lanchat send\n")
+    done = lab.hosts[0].run(lab.hosts[0].lanchat(
+        "--home", str(lab.base_dir / "h1-sender"), "--nick", "sender", "--port", "0",
+        "send", "--to", "lsd-b", "--file", str(one), "--wait", "60"), timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sha256(lsd.downloads / one.name) == sha256(one)
     assert not lsd.fatal
+
+
+def test_a_localsend_device_that_asks_for_a_pin_gets_it(lab: Lab, alice: LanchatProc) -> None:
+    """lsd-p wants a PIN: alice's offer is declined saying so; after /pin it goes through."""
+    venv = localsendd_venv()
+    if venv is None:
+        pytest.skip("localsendd could not be installed (pip install localsendd==0.1.1)")
+    lsd_p = LocalSendD(lab.hosts[3], venv, lab.base_dir, "lsd-p", "--pin", "4321")
+    try:
+        alice.wait_event("peer_joined", timeout=30, match={"peer": {"nick": "lsd-p"}})
+        path = lab.base_dir / "for-pin.txt"
+        path.write_text("behind a PIN\n")
+        alice.command(f"/file lsd-p {path}")
+        failed = alice.wait_event("file_failed", timeout=30, direction="out")
+        assert "PIN" in failed["detail"]
+        alice.command("/pin lsd-p 4321")
+        alice.wait_event("output", timeout=10, match={"command": "/pin lsd-p 4321"})
+        alice.command(f"/file lsd-p {path}")
+        done = alice.wait_event("file_done", timeout=30, direction="out")
+        assert done["sha256"] == sha256(path) == sha256(lsd_p.downloads / path.name)
+    finally:
+        lsd_p.stop()
+    assert not lsd_p.fatal
 
 
 def test_a_localsend_device_gets_lanchats_rules(lab: Lab, alice: LanchatProc) -> None:

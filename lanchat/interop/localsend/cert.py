@@ -11,11 +11,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 DIR = "localsend"
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -43,8 +38,8 @@ class LocalSendCert:
         cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
         if not (cert_path.exists() and key_path.exists()):
             _make(cert_path, key_path)
-        der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(
-            serialization.Encoding.DER)
+        # Read with the standard library: cryptography is loaded only to make the key.
+        der = ssl.PEM_cert_to_DER_cert(cert_path.read_text(encoding="ascii"))
         return cls(cert_path, key_path, fingerprint_of(der))
 
     def server_context(self) -> ssl.SSLContext:
@@ -65,6 +60,11 @@ class LocalSendCert:
 
 
 def _make(cert_path: Path, key_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LocalSend")])
     now = datetime.datetime.now(datetime.UTC)

@@ -306,6 +306,11 @@ class LocalSendKind:
         if not self._stopping:
             self._timers.append(self._loop.call_later(EXPIRE_EVERY_S, self._expire))
 
+    def set_pin(self, peer_id: str, pin: str) -> None:
+        """The PIN a device asked for: sent with our next offers to it (any thread)."""
+        with self._lock:
+            self.pins[peer_id] = pin
+
     def dial(self, peer_id: str) -> None:
         """A LocalSend device needs no connection: it is listed or it is not."""
 
@@ -339,8 +344,9 @@ class LocalSendKind:
         try:
             manager = self.manager
             with device:  # LocalSend devices take one transfer at a time (409 otherwise)
-                send_files(self.client, manager, session, offer,
-                           pin=self.pins.get(session.peer_id, ""),
+                with self._lock:
+                    pin = self.pins.get(session.peer_id, "")
+                send_files(self.client, manager, session, offer, pin=pin,
                            wait_s=manager.offer_timeout_s)
         except Exception:  # noqa: BLE001 - a worker never dies silently
             log.exception("localsend: sending %s failed", offer.transfer)
