@@ -38,10 +38,11 @@ from bench.common import (
     summary_us,
 )
 
-FULL = {"rtt": 1000, "flood": 20_000, "rounds": 3, "flood_s": 8.0}
+FULL = {"rtt": 1000, "flood": 20_000, "rounds": 5, "flood_s": 8.0}
 QUICK = {"rtt": 200, "flood": 3000, "rounds": 1, "flood_s": 3.0}
 LIFTED = {"LANCHAT_LIMIT_STRANGER_MSGS_PER_S": "1e9", "LANCHAT_LIMIT_STRANGER_MSG_BURST": "1e9",
-          "LANCHAT_LIMIT_STRANGER_OFFERS_PER_MIN": "1e9"}
+          "LANCHAT_LIMIT_STRANGER_OFFERS_PER_MIN": "1e9",
+          "LANCHAT_LIMIT_STRANGER_BYTES_PER_DAY": "1e12"}
 DEFAULTS = {"LANCHAT_LIMIT_STRANGER_MSGS_PER_S": "5", "LANCHAT_LIMIT_STRANGER_MSG_BURST": "100",
             "LANCHAT_LIMIT_STRANGER_OFFERS_PER_MIN": "6"}
 
@@ -86,7 +87,7 @@ def flood_into(lab: Lab, name: str, env: dict[str, str], seconds: float) -> dict
     h1, h2 = lab.hosts[:2]
     node = h2.start_node("--no-mdns", "--no-beacon", nick=name, port=0,
                          home=lab.base_dir / name, env=env)
-    node.wait_event("ready", timeout=30)
+    port = node.wait_event("ready", timeout=30)["port"]
     base_store, base_rss = store_bytes(node.home), rss_kib(node.pid)
     peak = {"store": base_store, "rss": base_rss}
     done = threading.Event()
@@ -99,7 +100,7 @@ def flood_into(lab: Lab, name: str, env: dict[str, str], seconds: float) -> dict
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     t0 = time.monotonic()
-    out = h1.run([sys.executable, "tests/hostile.py", h2.ip, str(node.port), "flood",
+    out = h1.run([sys.executable, "tests/hostile.py", h2.ip, str(port), "flood",
                   "--seconds", str(seconds), "--size", "16000"], timeout=seconds + 60)
     elapsed = time.monotonic() - t0
     done.set()
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 rounds[checks].append(one_round(lab, checks, sizes, k))
         limited = flood_into(lab, "bob-limited", DEFAULTS, sizes["flood_s"])
         lifted = flood_into(lab, "bob-lifted", LIFTED, sizes["flood_s"])
-        left = lab_namespaces_of(lab.prefix)
-        mode = lab.mode
+        mode, prefix = lab.mode, lab.prefix
+    left = lab_namespaces_of(prefix)
 
     def med(checks: str, key: str, sub: str | None = None) -> float:
         vals = [r[key][sub] if sub else r[key] for r in rounds[checks]]
