@@ -138,3 +138,19 @@ def test_client_and_server_talk_only_to_the_certificate_they_expect(tmp_path: Pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_our_certificate_fingerprint_is_the_der_one_without_loading_cryptography(
+        tmp_path: Path) -> None:
+    """The fingerprint read at start (the PEM's DER, no cryptography import) is the SHA-256
+    of the certificate's DER as cryptography encodes it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from lanchat.interop.localsend.cert import LocalSendCert, fingerprint_of
+
+    made = LocalSendCert.load_or_create(tmp_path)
+    again = LocalSendCert.load_or_create(tmp_path)
+    der = x509.load_pem_x509_certificate(made.cert_path.read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+    assert made.fingerprint == again.fingerprint == fingerprint_of(der)
