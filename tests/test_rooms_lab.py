@@ -16,6 +16,7 @@ from lab import Host, Lab, LanchatProc
 
 FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
 PEER_SCRIPT = Path(__file__).with_name("room_peer.py")
+QUIT_WAIT_S = 30.0  # /quit on a loaded machine: the node's close may take its full 10 s
 
 
 def start(lab: Lab, nicks: list[str]) -> list[LanchatProc]:
@@ -148,7 +149,7 @@ def test_open_room_order_forgery_and_a_member_killed_mid_stream(lab3: Lab) -> No
     for author in (alice, bob):
         got = wait_texts(carol, "#lunch", author, 250, timeout=90)
         assert got == burst[author.nick], "all 250 of each, once, in order"
-    assert alice.stop() == 0 and bob.stop() == 0 and carol.stop() == 0
+    assert [p.stop(QUIT_WAIT_S) for p in (alice, bob, carol)] == [0, 0, 0]
     for author in (alice, bob):
         assert stored(carol, "#lunch", author) == sent[author.nick] + burst[author.nick]
 
@@ -179,7 +180,7 @@ def test_both_halves_of_a_partition_post_and_every_member_ends_with_everything(
                 got = wait_texts(reader, "#p", author, 50, timeout=90)
                 assert got == sent[author.nick]
     for p in procs:
-        assert p.stop() == 0
+        assert p.stop(QUIT_WAIT_S) == 0
     for reader in procs:
         for author in procs:
             if author is not reader:
@@ -226,4 +227,4 @@ def test_a_private_room_lets_no_outsider_in_and_a_kick_is_final(lab3: Lab) -> No
                      and e["to"] == own_id(carol) and e["of"] == 1)
     assert [e for e in bob.events[mark:] if e["event"] == "message"] == []
     for p in (alice, bob, carol):
-        assert p.stop() == 0
+        assert p.stop(QUIT_WAIT_S) == 0
