@@ -87,7 +87,8 @@ class Shell:
         self.paste_parser = guard_pastes(self.session.input, MAX_INPUT_CHARS)
         self.printer = Printer(self.session.output, style)
         self.printer.app = self.session.app
-        self.router = Router(self.state, self.buffers, self.printer, self._redraw)
+        self.router = Router(self.state, self.buffers, self.printer, self._redraw,
+                             self._save_soon)
         self.node.subscribe(self.router.on_event)
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
         self._saved_at = time.monotonic()
@@ -107,6 +108,9 @@ class Shell:
 
     def _redraw(self) -> None:
         self.printer.touch()  # the toolbar changed: redrawn with the next batch
+        self._save_soon()
+
+    def _save_soon(self) -> None:
         if time.monotonic() - self._saved_at > SAVE_EVERY_S:
             self._saved_at = time.monotonic()
             self.buffers.save()

@@ -25,11 +25,13 @@ class Router:
     """Renders events into lines and adds them to their buffers."""
 
     def __init__(self, state: ShellState, buffers: Buffers, printer: Printer,
-                 redraw: Callable[[], None]) -> None:
+                 redraw: Callable[[], None],
+                 save_soon: Callable[[], None] = lambda: None) -> None:
         self.state = state
         self.buffers = buffers
         self.printer = printer
-        self.redraw = redraw  # the toolbar may have changed (thread-safe)
+        self.redraw = redraw  # the toolbar changed (thread-safe)
+        self.save_soon = save_soon  # read markers moved (saved now and then)
 
     def on_event(self, event: Event) -> None:
         """Render the event (before the state forgets old nicks), then update the state."""
@@ -50,10 +52,13 @@ class Router:
                                      level=level)
             if shown and not self.buffers.loading:
                 self.printer.put(line, bell=bell)
-        if bell and not shown:
+        if shown:  # written with its batch, which redraws the prompt and toolbar once
+            self.save_soon()
+            return True
+        if bell:
             self.printer.ring()
-        self.redraw()  # the hotlist, and now and then the read markers
-        return shown
+        self.redraw()  # the hotlist
+        return False
 
     def _route(self, event: Event) -> None:
         name, f = event.name, event.fields
