@@ -1,6 +1,7 @@
 """CPU time of the shell's start, in-process (steadier than wall time on a busy machine).
 
     python -m bench.bench_shell_start [--runs 10] [--before DIR] [--stored 10000]
+                                      [--paste-mib 2]
 
 Each sample is a fresh Python process that imports the shell, builds it over a node on
 127.0.0.1 (no discovery, port 0) and starts it, on a pipe input and a dummy terminal; it
@@ -8,7 +9,9 @@ reports the CPU seconds of each step. Beside it in the same run: a bare prompt-t
 `PromptSession` built the same way, and with `--before DIR` the same steps with the
 lanchat in DIR (a checkout from before a change), runs interleaved. Last, with buffers:
 the scrollback read of a home holding `--stored` messages (it runs off the prompt's
-thread, after the prompt is drawn). Nothing is asserted.
+thread, after the prompt is drawn). And a bracketed paste of `--paste-mib` MiB fed in
+1 KiB reads (as a terminal delivers it) through prompt-toolkit's parser and through the
+shell's paste parser. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -88,6 +91,26 @@ node.close()
 """
 
 
+def paste_cpu(mib: int) -> tuple[float, float]:
+    """CPU seconds to parse one bracketed paste: prompt-toolkit's parser, the shell's."""
+    import time
+
+    from prompt_toolkit.input.vt100_parser import Vt100Parser
+
+    from lanchat.shell.app import MAX_INPUT_CHARS
+    from lanchat.shell.paste import PASTE_END, PASTE_START, PasteGuardParser
+
+    data = PASTE_START + "x" * (mib << 20) + PASTE_END
+    out = []
+    for parser in (Vt100Parser(lambda key: None),
+                   PasteGuardParser(lambda key: None, MAX_INPUT_CHARS)):
+        start = time.process_time()
+        for i in range(0, len(data), 1024):
+            parser.feed(data[i:i + 1024])
+        out.append(time.process_time() - start)
+    return out[0], out[1]
+
+
 def sample(code: str, tree: Path, *args: str) -> dict[str, float | None]:
     """One fresh process running `code` with `tree` first on the path."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -108,6 +131,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--before", type=Path, default=None)
     parser.add_argument("--stored", type=int, default=10_000)
+    parser.add_argument("--paste-mib", type=int, default=2)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-shell-start-"))
     trees = [("buffers", REPO_ROOT)]
@@ -134,6 +158,9 @@ def main() -> int:
         rows += [(f"  {label}: {step} (ms)", ms(values)) for step, values in by_step.items()]
     rows.append((f"CPU of the scrollback read, {args.stored:,} stored (ms, off the prompt)",
                  ms(loads)))
+    theirs, ours = paste_cpu(args.paste_mib)
+    rows.append((f"CPU to parse a {args.paste_mib} MiB paste, the shell's parser (ms)",
+                 f"{ours * 1000:.0f}  (prompt-toolkit's parser: {theirs * 1000:.0f})"))
     width = max(len(r[0]) for r in rows)
     print(f"\npython {sys.version.split()[0]}")
     for name, figure in rows:
