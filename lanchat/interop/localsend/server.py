@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 32
 SOCKET_TIMEOUT_S = 30.0  # one read or write on a connection
 HANDSHAKE_TIMEOUT_S = 5.0
+DRAIN_MAX_BYTES = 1 << 20  # a refused upload this small is read to its end before the answer
 
 
 class Receiver(Protocol):
@@ -58,6 +59,19 @@ class Receiver(Protocol):
     def on_cancel(self, session_id: str, address: str) -> None:
         """The sender stopped the session."""
         ...
+
+
+class _Counted:
+    """A request body that counts what was read of it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.read_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        self.read_bytes += len(data)
+        return data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -148,9 +162,16 @@ class _Handler(BaseHTTPRequestHandler):
                 length = self._length()
                 if length is None:
                     return
+                body = _Counted(self.rfile)
                 status, message = receiver.on_upload(
                     query["sessionId"], query["fileId"], query["token"], address,
-                    cast(BinaryIO, self.rfile), length)
+                    cast(BinaryIO, body), length)
+                left = length - body.read_bytes
+                if status != 200 and 0 < left <= DRAIN_MAX_BYTES:
+                    # A refused body still on its way: read it, so the sender gets our
+                    # answer instead of a reset. A larger one is cut off with the close.
+                    while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                        left -= len(chunk)
                 self._answer(status, message=message)
             elif route == "/cancel":
                 receiver.on_cancel(query.get("sessionId", ""), address)
