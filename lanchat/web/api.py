@@ -1,4 +1,5 @@
-"""The page's requests: state, history pages, search, sending, files, safety codes.
+"""The page's requests: state, history pages, search, sending, safety codes (files are
+in files.py).
 
 Every handler runs on the node's loop and hands node calls (SQLite, locks, plugin code)
 to a worker thread, so a slow disk or plugin never stalls the sessions on that loop.
@@ -12,20 +13,13 @@ import asyncio
 import importlib
 import json
 import logging
-import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from lanchat.events import Event
-from lanchat.transfer import TransferError, manager_of
-from lanchat.transfer.names import safe_component
-from lanchat.web.security import content_disposition
+from lanchat.transfer import manager_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,10 +29,6 @@ JSON_MAX_BYTES = 256 * 1024
 HISTORY_PAGE = 100
 HISTORY_MAX = 500
 SEARCH_MAX = 100
-UPLOADS_DIR = "web-uploads"
-UPLOAD_CHUNK = 1 << 20
-UPLOAD_SPARE_BYTES = 64 << 20  # left free on the home's disk after an upload
-KEEP_UPLOADS_S = 7 * 24 * 3600.0  # an upload's copy outlives an unfinished transfer this long
 
 
 def add_routes(app: web.Application) -> None:
@@ -49,9 +39,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/search", search)
     r.add_post("/api/send", send)
     r.add_post("/api/command", command)
-    r.add_put("/api/upload", upload)
-    r.add_post("/api/transfers/{tid}/{answer}", answer)
-    r.add_get("/api/download/{tid}", download)
     r.add_get("/api/peers/{pid}/safety", safety)
     r.add_post("/api/peers/{pid}/verify", verify)
 
@@ -251,136 +238,6 @@ async def command(request: web.Request) -> web.StreamResponse:
     except Exception as exc:  # noqa: BLE001 - CommandError, or a plugin's bug: say it
         raise _error(400, str(exc) or type(exc).__name__) from None
     return web.json_response(answer_, dumps=lambda o: json.dumps(o, default=str))
-
-
-# -- files --------------------------------------------------------------------------------
-
-
-class Uploads:
-    """Files dropped in the page: copied into the home, offered, deleted once finished."""
-
-    def __init__(self) -> None:
-        self.root: Path | None = None
-        self._by_transfer: dict[str, Path] = {}
-
-    def open(self, home: Path) -> None:
-        """Make the folder; remove copies left by earlier runs long ago."""
-        self.root = home / UPLOADS_DIR
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cutoff = time.time() - KEEP_UPLOADS_S
-        for entry in self.root.iterdir():
-            try:
-                if entry.is_dir() and entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except OSError:
-                continue
-
-    def new_path(self, name: str) -> Path:
-        """A fresh private folder holding one file called (a safe form of) `name`."""
-        assert self.root is not None
-        folder = self.root / secrets.token_hex(8)
-        folder.mkdir(mode=0o700)
-        return folder / safe_component(name)
-
-    def offered(self, transfer: str, path: Path) -> None:
-        """Remember which copy a transfer reads."""
-        self._by_transfer[transfer] = path.parent
-
-    def finished(self, event: Event) -> None:
-        """A transfer ended: drop its copy unless it may still resume."""
-        if event.fields.get("direction") != "out" or event.fields.get("resumable"):
-            return
-        folder = self._by_transfer.pop(str(event.fields.get("transfer")), None)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-async def upload(request: web.Request) -> web.StreamResponse:
-    """`PUT /api/upload?to=PEER&name=NAME` with the file as the body: offer it to PEER."""
-    server = _server(request)
-    node = server.node
-    manager = manager_of(node)
-    if manager is None:
-        raise _error(409, "file transfer is not enabled in this node")
-    to, name = request.query.get("to", ""), request.query.get("name", "")
-    if not to or not name:
-        raise _error(400, "upload needs ?to=PEER&name=NAME")
-    try:
-        peer = await _off_loop(node.resolve, to)
-    except LookupError as exc:
-        raise _error(404, str(exc).strip("'\"")) from None
-    path = await _off_loop(server.uploads.new_path, name)
-    size = request.content_length
-    if size is not None:
-        free = (await _off_loop(shutil.disk_usage, path.parent)).free
-        if size > free - UPLOAD_SPARE_BYTES:
-            shutil.rmtree(path.parent, ignore_errors=True)
-            raise _error(507, "not enough free space in lanchat's home for this file")
-    out = await _off_loop(open, path, "wb")
-    try:
-        with out:
-            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
-                await _off_loop(out.write, chunk)
-    except (OSError, ConnectionError) as exc:
-        shutil.rmtree(path.parent, ignore_errors=True)
-        raise _error(507 if isinstance(exc, OSError) else 400, f"upload failed: {exc}") from None
-    try:
-        t = await _off_loop(manager.offer, peer["id"], path)
-    except TransferError as exc:
-        shutil.rmtree(path.parent, ignore_errors=True)
-        raise _error(409, str(exc)) from None
-    server.uploads.offered(t.id, path)
-    server.feed.publish("file_sent", {"transfer": t.id, "to": peer["id"], "name": t.name,
-                                      "size": t.size}, time.time())
-    return web.json_response({"transfer": t.id, "name": t.name, "size": t.size,
-                              "to": peer["id"]})
-
-
-async def answer(request: web.Request) -> web.StreamResponse:
-    """Accept (into the downloads folder) or decline an incoming offer."""
-    node = _server(request).node
-    manager = manager_of(node)
-    if manager is None:
-        raise _error(409, "file transfer is not enabled in this node")
-    tid, verb = request.match_info["tid"], request.match_info["answer"]
-    if verb not in ("accept", "decline"):
-        raise _error(404, f"no action {verb!r}")
-    try:
-        if verb == "accept":
-            t = await _off_loop(manager.accept, tid)
-        else:
-            t = await _off_loop(manager.decline, tid)
-    except TransferError as exc:
-        raise _error(409, str(exc)) from None
-    return web.json_response({"transfer": t.id, "state": t.state.value})
-
-
-def finished_file(node: Any, tid: str) -> Path | None:
-    """The verified file of a finished incoming transfer, if it is a regular file inside
-    the downloads folder; None otherwise."""
-    manager = manager_of(node)
-    if manager is None:
-        return None
-    row = next((r for r in manager.transfers() if r["transfer"] == tid), None)
-    if (row is None or row["direction"] != "in" or row["state"] != "done"
-            or not (row.get("digest") or row.get("sha256")) or not row["path"]):
-        return None
-    root = os.path.realpath(node.config.downloads_dir)
-    real = os.path.realpath(row["path"])
-    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
-        return None
-    return Path(real)
-
-
-async def download(request: web.Request) -> web.StreamResponse:
-    """A received, verified file, as an attachment under its own (safe) name."""
-    node = _server(request).node
-    path = await _off_loop(finished_file, node, request.match_info["tid"])
-    if path is None:
-        raise _error(404, "no finished, verified file with that id in the downloads folder")
-    return web.FileResponse(path, headers={
-        "Content-Disposition": content_disposition(path.name),
-        "Content-Type": "application/octet-stream"})
 
 
 # -- trust --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from lanchat.events import Event
-from lanchat.web import api
+from lanchat.web import api, files
 from lanchat.web.api import SERVER_KEY
 from lanchat.web.live import Feed, Reader
 from lanchat.web.security import Guard, security_headers
@@ -45,7 +45,7 @@ class WebServer:
         self.guard: Guard | None = None
         self.feed: Feed | None = None
         self.counters: dict[str, int] = {}
-        self.uploads = api.Uploads()
+        self.uploads = files.Uploads()
         self._runner: web.AppRunner | None = None
         self._static: dict[str, bytes] = {}
         self._ctx: Any = None
@@ -87,6 +87,7 @@ class WebServer:
         app.router.add_get("/static/{name}", self._static_file)
         app.router.add_get("/ws", self._websocket)
         api.add_routes(app)
+        files.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, LOOPBACK, self.want_port)
