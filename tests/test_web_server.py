@@ -351,3 +351,36 @@ def test_lanchat_web_prints_its_address_and_quits_on_quit(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(
+        pair: tuple[Peer, Peer, Browserless], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is checked, then replaced by a link to a secret before it is opened: the
+    route must serve what it checked or nothing, never the link's target."""
+    from lanchat.web import files
+
+    alice, bob, web = pair
+    web.login()
+    src = random_file(tmp_path / "plain.bin", 20_000)
+    t = alice.files.offer("bob", src)
+    bob.log.wait("file_offer", lambda e: e["transfer"] == t.id)
+    assert web.json("POST", f"/api/transfers/{t.id}/accept")[0] == 200
+    done = bob.log.wait("file_done", lambda e: e["transfer"] == t.id)[0]
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"private key material")
+    checked = files.finished_file
+
+    def check_then_swap(node: Any, tid: str) -> Path | None:
+        path = checked(node, tid)
+        if path is not None:
+            path.unlink()
+            path.symlink_to(secret)
+        return path
+
+    monkeypatch.setattr(files, "finished_file", check_then_swap)
+    res = web.request("GET", f"/api/download/{t.id}")
+    assert b"private key material" not in res.read_body  # type: ignore[attr-defined]
+    assert res.status == 404
+    assert Path(done["path"]).is_symlink()
+

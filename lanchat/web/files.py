@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from lanchat.web.security import content_disposition
 
 UPLOADS_DIR = "web-uploads"
 UPLOAD_CHUNK = 1 << 20
+DOWNLOAD_CHUNK = 1 << 20
 UPLOAD_SPARE_BYTES = 64 << 20  # left free on the home's disk after an upload
 KEEP_UPLOADS_S = 7 * 24 * 3600.0  # an upload's copy outlives an unfinished transfer this long
 
@@ -153,12 +155,56 @@ def finished_file(node: Any, tid: str) -> Path | None:
     return Path(real)
 
 
+def open_inside(path: Path, root: str) -> BinaryIO | None:
+    """Open the file `finished_file` checked, unless something was swapped in since: a
+    link in its place is not followed, and what was opened must be a regular file still
+    inside `root` (a folder on the way replaced by a link moves it out)."""
+    try:  # O_NONBLOCK: a FIFO swapped in must not hang the open
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    opened = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(fd)
+        proc = f"/proc/self/fd/{fd}"
+        where = os.path.realpath(proc) if os.path.exists(proc) else os.path.realpath(path)
+        if (stat.S_ISREG(info.st_mode) and os.path.commonpath([root, where]) == root
+                and os.path.samestat(info, os.stat(where))):
+            return opened
+    except OSError:
+        pass
+    opened.close()
+    return None
+
+
+def open_download(node: Any, tid: str) -> tuple[str, BinaryIO] | None:
+    """The name and the checked, opened file of a finished transfer, or None."""
+    path = finished_file(node, tid)
+    opened = None if path is None else open_inside(
+        path, os.path.realpath(node.config.downloads_dir))
+    return None if path is None or opened is None else (path.name, opened)
+
+
 async def download(request: web.Request) -> web.StreamResponse:
-    """A received, verified file, as an attachment under its own (safe) name."""
+    """A received, verified file, as an attachment under its own (safe) name; served from
+    the file opened after the check, so a link swapped in later is never followed."""
     node = _server(request).node
-    path = await _off_loop(finished_file, node, request.match_info["tid"])
-    if path is None:
+    found = await _off_loop(open_download, node, request.match_info["tid"])
+    if found is None:
         raise _error(404, "no finished, verified file with that id in the downloads folder")
-    return web.FileResponse(path, headers={
-        "Content-Disposition": content_disposition(path.name),
-        "Content-Type": "application/octet-stream"})
+    name, opened = found
+    with opened:
+        left = os.fstat(opened.fileno()).st_size
+        response = web.StreamResponse(headers={
+            "Content-Disposition": content_disposition(name),
+            "Content-Type": "application/octet-stream"})
+        response.content_length = left
+        await response.prepare(request)
+        while left > 0:
+            chunk = await _off_loop(opened.read, min(DOWNLOAD_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            await response.write(chunk)
+    await response.write_eof()
+    return response
