@@ -384,3 +384,37 @@ def test_a_symlink_swapped_in_after_the_check_is_not_followed(
     assert res.status == 404
     assert Path(done["path"]).is_symlink()
 
+
+def test_an_upload_without_a_length_stops_at_the_disk_bound(
+        pair: tuple[Peer, Peer, Browserless], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunked PUT says no size up front: it is cut off once it would leave less than
+    the spare space free, its partial copy removed and nothing offered."""
+    import shutil as shutil_module
+
+    from lanchat.web import files
+
+    alice, bob, web = pair
+    web.login()
+    real = shutil_module.disk_usage
+    room = 100_000
+
+    def tight(path: Any) -> Any:
+        usage = real(path)
+        return usage._replace(free=files.UPLOAD_SPARE_BYTES + room)
+
+    monkeypatch.setattr(files.shutil, "disk_usage", tight)
+    chunks = [b"x" * 50_000] * 6  # 300 kB > room
+    conn = http.client.HTTPConnection(web.host, web.port, timeout=10)
+    conn.request("PUT", f"/api/upload?to={alice.node.node_id}&name=big.bin",
+                 body=iter(chunks), encode_chunked=True,
+                 headers={"Host": f"{web.host}:{web.port}", "Origin": web.origin,
+                          "Cookie": web.cookie, "Transfer-Encoding": "chunked"})
+    res = conn.getresponse()
+    body = res.read()
+    conn.close()
+    assert res.status == 507, body
+    uploads = bob.node.config.home / files.UPLOADS_DIR
+    assert [p for p in uploads.rglob("*") if p.is_file()] == []
+    status, _ = web.json("GET", "/api/state")
+    assert status == 200
+    assert not any(r["name"] == "big.bin" for r in bob.files.transfers())

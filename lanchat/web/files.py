@@ -78,6 +78,27 @@ class Uploads:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+NO_ROOM = "not enough free space in lanchat's home for this file"
+
+
+class NoRoom(Exception):
+    """The upload grew past the space it may take."""
+
+
+async def _receive(body: Any, path: Path, room: int) -> None:
+    """Write the request body to `path`; NoRoom once it passes `room` bytes or the disk's
+    free space falls under the spare (other writers, other uploads)."""
+    written = 0
+    with await _off_loop(open, path, "wb") as out:
+        async for chunk in body.iter_chunked(UPLOAD_CHUNK):
+            written += len(chunk)
+            if written > room:
+                raise NoRoom()
+            await _off_loop(out.write, chunk)
+            if (await _off_loop(shutil.disk_usage, path.parent)).free < UPLOAD_SPARE_BYTES:
+                raise NoRoom()
+
+
 async def upload(request: web.Request) -> web.StreamResponse:
     """`PUT /api/upload?to=PEER&name=NAME` with the file as the body: offer it to PEER."""
     server = _server(request)
@@ -93,19 +114,18 @@ async def upload(request: web.Request) -> web.StreamResponse:
     except LookupError as exc:
         raise _error(404, str(exc).strip("'\"")) from None
     path = await _off_loop(server.uploads.new_path, name)
+    free = (await _off_loop(shutil.disk_usage, path.parent)).free
+    room = free - UPLOAD_SPARE_BYTES  # what this upload may take; a chunked body too
     size = request.content_length
-    if size is not None:
-        free = (await _off_loop(shutil.disk_usage, path.parent)).free
-        if size > free - UPLOAD_SPARE_BYTES:
-            shutil.rmtree(path.parent, ignore_errors=True)
-            raise _error(507, "not enough free space in lanchat's home for this file")
-    out = await _off_loop(open, path, "wb")
-    try:
-        with out:
-            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
-                await _off_loop(out.write, chunk)
-    except (OSError, ConnectionError) as exc:
+    if size is not None and size > room:
         shutil.rmtree(path.parent, ignore_errors=True)
+        raise _error(507, NO_ROOM)
+    try:
+        await _receive(request.content, path, room)
+    except (OSError, ConnectionError, NoRoom) as exc:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        if isinstance(exc, NoRoom):
+            raise _error(507, NO_ROOM) from None
         raise _error(507 if isinstance(exc, OSError) else 400, f"upload failed: {exc}") from None
     try:
         t = await _off_loop(manager.offer, peer["id"], path)
