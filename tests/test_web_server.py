@@ -418,3 +418,31 @@ def test_an_upload_without_a_length_stops_at_the_disk_bound(
     status, _ = web.json("GET", "/api/state")
     assert status == 200
     assert not any(r["name"] == "big.bin" for r in bob.files.transfers())
+
+
+def test_the_feed_ring_is_bounded_in_bytes_not_only_in_events() -> None:
+    """A peer's longest messages (16 K astral characters, 12 bytes each once escaped to
+    JSON) must not grow the replay ring to gigabytes (20,000 of them would be 3.9 GB): it
+    keeps at most 64 MiB, and a page further behind than that is told to reload."""
+    import asyncio
+    import tracemalloc
+
+    from lanchat.protocol import MAX_TEXT_CHARS
+
+    limit = 64 << 20
+    text = "\U0001f600" * MAX_TEXT_CHARS
+    count = 2 * limit // (12 * MAX_TEXT_CHARS)
+    loop = asyncio.new_event_loop()
+    tracemalloc.start()
+    try:
+        feed = Feed(loop)
+        for _ in range(count):
+            feed.publish("message", {"text": text}, 0.0)
+        held, _ = tracemalloc.get_traced_memory()
+        assert held < limit + (4 << 20), held
+        assert feed.since(0) is None and not feed.can_resume(feed.epoch, 0)
+        assert feed.can_resume(feed.epoch, count - 10)
+        assert [json.loads(e)["n"] for e in feed.since(count - 2) or []] == [count - 1, count]
+    finally:
+        tracemalloc.stop()
+        loop.close()

@@ -20,6 +20,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RING_EVENTS = 20_000  # events kept for a page that reconnects (~20 s at 1,000 msg/s)
+# ... and at most this many bytes of them: a peer's longest message is ~200 kB as JSON.
+RING_BYTES = 64 << 20
 BATCH_EVENTS = 2_000  # at most this many events in one WebSocket frame
 # At most one frame per this long per page: a lone event goes out at once, a flood in
 # batches (a browser pays per message it handles, whatever its size).
@@ -29,11 +31,15 @@ FRAME_GAP_S = 0.016
 class Feed:
     """Numbered events, a replay ring, and the set of pages listening."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ring: int = RING_EVENTS) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, ring: int = RING_EVENTS,
+                 ring_bytes: int = RING_BYTES) -> None:
         self.loop = loop
         self.epoch = secrets.token_hex(8)
         self._lock = threading.Lock()
-        self._ring: deque[tuple[int, str]] = deque(maxlen=ring)
+        self._ring: deque[tuple[int, str]] = deque()
+        self._ring_max = ring
+        self._ring_bytes_max = ring_bytes
+        self._ring_bytes = 0
         self._seq = 0
         self._wake_pending = False
         self._readers: set[Reader] = set()
@@ -51,8 +57,12 @@ class Feed:
             self._seq += 1
             seq = self._seq
             body = {"event": name, "ts": round(ts, 6), **fields, "n": seq}
-            self._ring.append((seq, json.dumps(body, ensure_ascii=True, separators=(",", ":"),
-                                               default=str)))
+            line = json.dumps(body, ensure_ascii=True, separators=(",", ":"), default=str)
+            self._ring.append((seq, line))
+            self._ring_bytes += len(line)
+            while len(self._ring) > 1 and (len(self._ring) > self._ring_max
+                                           or self._ring_bytes > self._ring_bytes_max):
+                self._ring_bytes -= len(self._ring.popleft()[1])
             wake = not self._wake_pending
             self._wake_pending = True
             self.counters["published"] += 1
