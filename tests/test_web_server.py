@@ -446,3 +446,27 @@ def test_the_feed_ring_is_bounded_in_bytes_not_only_in_events() -> None:
     finally:
         tracemalloc.stop()
         loop.close()
+
+
+def test_a_frame_holds_at_most_a_mebibyte_of_events_unless_one_is_bigger() -> None:
+    """A page catching up on large messages gets them in frames of about 1 MiB, not one
+    frame of 2,000 of them (400 MB for the browser to parse at once), and none is lost."""
+    import asyncio
+
+    from lanchat.protocol import MAX_TEXT_CHARS
+
+    loop = asyncio.new_event_loop()
+    try:
+        feed = Feed(loop)
+        for i in range(12):
+            feed.publish("message", {"text": f"{i:02}" + "\u00e9" * MAX_TEXT_CHARS}, 0.0)
+        feed.publish("message", {"text": "\U0001f600" * (8 * MAX_TEXT_CHARS)}, 0.0)
+        last, frames = 0, []
+        while batch := feed.since(last):
+            frames.append(batch)
+            last += len(batch)
+        assert all(sum(map(len, f)) <= 1 << 20 or len(f) == 1 for f in frames)
+        assert [json.loads(e)["n"] for f in frames for e in f] == list(range(1, 14))
+        assert len(frames) > 2
+    finally:
+        loop.close()

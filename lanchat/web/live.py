@@ -23,6 +23,7 @@ RING_EVENTS = 20_000  # events kept for a page that reconnects (~20 s at 1,000 m
 # ... and at most this many bytes of them: a peer's longest message is ~200 kB as JSON.
 RING_BYTES = 64 << 20
 BATCH_EVENTS = 2_000  # at most this many events in one WebSocket frame
+BATCH_BYTES = 1 << 20  # ... and this many bytes, unless one event alone is bigger
 # At most one frame per this long per page: a lone event goes out at once, a flood in
 # batches (a browser pays per message it handles, whatever its size).
 FRAME_GAP_S = 0.016
@@ -89,7 +90,15 @@ class Feed:
                 return None
             start = last + 1 - first
             end = min(len(self._ring), start + BATCH_EVENTS)
-            return [self._ring[i][1] for i in range(start, end)]
+            batch: list[str] = []
+            size = 0
+            for i in range(start, end):
+                line = self._ring[i][1]
+                size += len(line)
+                if batch and size > BATCH_BYTES:
+                    break
+                batch.append(line)
+            return batch
 
     def can_resume(self, epoch: str, last: int) -> bool:
         """True if a page that saw event `last` of `epoch` can be brought up to date."""
