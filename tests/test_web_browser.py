@@ -307,6 +307,31 @@ def test_a_dropped_socket_reconnects_and_loses_nothing(web: Web) -> None:
     assert away == [f"while away {i}" for i in range(30)]
 
 
+def test_a_message_shown_live_while_the_history_loads_is_kept(web: Web) -> None:
+    """The history page was read before a message was stored; the message is shown live
+    before that page comes back: the page's rows must not wipe it."""
+    web.open_conv("all")
+    web.browser.eval("""() => {
+        const real = window.fetch;
+        window.heldHistory = new Promise((done) => { window.releaseHistory = done; });
+        window.fetch = async (url, options) => {
+            const res = await real(url, options);
+            if (String(url).includes('/api/history')) {
+                window.fetch = real;  // only this once
+                window.historyRead = true;
+                await window.heldHistory;
+            }
+            return res; }; }""")
+    web.browser.call("click", selector='#convs button[data-conv="all"]')
+    web.browser.wait("() => window.historyRead === true")
+    seen = web.browser.eval("() => lanchat.received")
+    web.alice.command("/all stored after the history was read")
+    web.browser.wait("(n) => lanchat.received > n", seen)
+    web.browser.eval("() => window.releaseHistory()")
+    web.browser.wait("() => !lanchat.loading")
+    assert web.texts()[-1:] == ["stored after the history was read"]
+
+
 def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
     """With LANCHAT_SCREENSHOTS=DIR: the web window, and the shell in tmux (its screen
     with colours, captured by tmux and shown by the same browser), as PNG files."""

@@ -193,7 +193,11 @@ function trimBottom() {
 // many messages came), or at once while the page is hidden (no frames then).
 let pendingRows = [];
 let frameAsked = false;
+// Live rows of the conversation whose latest page is being read: that page may have been
+// read before they were stored, so they are kept after its rows.
+let arrivedWhileLoading = null;
 function appendLive(list) {
+  if (arrivedWhileLoading && list.length) arrivedWhileLoading.push(...list);
   if (state.detached || !list.length) return;
   pendingRows.push(...list);
   if (document.hidden) { flushRows(); return; }
@@ -225,6 +229,7 @@ function histQuery(before) {
 async function loadLatest() {
   const key = state.active;
   state.loading = true;
+  const arrived = arrivedWhileLoading = [];
   try {
     const page = await api(histQuery(null));
     if (key !== state.active) return;
@@ -233,19 +238,21 @@ async function loadLatest() {
     state.detached = false;
     state.hasOlder = page.messages.length >= PAGE;
     const frag = document.createDocumentFragment();
-    for (const m of page.messages) {
+    for (const m of [...page.messages, ...arrived]) {
+      if (state.shown.has(m.id)) continue;
       const li = messageItem(m);
       state.shown.set(m.id, li);
       frag.append(li);
     }
     $("log").replaceChildren(frag);
-    $("older").hidden = !state.hasOlder;
+    trimTop();  // a flood while the page was read may bring more than MAX_DOM rows
     $("latest").hidden = true;
     $("log").scrollTop = $("log").scrollHeight;
     atEnd = true;
   } catch (err) {
     notice("could not load the history: " + err.message);
   } finally {
+    if (arrivedWhileLoading === arrived) arrivedWhileLoading = null;
     state.loading = false;
   }
 }
