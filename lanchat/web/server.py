@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 WS_HEARTBEAT_S = 20.0
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css",
-                "icon.svg": "image/svg+xml"}
+STATIC_FILES = {"base.js": "text/javascript", "messages.js": "text/javascript",
+                "files.js": "text/javascript", "app.js": "text/javascript",
+                "style.css": "text/css", "icon.svg": "image/svg+xml"}
 # Events pages do not need: command answers of the terminal user.
 HIDDEN_EVENTS = frozenset({"output"})
 
