@@ -199,9 +199,21 @@ class Guard:
         chats = _durable(frames)
         if self.store_full(now):
             return Verdict(0, self._slow(peer_id, now, 60.0), reason="the store is full")
+        room = self.limits.max_store_bytes - self._size
         if not self.stranger(peer_id):
-            self._size += sum(len(c.text) for c in chats)  # until the next look at the disk
-            return Verdict(len(chats))
+            total = sum(len(c.text) for c in chats)
+            if total <= room:
+                self._size += total  # until the next look at the disk
+                return Verdict(len(chats))
+            ok = 0
+            for chat in chats:  # up to the bound; the rest waits (the store stays full)
+                room -= len(chat.text)
+                if room < 0:
+                    break
+                self._size += len(chat.text)
+                ok += 1
+            self._size = max(self._size, int(self.limits.max_store_bytes))  # full till a look
+            return Verdict(ok, self._slow(peer_id, now, 60.0), reason="the store is full")
         budget = self._budget(peer_id, now)
         start = 0
         if budget.resume_at is not None:
@@ -212,6 +224,8 @@ class Guard:
             budget.resume_at = None
             chats = chats[start:]
         day_left = self.limits.stranger_bytes_per_day - budget.day_bytes
+        store_cut = room < day_left
+        day_left = min(day_left, room)
         ok = 0
         took = min(len(chats), budget.messages.available(now))
         for chat in chats[:took]:
@@ -229,6 +243,9 @@ class Guard:
         if ok == took and took < len(chats):  # out of messages for now
             wait = budget.messages.wait(now, self.limits.stranger_msg_burst / 2)
             reason = "too many messages from a stranger"
+        elif store_cut:  # the store reached its bound
+            wait, reason = 60.0, "the store is full"
+            self._size = max(self._size, int(self.limits.max_store_bytes))
         else:  # out of bytes for today
             wait = budget.day_start + DAY_S - now
             reason = "a stranger's daily share of the store is used up"
