@@ -26,14 +26,10 @@ from typing import Any
 import pytest
 
 from lanchat.discovery import beacon as beacon_mod
-from lanchat.discovery.beacon import (
-    MAX_DATAGRAM,
-    NEW_PEER_BURST,
-    NEW_PEER_RATE_PER_S,
-    Beacon,
-    Sighting,
-)
+from lanchat.discovery.beacon import NEW_PEER_BURST, NEW_PEER_RATE_PER_S, Beacon
+from lanchat.discovery.beacon_wire import MAX_DATAGRAM
 from lanchat.discovery.interfaces import Interface
+from lanchat.discovery.sighting import Sighting
 from lanchat.nicks import placeholder
 
 LO = Interface("lo", "127.0.0.1", 8)
@@ -184,7 +180,7 @@ def test_two_nodes_on_one_host_see_each_other(where: tuple[str, int]) -> None:
             assert lo["received"] >= 1 and lo["accepted"] >= 1
             assert stats["dropped"]["own"] >= 1
             # safety: the socket multicasts on loopback only, with TTL 1
-            sock = alice._links[0].sock
+            sock = alice._sockets.links[0].sock
             assert sock is not None
             assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 1
             ifaddr = sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)
