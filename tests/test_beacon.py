@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 
 from lanchat.discovery import beacon as beacon_mod
-from lanchat.discovery.beacon import NEW_PEER_BURST, NEW_PEER_RATE_PER_S, Beacon
+from lanchat.discovery import beacon_peers
+from lanchat.discovery.beacon import Beacon
+from lanchat.discovery.beacon_peers import NEW_PEER_BURST, NEW_PEER_RATE_PER_S
 from lanchat.discovery.beacon_wire import MAX_DATAGRAM
 from lanchat.discovery.interfaces import Interface
 from lanchat.discovery.sighting import Sighting
@@ -414,12 +416,12 @@ def test_the_peer_table_and_source_table_stay_bounded(
     where: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Even with no rate limit, endless new ids and sources evict the oldest entries."""
-    monkeypatch.setattr(beacon_mod, "MAX_TRACKED", 100)
-    monkeypatch.setattr(beacon_mod, "MAX_SOURCES", 8)
-    monkeypatch.setattr(beacon_mod, "SOURCE_RATE_PER_S", 1e9)
-    monkeypatch.setattr(beacon_mod, "SOURCE_BURST", 1e9)
-    monkeypatch.setattr(beacon_mod, "NEW_PEER_RATE_PER_S", 1e9)
-    monkeypatch.setattr(beacon_mod, "NEW_PEER_BURST", 1e9)
+    monkeypatch.setattr(beacon_peers, "MAX_TRACKED", 100)
+    monkeypatch.setattr(beacon_peers, "MAX_SOURCES", 8)
+    monkeypatch.setattr(beacon_peers, "SOURCE_RATE_PER_S", 1e9)
+    monkeypatch.setattr(beacon_peers, "SOURCE_BURST", 1e9)
+    monkeypatch.setattr(beacon_peers, "NEW_PEER_RATE_PER_S", 1e9)
+    monkeypatch.setattr(beacon_peers, "NEW_PEER_BURST", 1e9)
 
     async def story() -> None:
         ra = Recorder()

@@ -24,8 +24,10 @@ import pytest
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
 from lab import skip_unless_required
-from lanchat.discovery import mdns
-from lanchat.discovery.mdns import SERVICE_TYPE, MdnsService, Sighting
+from lanchat.discovery import mdns, mdns_records
+from lanchat.discovery.mdns import MdnsService
+from lanchat.discovery.mdns_records import SERVICE_TYPE
+from lanchat.discovery.sighting import Sighting
 from lanchat.nicks import placeholder
 
 WAIT_S = 8.0  # generous: a probed registration shows up after ~1.1 s
@@ -363,9 +365,9 @@ def test_mdns_stays_off_without_raising_when_port_5353_is_taken(
 
 def test_instance_label_is_one_safe_dns_label() -> None:
     """Dots, escape codes and long nicks never break the `<nick>@<host>` label."""
-    assert mdns.instance_label("alice", "h1") == "alice@h1"
-    assert mdns.instance_label("a.b\x1b[2J", "box.lan") == "a-b[2J@box-lan"
-    long = mdns.instance_label("\U0001f600" * 64, "h1")
-    assert len(long.encode()) <= mdns.INSTANCE_LABEL_MAX_BYTES
+    assert mdns_records.instance_label("alice", "h1") == "alice@h1"
+    assert mdns_records.instance_label("a.b\x1b[2J", "box.lan") == "a-b[2J@box-lan"
+    long = mdns_records.instance_label("\U0001f600" * 64, "h1")
+    assert len(long.encode()) <= mdns_records.INSTANCE_LABEL_MAX_BYTES
     long.encode().decode("utf-8")  # cut on a character boundary
-    assert len(("nick=" + mdns._fit_txt("nick", "\U0001f600" * 64)).encode()) <= 255
+    assert len(("nick=" + mdns_records.fit_txt("nick", "\U0001f600" * 64)).encode()) <= 255

@@ -14,12 +14,12 @@ from zeroconf._services.registry import ServiceRegistry
 
 # (owner, attribute, where lanchat uses it, why no public API does)
 INTERNALS = [
-    (ServiceRegistry, "async_remove", "lanchat/discovery/mdns.py: withdraw a contested name",
+    (ServiceRegistry, "async_remove", "lanchat/discovery/mdns_names.py: withdraw a contested name",
      "withdraw a record without a goodbye (unregister_service sends one, erasing the "
      "winner's record at every peer)"),
-    (ServiceRegistry, "async_get_info_name", "lanchat/discovery/mdns.py: _defend",
+    (ServiceRegistry, "async_get_info_name", "lanchat/discovery/mdns_names.py: _defend",
      "whether the name is still ours when the defence fires"),
-    (DNSCache, "async_all_by_details", "lanchat/discovery/mdns.py: _txt_ids",
+    (DNSCache, "async_all_by_details", "lanchat/discovery/mdns_names.py: txt_ids",
      "read every cached TXT record of a contested name"),
 ]
 

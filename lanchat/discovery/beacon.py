@@ -20,11 +20,11 @@ import logging
 import random
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
+from lanchat.discovery.beacon_peers import PeerBook
 from lanchat.discovery.beacon_sockets import BeaconSockets, Link
 from lanchat.discovery.beacon_wire import (
     HOST_MAX_CHARS,
@@ -52,52 +52,11 @@ HELLO_ANSWER_MIN_INTERVAL_S = 0.2  # at most one answer to new peers' hellos per
 BYE_REPEAT = 2  # byes sent on stop()
 BYE_GAP_S = 0.02  # pause between the repeated byes
 
-# Receive-side bounds, read once per Beacon (tests may patch them before construction).
-MAX_TRACKED = 4096  # (id, instance, source) entries for replay detection; oldest evicted
-MAX_SOURCES = 1024  # per-source rate buckets (of each kind); oldest evicted
-# Two token buckets per source address. Nodes on one host share a source address, so the
-# bucket for all datagrams is generous; the one for datagrams that add a new (id, instance)
-# entry is tight, which is what stops a flood of random ids.
-SOURCE_RATE_PER_S = 200.0  # datagrams per second a source may send us
-SOURCE_BURST = 400.0  # ... and at once
-NEW_PEER_RATE_PER_S = 20.0  # new (id, instance) entries per second a source may create
-NEW_PEER_BURST = 40.0  # ... and at once
-
 
 class _State(Enum):
     NEW = "new"
     RUNNING = "running"
     STOPPED = "stopped"
-
-
-class _RateLimit:
-    """Token buckets keyed by source address; only the most recent `max_keys` are kept."""
-
-    def __init__(self, rate_per_s: float, burst: float, max_keys: int) -> None:
-        self._rate = rate_per_s
-        self._burst = burst
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # key -> [tokens, t]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def allow(self, key: str, now: float) -> bool:
-        """Take one token from `key`'s bucket; False if it is empty."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = [self._burst, now]
-            self._buckets[key] = bucket
-            if len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-            bucket[0] = min(self._burst, bucket[0] + (now - bucket[1]) * self._rate)
-            bucket[1] = now
-        if bucket[0] < 1.0:
-            return False
-        bucket[0] -= 1.0
-        return True
 
 
 class Beacon:
@@ -147,9 +106,7 @@ class Beacon:
         self._check_size(nick)
         self._sockets = BeaconSockets(group=group, port=beacon_port, interfaces=interfaces)
 
-        self._max_tracked = MAX_TRACKED
-        self._all_limit = _RateLimit(SOURCE_RATE_PER_S, SOURCE_BURST, MAX_SOURCES)
-        self._new_limit = _RateLimit(NEW_PEER_RATE_PER_S, NEW_PEER_BURST, MAX_SOURCES)
+        self._peers = PeerBook()
 
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,17 +115,15 @@ class Beacon:
         self._answer_handle: asyncio.TimerHandle | None = None
         self._last_answer = float("-inf")
         self._seq = 0
-        # (id, instance, source address) -> [last seq, said bye]
-        self._tracked: OrderedDict[tuple[str, str, str], list[Any]] = OrderedDict()
         self._dropped = dict.fromkeys((r.value for r in DropReason), 0)
         self._accepted = 0
-        self._evicted = 0
         self._warned_clash = False
 
     # -- public API
 
     async def start(self) -> None:
-        """Open one socket per interface, send the first hello, schedule burst and heartbeats."""
+        """Open the sockets (beacon_sockets), send the first hello, schedule the burst and
+        the heartbeats."""
         if self._state is not _State.NEW:
             return
         self._loop = asyncio.get_running_loop()
@@ -221,10 +176,10 @@ class Beacon:
             "accepted": self._accepted,
             "ephemeral_heard": self.ephemeral_heard,
             "dropped": dict(self._dropped),
-            "tracked": len(self._tracked),
-            "tracked_max": self._max_tracked,
-            "evicted": self._evicted,
-            "sources": len(self._all_limit),
+            "tracked": self._peers.tracked,
+            "tracked_max": self._peers.max_tracked,
+            "evicted": self._peers.evicted,
+            "sources": self._peers.sources,
         }
 
     # -- sending
@@ -303,7 +258,7 @@ class Beacon:
             self._drop(DropReason.OFF_LINK, source)
             return
         now = self._loop.time()
-        if not self._all_limit.allow(source, now):
+        if not self._peers.allow(source, now):
             self._drop(DropReason.RATE_LIMITED, source)
             return
         try:
@@ -321,33 +276,20 @@ class Beacon:
                     self._warned_clash = True
                 self._drop(DropReason.ID_CLASH, source)
             return
-        key = (msg.node_id, msg.instance, source)
-        entry = self._tracked.get(key)
-        new = entry is None
-        if entry is None:
-            if not self._new_limit.allow(source, now):
-                self._drop(DropReason.RATE_LIMITED, source)
-                return
-            entry = [msg.seq, False]
-            self._tracked[key] = entry
-            if len(self._tracked) > self._max_tracked:
-                self._tracked.popitem(last=False)
-                self._evicted += 1
-        elif msg.seq <= entry[0]:
-            self._drop(DropReason.REPLAY, source)
+        heard = self._peers.hear(msg, source, now)
+        if isinstance(heard, DropReason):
+            self._drop(heard, source)
             return
-        else:
-            entry[0] = msg.seq
-            self._tracked.move_to_end(key)
+        entry, new = heard
         link.accepted += 1
         self._accepted += 1
         if msg.kind is Kind.BYE:
-            if entry[1] and not new:
+            if entry.said_bye and not new:
                 return  # the repeated bye of the same instance: reported once
-            entry[1] = True
+            entry.said_bye = True
             self._call(self._on_bye, msg.node_id, source)
             return
-        entry[1] = False
+        entry.said_bye = False
         if msg.ephemeral:  # a one-shot `send`/`peers`/`doctor`: it hears us, we list it not
             self.ephemeral_heard += 1
             if new and msg.kind is Kind.HELLO:
