@@ -16,6 +16,7 @@ from lanchat.protocol import Message
 from lanchat.rooms.model import Change, Room, Verdict
 from lanchat.rooms.storage import RoomLog
 from lanchat.rooms.wire import (
+    MAX_ROOM_MEMBERS,
     RoomMember,
     RoomMsg,
     RoomRoster,
@@ -24,6 +25,9 @@ from lanchat.rooms.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_ROOMS = 128  # rooms this node knows; past it invitations are refused (/join is not capped)
+MAX_DIRECTORY_ROOMS = 256  # open rooms not joined, kept from LAN announcements
 
 
 class Gossip:
@@ -129,10 +133,7 @@ class Gossip:
             self.count("room_forged")
             return
         if s.kind == "open":
-            seen = self.directory.setdefault(s.room, {})
-            held = seen.get(s.member)
-            if held is None or held.ver < s.ver:
-                seen[s.member] = s
+            self._remember_open(s)
         room = self.rooms.get(s.room)
         if room is None or not room.joined:
             return
@@ -149,6 +150,21 @@ class Gossip:
         if s.member in change.joined and s.member != self.node.node_id:
             self.welcome(room, s.member)
 
+    def _remember_open(self, s: RoomMember) -> None:
+        """Keep an open room's statement for /rooms and a later /join, within bounds."""
+        seen = self.directory.get(s.room)
+        if seen is None:
+            if len(self.directory) >= MAX_DIRECTORY_ROOMS:
+                self.count("room_refused")
+                return
+            seen = self.directory[s.room] = {}
+        held = seen.get(s.member)
+        if held is None and len(seen) >= MAX_ROOM_MEMBERS:
+            self.count("room_refused")
+            return
+        if held is None or held.ver < s.ver:
+            seen[s.member] = s
+
     def _on_roster(self, peer_id: str, r: RoomRoster) -> None:
         if not r.verified():
             self.count("room_forged")
@@ -156,7 +172,7 @@ class Gossip:
         own = self.node.node_id
         room = self.rooms.get(r.room)
         if room is None:
-            if own not in r.members:
+            if own not in r.members or len(self.rooms) >= MAX_ROOMS:
                 self.count("room_refused")
                 return
             room = Room(r.room, "private", r.creator)

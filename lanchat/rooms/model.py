@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from lanchat.rooms.wire import RoomMember, RoomRoster, RoomTopic
+from lanchat.rooms.wire import MAX_ROOM_MEMBERS, RoomMember, RoomRoster, RoomTopic
 
 
 class Verdict(enum.Enum):
@@ -70,6 +70,8 @@ class Room:
         held = self.statements.get(s.member)
         if held is not None and held.ver >= s.ver:
             return Verdict.STALE, Change()
+        if held is None and len(self.statements) >= MAX_ROOM_MEMBERS:
+            return Verdict.REFUSED, Change()  # keys cost nothing: a room's size is capped
         before = self.members()
         self.statements[s.member] = s
         return Verdict.ACCEPTED, _diff(before, self.members())
