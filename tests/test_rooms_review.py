@@ -4,6 +4,7 @@ keep. Frames are handed to the rooms extension as if a session had read them."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,10 +14,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from test_rooms_nodes import Member
 
+from lanchat.delivery import new_message_id
 from lanchat.identity import node_id_from_spki
 from lanchat.protocol import Message
 from lanchat.rooms import gossip
-from lanchat.rooms.wire import MAX_ROOM_MEMBERS, RoomMember, RoomRoster, sign
+from lanchat.rooms.wire import (
+    MAX_ROOM_MEMBERS,
+    RoomMember,
+    RoomMsg,
+    RoomRoster,
+    RoomSync,
+    sign,
+)
 
 
 class Key:
@@ -73,3 +82,34 @@ def test_a_stranger_cannot_invite_the_node_into_unbounded_rooms(victim: Member) 
                for i in range(gossip.MAX_ROOMS + 20)]
     feed(victim, stranger, rosters)  # type: ignore[arg-type]
     assert len(victim.rooms.joined()) <= gossip.MAX_ROOMS
+
+
+def test_repeated_catch_up_requests_are_answered_once_while_in_flight(
+        victim: Member, monkeypatch: pytest.MonkeyPatch) -> None:
+    victim.rooms.join("#lobby")
+    author, asker = Key(), Key()
+    now_ms = int(time.time() * 1000)
+    posts = [sign(RoomMsg("#lobby", new_message_id(), author.node_id, author.key_b64, seq,
+                          now_ms + seq, "a", f"p{seq}"), author.sign)
+             for seq in range(1, 201)]
+    victim.rooms.node.store.transact(
+        lambda db: victim.rooms.log.store_in(db, [(author.node_id, m) for m in posts], 0.0))
+    feed(victim, asker, [statement(asker, "#lobby")])
+    checks: list[str] = []
+    verified = RoomMsg.verified
+
+    def counting(self: RoomMsg) -> bool:
+        checks.append(self.msg_id)
+        return verified(self)
+    monkeypatch.setattr(RoomMsg, "verified", counting)
+    queued: list[str] = []
+    queue_frame = victim.rooms.node.queue_frame
+
+    def counting_queue(peers: list[str], m: Message) -> None:
+        queued.append(getattr(m, "msg_id", ""))
+        queue_frame(peers, m)
+    monkeypatch.setattr(victim.rooms.node, "queue_frame", counting_queue)
+    # ten "I have nothing" requests: one answer's worth of work, not ten
+    feed(victim, asker, [RoomSync("#lobby", (), None) for _ in range(10)])
+    assert sorted(queued) == sorted(m.msg_id for m in posts)
+    assert len(checks) == len(posts)

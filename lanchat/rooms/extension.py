@@ -56,7 +56,7 @@ class Rooms(Gossip):
         self.rooms: dict[str, Room] = {}
         self.directory: dict[str, dict[str, RoomMember]] = {}
         self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
-        self.relayed: set[str] = set()
+        self.relayed: dict[str, set[str]] = {}  # peer -> others' messages relayed, unacked
         self._synced: set[str] = set()
         self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
         self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
@@ -188,8 +188,10 @@ class Rooms(Gossip):
                                acked=entry[2], of=entry[1])
                 if entry[2] >= entry[1]:
                     del self.pending[msg_id]
-            elif msg_id in self.relayed:
-                self.relayed.discard(msg_id)
+            elif msg_id in (relayed := self.relayed.get(peer_id, set())):
+                relayed.discard(msg_id)
+                if not relayed:
+                    del self.relayed[peer_id]
             else:
                 rest.append((peer_id, msg_id))
         return rest

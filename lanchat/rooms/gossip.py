@@ -37,7 +37,7 @@ class Gossip:
     log: RoomLog
     rooms: dict[str, Room]
     directory: dict[str, dict[str, RoomMember]]
-    relayed: set[str]
+    relayed: dict[str, set[str]]
     pending: dict[str, list[Any]]
     _synced: set[str]
 
@@ -235,13 +235,19 @@ class Gossip:
         found = self.node.store.read(
             lambda db: RoomLog.window(db, room.name, dict(y.heads), y.authors, time.time()))
         own = self.node.node_id
+        # What is already on its way to this peer is not checked or queued again: a
+        # member repeating "I have nothing" costs one answer until the peer acks it.
+        in_flight = self.relayed.setdefault(peer_id, set())
+        found = [m for m in found if m.msg_id not in in_flight]
         missing = [m for m in found if m.author == own or m.verified()]
         if len(missing) < len(found):  # stored from its author's session, badly signed
             self.count("room_forged", len(found) - len(missing))
         for m in missing:
             if m.msg_id not in self.pending:
-                self.relayed.add(m.msg_id)
+                in_flight.add(m.msg_id)
             self.node.queue_frame([peer_id], m)
+        if not in_flight:
+            del self.relayed[peer_id]
         if missing:
             self.count("room_relayed", len(missing))
 
