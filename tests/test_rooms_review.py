@@ -16,7 +16,7 @@ from test_rooms_nodes import Member
 
 from lanchat.delivery import new_message_id
 from lanchat.identity import node_id_from_spki
-from lanchat.protocol import Message
+from lanchat.protocol import Message, ProtocolError
 from lanchat.rooms import gossip
 from lanchat.rooms.wire import (
     MAX_ROOM_MEMBERS,
@@ -24,6 +24,7 @@ from lanchat.rooms.wire import (
     RoomMsg,
     RoomRoster,
     RoomSync,
+    RoomTopic,
     sign,
 )
 
@@ -113,3 +114,19 @@ def test_repeated_catch_up_requests_are_answered_once_while_in_flight(
     feed(victim, asker, [RoomSync("#lobby", (), None) for _ in range(10)])
     assert sorted(queued) == sorted(m.msg_id for m in posts)
     assert len(checks) == len(posts)
+
+
+def test_a_relayer_cannot_move_signed_bytes_between_nick_and_text() -> None:
+    author = Key()
+    real = sign(RoomMsg("#lobby", new_message_id(), author.node_id, author.key_b64, 1,
+                        int(time.time() * 1000), "ann", "pay bob\0 50"), author.sign)
+    forged = {**real.to_dict(), "nick": "ann\0pay bob", "text": " 50"}
+    try:
+        copy = RoomMsg.from_dict(forged)
+    except ProtocolError:
+        return
+    assert not copy.verified()
+    t = sign(RoomTopic("#lobby", author.node_id, author.key_b64, 1, "ann", "a\0b"),
+             author.sign)
+    with pytest.raises(ProtocolError):
+        RoomTopic.from_dict({**t.to_dict(), "nick": "ann\0a", "topic": "b"})

@@ -47,8 +47,14 @@ def _room(d: dict[str, Any]) -> str:
 
 
 def _nick(d: dict[str, Any]) -> str:
-    """The signer's nick as signed (bounded); shown only through `nicks.clean_received_nick`."""
-    return read_nick(d)
+    """The signer's nick as signed (bounded); shown only through `nicks.clean_received_nick`.
+
+    NUL separates signed fields (`signing.payload`) and free text follows the nick, so a
+    nick with a NUL would let a relayer move signed bytes between nick and text."""
+    nick = read_nick(d)
+    if "\0" in nick:
+        raise ProtocolError("field 'nick' contains NUL")
+    return nick
 
 
 def _bool(d: dict[str, Any], key: str) -> bool:
