@@ -20,6 +20,7 @@ from lanchat.protocol import Message, ProtocolError
 from lanchat.rooms import gossip
 from lanchat.rooms.wire import (
     MAX_ROOM_MEMBERS,
+    MAX_SEQ,
     RoomMember,
     RoomMsg,
     RoomRoster,
@@ -130,3 +131,16 @@ def test_a_relayer_cannot_move_signed_bytes_between_nick_and_text() -> None:
              author.sign)
     with pytest.raises(ProtocolError):
         RoomTopic.from_dict({**t.to_dict(), "nick": "ann\0a", "topic": "b"})
+
+
+def test_a_member_cannot_lock_the_topic_with_a_version_from_the_far_future(
+        victim: Member) -> None:
+    victim.rooms.join("#lobby")
+    member = Key()
+    feed(victim, member, [statement(member, "#lobby"),
+                          sign(RoomTopic("#lobby", member.node_id, member.key_b64, MAX_SEQ,
+                                         "m", "mine forever"), member.sign)])
+    assert victim.rooms.info("#lobby")["topic"] == ""
+    victim.rooms.set_topic("#lobby", "ours")
+    topic = victim.rooms.rooms["#lobby"].topic
+    assert topic is not None and topic.ver < MAX_SEQ

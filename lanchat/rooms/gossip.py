@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_ROOMS = 128  # rooms this node knows; past it invitations are refused (/join is not capped)
 MAX_DIRECTORY_ROOMS = 256  # open rooms not joined, kept from LAN announcements
+# Topic versions are their setter's clock in ms; one further ahead than this would win
+# over every later topic (and the next version would not fit the wire's bound).
+MAX_TOPIC_AHEAD_MS = 24 * 3600 * 1000
 
 
 class Gossip:
@@ -213,6 +216,9 @@ class Gossip:
             return
         room = self.rooms.get(t.room)
         if room is None or not room.joined:
+            return
+        if t.ver > time.time() * 1000 + MAX_TOPIC_AHEAD_MS:
+            self.count("room_refused")
             return
         verdict = room.accept_topic(t)
         if verdict is Verdict.REFUSED:
