@@ -144,3 +144,22 @@ def test_a_member_cannot_lock_the_topic_with_a_version_from_the_far_future(
     victim.rooms.set_topic("#lobby", "ours")
     topic = victim.rooms.rooms["#lobby"].topic
     assert topic is not None and topic.ver < MAX_SEQ
+
+
+def test_parting_a_private_room_sticks_when_its_creator_changes_the_list(
+        victim: Member) -> None:
+    creator, other = Key(), Key()
+
+    def roster(ver: int, *members: str) -> RoomRoster:
+        return sign(RoomRoster("#p", creator.node_id, creator.key_b64, ver,
+                               (creator.node_id, *members)), creator.sign)
+    feed(victim, creator, [roster(1, victim.id)])
+    assert victim.rooms.joined() == ["#p"]
+    victim.rooms.part("#p")
+    feed(victim, creator, [roster(2, victim.id, other.node_id)])
+    assert victim.rooms.joined() == []
+    victim.rooms.join("#p")  # still listed: it may come back by itself
+    assert victim.rooms.joined() == ["#p"]
+    feed(victim, creator, [roster(3, other.node_id)])  # kicked
+    feed(victim, creator, [roster(4, victim.id, other.node_id)])  # invited again
+    assert victim.rooms.joined() == ["#p"]

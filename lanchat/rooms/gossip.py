@@ -181,6 +181,9 @@ class Gossip:
             room = Room(r.room, "private", r.creator)
             self.rooms[r.room] = room
         was_member = room.joined and own in room.members()
+        # Listed already but not in: this node parted, and only its own /join brings it
+        # back; a new list is an invitation only when it newly names this node.
+        parted = not room.joined and room.roster is not None and own in room.roster.members
         before = room.members()
         verdict, change = room.accept_roster(r)
         if verdict is Verdict.REFUSED:
@@ -195,6 +198,9 @@ class Gossip:
                 room.joined = False
                 self._persist(room)
                 self.node.emit("room_left", room=room.name, reason="kicked")
+            return
+        if parted:
+            self._persist(room)
             return
         if not room.joined or not was_member:
             room.joined = True
