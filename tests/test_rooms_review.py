@@ -163,3 +163,27 @@ def test_parting_a_private_room_sticks_when_its_creator_changes_the_list(
     feed(victim, creator, [roster(3, other.node_id)])  # kicked
     feed(victim, creator, [roster(4, victim.id, other.node_id)])  # invited again
     assert victim.rooms.joined() == ["#p"]
+
+
+def test_relayed_copies_still_queued_are_known_as_relayed_after_a_restart(
+        tmp_path: Path) -> None:
+    victim = Member(tmp_path / "v", "victim", [])
+    try:
+        victim.rooms.join("#lobby")
+        author, asker = Key(), Key()
+        now_ms = int(time.time() * 1000)
+        posts = [sign(RoomMsg("#lobby", new_message_id(), author.node_id, author.key_b64,
+                              seq, now_ms + seq, "a", f"p{seq}"), author.sign)
+                 for seq in range(1, 4)]
+        victim.rooms.node.store.transact(
+            lambda db: victim.rooms.log.store_in(db, [(author.node_id, m) for m in posts],
+                                                 0.0))
+        feed(victim, asker, [statement(asker, "#lobby"), RoomSync("#lobby", (), None)])
+    finally:
+        victim.node.close()
+    again = Member(tmp_path / "v", "victim", [])
+    try:
+        relayed = again.rooms.node.runtime.call(lambda: dict(again.rooms.relayed))
+        assert relayed == {asker.node_id: {m.msg_id for m in posts}}
+    finally:
+        again.node.close()

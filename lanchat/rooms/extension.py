@@ -82,6 +82,7 @@ class Rooms(Gossip):
         for msg_id, (room_name, of, left) in node.store.read(
                 lambda db: RoomLog.pending_own(db, own)).items():
             self.pending[msg_id] = [room_name, of, of - left]
+        self.relayed = node.store.read(lambda db: RoomLog.relayed_queued(db, own))
         self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
         for room in self.rooms.values():
             if room.joined:

@@ -260,3 +260,13 @@ class RoomLog:
             "SELECT l.id, l.room, l.recipients, count(*) FROM outbox o JOIN room_log l"
             " ON l.id=o.msg_id AND l.author=? GROUP BY l.id", (own_id,)).fetchall()
         return {str(i): (str(r), int(n), int(p)) for i, r, n, p in rows}
+
+    @staticmethod
+    def relayed_queued(db: sqlite3.Connection, own_id: str) -> dict[str, set[str]]:
+        """Others' room messages queued to a peer and not yet acked: peer -> ids."""
+        out: dict[str, set[str]] = {}
+        for peer, msg_id in db.execute(
+                "SELECT DISTINCT o.peer, o.msg_id FROM outbox o JOIN room_log l"
+                " ON l.id=o.msg_id AND l.author!=?", (own_id,)):
+            out.setdefault(str(peer), set()).add(str(msg_id))
+        return out
