@@ -1,6 +1,6 @@
 """A lanchat node that misbehaves in rooms, run inside a lab host by the room lab tests.
 
-    python room_peer.py MODE HOME ROOM VICTIM_ID MEMBER_ADDR...
+    python room_peer.py MODE HOME ROOM VICTIM_ID MEMBER_ID@HOST:PORT...
 
 MODE `intrude`: a peer that is not on a private room's list but knows its name dials
 every member, claims to be in the room, asks for its history and posts to it.
@@ -57,25 +57,23 @@ def main(argv: list[str]) -> int:
     node = Node(Config(home=Path(home), nick=mode, port=0, peers=addresses, mdns=False))
     discovery.attach(node)  # it joins the LAN like anyone: the beacon announces it
     node.add_extension(rooms)
-    joined = threading.Semaphore(0)
+    # Exactly the members it was pointed at, by id: the beacon may show others first.
+    members = [a.split("@", 1)[0] for a in addresses]
     acked: set[tuple[str, str]] = set()
     cond = threading.Condition()
 
     def on_event(event: Event) -> None:
-        if event.name == "peer_joined":
-            joined.release()
-        elif event.name == "delivered":
-            with cond:
+        with cond:
+            if event.name == "delivered":
                 acked.add((event["to"], event["id"]))
-                cond.notify_all()
+            cond.notify_all()  # a delivery, or a peer coming online
 
     node.subscribe(on_event)
     node.start()
     ident = node.identity
-    for _ in addresses:
-        if not joined.acquire(timeout=WAIT_S):
+    with cond:
+        if not cond.wait_for(lambda: set(members) <= _online(node), WAIT_S):
             raise SystemExit("members not reached")
-    members = [p["id"] for p in node.peers() if p["online"]]
     frames: list[RoomMsg] = []
     if mode == "intrude":
         claim = sign(RoomMember(room, ident.node_id, ident.key_b64, "private", True,
@@ -105,6 +103,10 @@ def main(argv: list[str]) -> int:
     print(json.dumps({"frames": rooms.frames, "messages": received}), flush=True)
     node.close()
     return 0
+
+
+def _online(node: Node) -> set[str]:
+    return {p["id"] for p in node.peers() if p["online"] and p.get("connected")}
 
 
 def _key_of(node: Node, rooms: Rooms, room: str, member: str) -> str:

@@ -99,7 +99,7 @@ def counters(proc: LanchatProc) -> dict[str, int]:
 def run_peer(host: Host, mode: str, home: Path, room: str, victim: str,
              targets: list[LanchatProc]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start the misbehaving peer; return it once its frames were acked by everyone."""
-    addrs = [f"{t.host.ip}:{t.port}" for t in targets]
+    addrs = [f"{own_id(t)}@{t.host.ip}:{t.port}" for t in targets]
     proc = host.popen([sys.executable, str(PEER_SCRIPT), mode, str(home), room, victim,
                        *addrs], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                       stderr=subprocess.PIPE, env=None)
