@@ -116,7 +116,10 @@ class SessionMachine:
         if isinstance(message, Pong):
             return Step()
         if isinstance(message, Bye):
-            self.move(Change.PEER_BYE, CloseReason.BYE, message.reason)
+            if self.state is SessionState.CLOSING:  # both said bye at once: ours stands
+                self.move(Change.PEER_BYE)
+            else:
+                self.move(Change.PEER_BYE, CloseReason.BYE, message.reason)
             return Step(closed_by_peer=message.reason)
         if isinstance(message, NickChange):
             self.peer_nick = clean_received_nick(message.nick, self.peer_id, source="nick")

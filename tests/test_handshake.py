@@ -142,6 +142,18 @@ def test_bye_moves_to_closing_with_the_peers_reason(tmp_path: Path) -> None:
     assert client.state is SessionState.CLOSED
 
 
+def test_byes_that_cross_keep_our_own_reason(tmp_path: Path) -> None:
+    """Both sides say bye at once: the peer's bye reaches a closing session, which stays
+    closing with its own reason (it was a loop error once)."""
+    server, client = pair(tmp_path)
+    client.start(server.identity.node_id)
+    talk(server, client, server.start())
+    client.move(Change.LOCAL_CLOSE, CloseReason.LOCAL, "quit")
+    step = client.receive(wire(Bye("quit")))
+    assert not step.fault and client.state is SessionState.CLOSING
+    assert (client.close_reason, client.close_detail) == (CloseReason.LOCAL, "quit")
+
+
 def test_every_state_change_is_in_the_table() -> None:
     """Moves not in TRANSITIONS raise; CLOSED has no way out; every state is reachable and
     every state that accepts messages is in ALLOWED."""

@@ -98,7 +98,7 @@ _ANY = (*_OPEN, SessionState.CLOSING)
 TRANSITIONS: dict[tuple[SessionState, Change], SessionState] = {
     (SessionState.HANDSHAKE, Change.HANDSHAKE_DONE): SessionState.READY,
     **{(s, Change.LOCAL_CLOSE): SessionState.CLOSING for s in _OPEN},
-    **{(s, Change.PEER_BYE): SessionState.CLOSING for s in _OPEN},
+    **{(s, Change.PEER_BYE): SessionState.CLOSING for s in _ANY},  # both said bye at once
     **{(s, Change.FAULT): SessionState.CLOSING for s in _ANY},
     **{(s, Change.TIMEOUT): SessionState.CLOSING for s in _ANY},
     **{(s, Change.LOST): SessionState.CLOSED for s in _ANY},
