@@ -22,10 +22,12 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The benchmarks' floods run between peers that have not verified each other; a stranger's
-# default budget (lanchat/limits.py) would measure the budget, not the node. Every child
-# inherits this; bench_trust.py sets the limits it measures.
-for _name in ("STRANGER_MSGS_PER_S", "STRANGER_MSG_BURST", "STRANGER_OFFERS_PER_MIN"):
+# The benchmarks' floods run between peers that have not verified each other, and the
+# memory benchmark's swarm puts 20 fresh keys on one address: a stranger's default budget
+# (lanchat/limits.py) would measure the budget, not the node. Every child inherits this;
+# bench_trust.py sets the limits it measures.
+for _name in ("STRANGER_MSGS_PER_S", "STRANGER_MSG_BURST", "STRANGER_OFFERS_PER_MIN",
+              "NEW_IDS_PER_ADDRESS_PER_MIN"):
     os.environ.setdefault(f"LANCHAT_LIMIT_{_name}", "1e9")
 TESTS_DIR = REPO_ROOT / "tests"
 if str(TESTS_DIR) not in sys.path:
