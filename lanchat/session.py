@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
 from lanchat.handshake import SessionMachine, Step
 from lanchat.identity import Identity, node_id_from_cert
+from lanchat.link import LinkTimeout
 from lanchat.protocol import (
     HANDSHAKE_TIMEOUT_S,
     HEADER,
@@ -39,7 +40,6 @@ from lanchat.protocol import (
 from lanchat.text import safe_line
 
 log = logging.getLogger(__name__)
-_TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
 
 
 def server_context(identity: Identity) -> ssl.SSLContext:
@@ -107,6 +107,7 @@ class Session(asyncio.Protocol):
         self.liveness = liveness
         self._heartbeat = Heartbeat(loop.time(), *liveness)
         self._timer: asyncio.TimerHandle | None = None
+        self._link: LinkTimeout | None = None
         self.frames_in = 0
         self.frames_out = 0
         self._partial_since: float | None = None
@@ -171,12 +172,9 @@ class Session(asyncio.Protocol):
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self.link_timeout_s > 0 and _TCP_USER_TIMEOUT is not None:
-                    # the kernel keeps timing unacknowledged data, however busy our loop is
-                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT,
-                                    int(self.link_timeout_s * 1000))
             except OSError:
                 pass
+            self._link = LinkTimeout.start(sock, self.link_timeout_s, self.loop)
         self._arm(HANDSHAKE_TIMEOUT_S)
         if self.server:
             self._apply(self.machine.start())
@@ -260,6 +258,8 @@ class Session(asyncio.Protocol):
         """Report the end once."""
         if self._timer is not None:
             self._timer.cancel()
+        if self._link is not None:
+            self._link.stop()
         if self.state is SessionState.CLOSED:
             return
         machine = self.machine
