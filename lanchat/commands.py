@@ -71,6 +71,15 @@ class Context:
         return Output(f"-> {self.display(peer)}: {text}",
                       {"id": msg_id, "to": peer["id"], "text": text})
 
+    def resolve(self, ref: str) -> dict[str, Any]:
+        """The one peer `ref` names (number, NICK#ID, id, unambiguous nick), or a
+        CommandError that says why not (no such peer; ambiguous, with the candidates)."""
+        try:
+            peer: dict[str, Any] = self.node.resolve(ref)
+        except LookupError as exc:
+            raise CommandError(str(exc).strip("'\"")) from None
+        return peer
+
     def display(self, peer: dict[str, Any]) -> str:
         """A peer's name as the screen shows it (suffix when shared, trust mark)."""
         return display_name(peer, self.node.peers())
@@ -79,10 +88,7 @@ class Context:
     def _confirm_unencrypted(self, to: str) -> Output | None:
         """The first message to each Bonjour chat peer is held once: it would go out in
         the clear, to whoever uses that name. None when it may go."""
-        try:
-            peer = self.node.resolve(to)
-        except LookupError as exc:
-            raise CommandError(str(exc).strip("'\"")) from None
+        peer = self.resolve(to)
         if peer.get("encrypted", True):
             return None
         confirmed: set[str] = self.state.setdefault("unencrypted_ok", set())
@@ -255,10 +261,7 @@ def _chat(ctx: Context, args: str) -> Output | None:
     if ctx.registry.target(words[0]) is not None:
         ctx.target = words[0]
         return Output(f"plain lines now go to {safe_line(words[0])}", {"target": words[0]})
-    try:
-        peer = ctx.node.resolve(words[0])
-    except LookupError as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
+    peer = ctx.resolve(words[0])
     ctx.target = peer["id"]
     return Output(f"plain lines now go to {ctx.display(peer)}",
                   {"target": peer["id"], "nick": peer["nick"]})
@@ -306,10 +309,7 @@ def _whois(ctx: Context, args: str) -> Output | None:
     words = split_words(args)
     if len(words) != 1:
         raise CommandError("usage: /whois PEER")
-    try:
-        p = ctx.node.resolve(words[0])
-    except LookupError as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
+    p = ctx.resolve(words[0])
     seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["first_seen"]))
     text = (f"{ctx.display(p)} ({'online' if p['online'] else 'offline'})\n"
             f"  kind:        {_kind_line(p)}\n"
@@ -363,10 +363,7 @@ def _one_peer(ctx: Context, args: str, usage: str) -> tuple[dict[str, Any], list
     words = split_words(args)
     if not words:
         raise CommandError(f"usage: {usage}")
-    try:
-        return ctx.node.resolve(words[0]), words[1:]
-    except LookupError as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
+    return ctx.resolve(words[0]), words[1:]
 
 
 def _verify(ctx: Context, args: str) -> Output | None:

@@ -13,10 +13,7 @@ def _pin(ctx: Context, args: str) -> Output | None:
     words = split_words(args)
     if len(words) != 2:
         raise CommandError("usage: /pin PEER CODE")
-    try:
-        peer = ctx.node.resolve(words[0])
-    except LookupError as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
+    peer = ctx.resolve(words[0])
     name = safe_line(peer["nick"])
     if peer.get("kind") != "localsend":
         raise CommandError(f"{name} is not a LocalSend device; only those ask for a PIN")
