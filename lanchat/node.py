@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOSE_GRACE_S = 1.0  # how long sessions get to say bye at close
+EXTENSION_STOP_S = 5.0  # how long one extension gets to stop (close waits CALL_TIMEOUT_S)
 PROBE_TIMEOUT_S = 1.0  # doctor's check that the chat port takes connections
 LOCK_FILE = "lock"
 TRUST_LEVELS = ("tofu", "verified", "trusted")
@@ -214,16 +215,19 @@ class Node:
         await parts.dialer.stop()
         parts.delivery.flush()
         parts.dialer.close_listeners()
-        # Extensions stop side by side: discovery's goodbye must not wait for a slower
-        # extension (a file server joining its threads).
-        results = await asyncio.gather(*(ext.stop() for ext in self.extensions),
-                                       return_exceptions=True)
-        for ext, result in zip(self.extensions, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("stopping %s: %s", type(ext).__name__, result)
+        # Peers hear bye first: no extension's stop (a probe still under way, threads to
+        # join) may keep them from it, nor cut it short when close runs out of time.
         sessions = parts.sessions.every()
         for session in sessions:
             session.close("quit")
+        # Extensions stop side by side, each in bounded time: discovery's goodbye must not
+        # wait for a slower extension (a file server joining its threads).
+        results = await asyncio.gather(
+            *(asyncio.wait_for(ext.stop(), EXTENSION_STOP_S) for ext in self.extensions),
+            return_exceptions=True)
+        for ext, result in zip(self.extensions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("stopping %s: %r", type(ext).__name__, result)
         waits = [s.closed for s in sessions if not s.closed.done()]
         if waits:
             await asyncio.wait(waits, timeout=CLOSE_GRACE_S)

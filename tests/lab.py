@@ -202,6 +202,7 @@ class LanchatProc:
         # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow;
         # checked for lanchat itself (not for the stand-ins tests/test_lab.py runs)
         self.contract_violations: list[str] = []
+        self.signals: list[int] = []  # what kill() sent, stop()'s SIGTERM/SIGKILL among them
         self._check = _runs_lanchat(argv)
         self._consumed: set[int] = set()
         self._cond = threading.Condition()
@@ -418,6 +419,8 @@ class LanchatProc:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the node (by pid; no-op once it has been reaped)."""
+        if self.popen.returncode is None:
+            self.signals.append(sig)
         self.popen.send_signal(sig)
 
     def stop(self, timeout: float = 10.0, term_grace: float = 3.0) -> int:

@@ -70,6 +70,18 @@ def test_leaving_is_seen_as_bye_and_crashes_as_timeout(lab_factory: Any) -> None
     assert watcher.wait_event("peer_left", peer={"nick": "n4"}, timeout=10)["reason"] == "timeout"
 
 
+def test_quitting_while_still_announcing_says_bye_and_exits_on_quit(lab2: Lab) -> None:
+    """/quit in the first second, while mDNS and the Bonjour presence still probe: the peer
+    hears bye and the process ends by itself. (The presence's probe once held the close
+    past its deadline: the peer saw 'error' and the process needed SIGTERM.)"""
+    alice, bob = start_all(lab2)
+    alice.wait_event("peer_joined", peer={"nick": "n2"})
+    bob.wait_event("peer_joined", peer={"nick": "n1"})
+    assert bob.stop() == 0
+    assert bob.signals == [], "/quit alone ended it, within stop()'s patience"
+    assert alice.wait_event("peer_left", peer={"nick": "n2"})["reason"] == "bye"
+
+
 def test_restarted_node_comes_back_as_the_same_peer(lab2: Lab) -> None:
     """Same home, same id: the restarted node keeps its list number."""
     alice, bob = start_all(lab2)

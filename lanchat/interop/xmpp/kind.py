@@ -133,6 +133,7 @@ class XmppKind:
         for stream in list(self.streams):
             stream.close()
         if self.presence is not None:
+            self.presence.cancel()  # still probing: stop now, not after the probe
             loop = asyncio.get_running_loop()
             if self._presence_start is not None:
                 try:

@@ -3,10 +3,16 @@
 Threads as in lanchat/discovery/mdns.py: the browser thread only queues names; one
 resolver thread resolves them and calls `on_seen(buddy)` / `on_gone(instance)`, which the
 caller marshals to its own loop. `start()` and `stop()` block briefly: run them in a worker.
+
+The announcement runs on zeroconf's own loop as a future that `stop()` cancels: a node that
+quits while it is still probing (the first ~1.5 s) neither waits for the probe nor leaves a
+thread blocked on a zeroconf that its owner has meanwhile closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ipaddress
 import logging
 import queue
@@ -29,6 +35,8 @@ STATUSES = ("avail", "away", "dnd")
 # Our entity-capabilities node (XEP-0115 `node`, which names the software): another lanchat
 # announcing it is reached by lanchat's own protocol, so it is not listed as a Bonjour peer.
 LANCHAT_NODE = "lanchat"
+REGISTER_TIMEOUT_S = 10.0  # probing and announcing take ~1.6 s on a quiet LAN
+GOODBYE_TIMEOUT_S = 1.5  # three goodbyes 125 ms apart, on a zeroconf that may be closing
 
 
 @dataclass(frozen=True)
@@ -83,10 +91,15 @@ class Presence:
         self.error = ""
         self.announced = False
         self._own = False  # we opened the zeroconf instance (else the node's mDNS did)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._registering: concurrent.futures.Future[None] | None = None
 
     def start(self, shared: Zeroconf | None = None) -> None:
         """Browse and register on `shared` (the node's zeroconf) or on our own instance;
         faults are kept in `error`."""
+        if self._stopped:
+            return
         if shared is not None:
             zc = shared
         else:
@@ -104,12 +117,28 @@ class Presence:
         self._browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[self._on_change])
         self._info = self._make_info(self._first)
         try:
-            zc.register_service(self._info, allow_name_change=True)
+            with self._lock:
+                if self._stopped:
+                    return
+                self._registering = asyncio.run_coroutine_threadsafe(
+                    _register(zc, self._info), _loop_of(zc))
+            self._registering.result(REGISTER_TIMEOUT_S)
             self.announced = True
             self.instance = self._info.name[:-len(SERVICE_TYPE) - 1]
-        except Exception as exc:  # noqa: BLE001 - NonUniqueName, loop not running
+        except concurrent.futures.CancelledError:
+            log.info("xmpp presence: stopped before %r was announced", self.instance)
+        except Exception as exc:  # noqa: BLE001 - NonUniqueName, timeout, loop not running
             self.error = f"cannot announce {self.instance!r}: {exc!r}"
             log.warning("xmpp presence: %s", self.error)
+
+    def cancel(self) -> None:
+        """End an announcement still in progress (any thread, never blocks): `start()`
+        returns at once and `stop()` has nothing to say goodbye for."""
+        with self._lock:
+            self._stopped = True
+            registering = self._registering
+        if registering is not None:
+            registering.cancel()
 
     def set_first(self, first: str) -> None:
         """Our nick changed: update the TXT record."""
@@ -125,6 +154,7 @@ class Presence:
 
     def stop(self) -> None:
         """Say goodbye (TTL 0 records) and close."""
+        self.cancel()
         self._queue.put(None)
         zc = self._zc
         if zc is None:
@@ -132,10 +162,11 @@ class Presence:
         if self._browser is not None:
             self._browser.cancel()
         try:
-            if self.announced and self._info is not None:
-                zc.unregister_service(self._info)
+            if self.announced and self._info is not None and not zc.done:
+                asyncio.run_coroutine_threadsafe(
+                    _unregister(zc, self._info), _loop_of(zc)).result(GOODBYE_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - closing anyway (a shared one may be closed)
-            log.info("xmpp presence: goodbye failed: %s", exc)
+            log.info("xmpp presence: goodbye failed: %r", exc)
         if self._own:
             zc.close()
         if self._worker is not None:
@@ -224,3 +255,20 @@ def _decode_txt(properties: dict[bytes, bytes | None]) -> dict[str, str]:
             continue
         out[k] = v[:TXT_VALUE_MAX_CHARS]
     return out
+
+
+def _loop_of(zc: Zeroconf) -> asyncio.AbstractEventLoop:
+    if zc.loop is None or zc.loop.is_closed():
+        raise RuntimeError("zeroconf is not running")
+    return zc.loop
+
+
+async def _register(zc: Zeroconf, info: ServiceInfo) -> None:
+    """Probe (renaming on a conflict), then wait for the announcements to go out."""
+    announcing = await zc.async_register_service(info, allow_name_change=True)
+    await announcing
+
+
+async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
+    goodbyes = await zc.async_unregister_service(info)
+    await goodbyes
