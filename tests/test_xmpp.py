@@ -283,3 +283,97 @@ def test_list_and_whois_mark_foreign_peers_and_the_table_keeps_their_kind() -> N
     assert _kind_mark(bob.public()) == "  [xmpp, unencrypted]"
     assert _kind_mark(al.public()) == ""
     assert "unencrypted" in _kind_line(bob.public())
+
+
+class ProbingZeroconf:
+    """Just enough of a zeroconf for Presence: its own loop thread, and registrations that
+    probe until `probe_done` is set (never, unless a test sets it)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.done = False
+        self.registered: list[str] = []
+        self.probing = threading.Event()
+        self.probe_done = asyncio.Event()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-zc")
+        self._thread.start()
+
+    async def async_register_service(self, info: Any, allow_name_change: bool) -> Any:
+        self.probing.set()
+        await self.probe_done.wait()
+        self.registered.append(info.name)
+        return asyncio.sleep(0)
+
+    async def async_unregister_service(self, info: Any) -> Any:
+        self.registered.remove(info.name)
+        return asyncio.sleep(0)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class NoBrowser:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+
+def _presence(announce: bool = True) -> Any:
+    import ipaddress
+
+    from lanchat.interop.xmpp.presence import Presence
+
+    return Presence(instance="alice@h1", first="alice", server="lanchat-x.local.", port=5298,
+                    interfaces=[ipaddress.IPv4Interface("10.0.0.1/24")],
+                    on_seen=lambda b: None, on_gone=lambda i: None, announce=announce)
+
+
+def test_stopping_while_the_presence_still_probes_ends_the_probe_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that quits during the first ~1.5 s (the probe) does not wait for the probe,
+    and leaves no thread blocked on it: the registration is cancelled."""
+    import threading
+
+    from lanchat.interop.xmpp import presence as presence_module
+
+    monkeypatch.setattr(presence_module, "ServiceBrowser", NoBrowser)
+    zc = ProbingZeroconf()
+    presence = _presence()
+    starting = threading.Thread(target=presence.start, args=(zc,), name="lanchat-test-start")
+    try:
+        starting.start()
+        assert zc.probing.wait(5)
+        presence.stop()
+        starting.join(5)
+        assert not starting.is_alive(), "start() returned when stop() cancelled the probe"
+        assert not presence.announced and zc.registered == [] and presence.error == ""
+    finally:
+        zc.loop.call_soon_threadsafe(zc.probe_done.set)
+        starting.join(5)
+        zc.close()
+
+
+def test_a_one_shot_run_browses_but_never_announces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lanchat send` and `peers` look for Bonjour chat peers; they do not appear in anyone's
+    buddy list for the second they run."""
+    from lanchat.interop.xmpp import presence as presence_module
+
+    monkeypatch.setattr(presence_module, "ServiceBrowser", NoBrowser)
+    zc = ProbingZeroconf()
+    zc.loop.call_soon_threadsafe(zc.probe_done.set)
+    try:
+        quiet, heard = _presence(announce=False), _presence()
+        quiet.start(zc)  # type: ignore[arg-type]
+        assert not zc.probing.is_set() and not quiet.announced
+        heard.start(zc)  # type: ignore[arg-type]
+        assert heard.announced and zc.registered == ["alice@h1._presence._tcp.local."]
+    finally:
+        quiet.stop()
+        heard.stop()
+        zc.close()

@@ -84,7 +84,8 @@ class XmppKind:
             server=f"lanchat-{node.node_id[:16]}.local.", port=self.port,
             interfaces=self.networks,
             on_seen=lambda b: loop.call_soon_threadsafe(self._seen, b),
-            on_gone=lambda i: loop.call_soon_threadsafe(self._gone, i))
+            on_gone=lambda i: loop.call_soon_threadsafe(self._gone, i),
+            announce=not config.ephemeral)
         self._presence_start = loop.create_task(self._start_presence(node))
 
     async def _start_presence(self, node: Any) -> None:

@@ -72,7 +72,7 @@ class Presence:
 
     def __init__(self, *, instance: str, first: str, server: str, port: int,
                  interfaces: Sequence[ipaddress.IPv4Interface], on_seen: Callable[[Buddy], object],
-                 on_gone: Callable[[str], object]) -> None:
+                 on_gone: Callable[[str], object], announce: bool = True) -> None:
         self.instance = instance
         self._first = first
         self._server = server
@@ -81,6 +81,7 @@ class Presence:
         self._networks = [i.network for i in interfaces]
         self._on_seen = on_seen
         self._on_gone = on_gone
+        self._announce = announce  # False for a one-shot run: it looks, nobody lists it
         self._zc: Zeroconf | None = None
         self._browser: ServiceBrowser | None = None
         self._info: ServiceInfo | None = None
@@ -116,6 +117,8 @@ class Presence:
         self._worker.start()
         self._browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[self._on_change])
         self._info = self._make_info(self._first)
+        if not self._announce:
+            return
         try:
             with self._lock:
                 if self._stopped:
