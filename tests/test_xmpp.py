@@ -269,7 +269,7 @@ def test_the_listener_moves_off_5298_when_it_is_taken() -> None:
 def test_list_and_whois_mark_foreign_peers_and_the_table_keeps_their_kind() -> None:
     """A Bonjour chat peer is listed with its kind and marked unencrypted; a lanchat node
     that was seen first keeps its kind whatever a later sighting claims."""
-    from lanchat.commands import _kind_line, _kind_mark
+    from lanchat.commands.peers import _kind_line, _kind_mark
 
     table = PeerTable("0" * 52)
     table.seen("b" * 52, "xmpp", 1.0, nick="Bob", address="10.0.0.2", port=5298, kind="xmpp")
