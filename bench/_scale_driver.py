@@ -188,8 +188,8 @@ def nodes(args: argparse.Namespace) -> None:
 
     import lanchat.discovery  # noqa: F401
     import lanchat.discovery.mdns  # noqa: F401
+    from lanchat.assembly import open_node
     from lanchat.config import Config
-    from lanchat.headless import open_node
     from lanchat.node import Node
 
     out({"kind": "loaded", "pid": os.getpid()})

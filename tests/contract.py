@@ -2,7 +2,7 @@
 
 `tests/lab.py` (events read from `lanchat run --json`) and `tests/nodes.py` (events of
 in-process nodes) pass each event through `violations()`; a test that saw an event the
-schema (lanchat/headless.schema.json, documented in docs/HEADLESS.md) does not allow fails.
+schema (lanchat/headless/schema.json, documented in docs/HEADLESS.md) does not allow fails.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ TEST_ONLY_PREFIX = "test_"
 @cache
 def schema() -> dict[str, Any]:
     """The schema shipped in the package."""
-    text = resources.files("lanchat").joinpath("headless.schema.json").read_text("utf-8")
+    text = resources.files("lanchat.headless").joinpath("schema.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     jsonschema.Draft202012Validator.check_schema(loaded)
     return loaded
@@ -77,7 +77,7 @@ def violations(event: dict[str, Any]) -> list[str]:
         return []
     fast, validator = _fast(name), _validator(name)
     if fast is None or validator is None:
-        return [f"event {name!r} is not in lanchat/headless.schema.json (nor docs/HEADLESS.md)"]
+        return [f"event {name!r} is not in lanchat/headless/schema.json (nor docs/HEADLESS.md)"]
     try:
         fast(event)
         return []

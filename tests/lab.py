@@ -278,7 +278,7 @@ class LanchatProc:
             wrong = list(self.contract_violations)
         if wrong:
             raise AssertionError(f"{self!r} broke the headless contract (docs/HEADLESS.md, "
-                                 "lanchat/headless.schema.json):\n" + "\n".join(wrong[:20]))
+                                 "lanchat/headless/schema.json):\n" + "\n".join(wrong[:20]))
 
     def mark(self) -> int:
         """The number of events received so far; pass it as ``since`` to wait for newer ones."""

@@ -43,7 +43,7 @@ class EventLog(EventWaiter):
             wrong = list(self.contract_violations)
         if wrong:
             raise AssertionError("events break the headless contract (docs/HEADLESS.md, "
-                                 "lanchat/headless.schema.json):\n" + "\n".join(wrong[:20]))
+                                 "lanchat/headless/schema.json):\n" + "\n".join(wrong[:20]))
 
     def named(self, name: str) -> list[Event]:
         """Events with this name so far."""

@@ -1,5 +1,5 @@
 """The headless contract as a script sees it: every line is a JSON event the schema allows
-(tests/lab.py checks each against lanchat/headless.schema.json), and the subcommands that
+(tests/lab.py checks each against lanchat/headless/schema.json), and the subcommands that
 print have `--json`."""
 
 from __future__ import annotations

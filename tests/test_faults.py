@@ -110,7 +110,7 @@ def test_messages_survive_a_proxy_that_drops_holes_delays_and_trickles(
 
 def test_a_plugin_stuck_in_a_hook_does_not_hold_back_acks(tmp_path: Path) -> None:
     """Bob's plugin blocks on every message; alice still gets every ack meanwhile."""
-    from lanchat.headless import plugin_bridge
+    from lanchat.assembly import plugin_bridge
     from lanchat.hookspecs import hookimpl
     from lanchat.plugins import Plugins
 

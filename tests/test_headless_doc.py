@@ -11,7 +11,7 @@ from contract import schema, violations
 from lanchat.commands import build_registry
 from lanchat.events import Event
 from lanchat.plugins import Plugins
-from lanchat.progress import Meter, clock_text, human_size
+from lanchat.transfer.progress import Meter, clock_text, human_size
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "HEADLESS.md").read_text()
 BOB = "b" * 52

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from lanchat import hookspecs
+from lanchat.assembly import plugin_bridge
 from lanchat.cli import main
 from lanchat.commands import Context, Output, build_registry, execute
 from lanchat.config import Config
-from lanchat.headless import plugin_bridge, run
+from lanchat.headless import run
 from lanchat.hookspecs import hookimpl
 from lanchat.node import Node
 from lanchat.plugins import Plugins

@@ -7,9 +7,9 @@ from typing import Any
 
 from lanchat.commands import CommandError, CommandRegistry, Context, Output, first_word, split_words
 from lanchat.hookspecs import hookimpl
-from lanchat.progress import human_size
 from lanchat.text import safe_line
 from lanchat.transfer import TransferError, TransferManager, manager_of
+from lanchat.transfer.progress import human_size
 
 
 def _manager(ctx: Context) -> TransferManager:

@@ -1,22 +1,23 @@
-"""`lanchat web`: the headless node (commands on stdin, events on stdout) plus the web
-window, opened in the user's browser once it listens."""
+"""`lanchat web`: what the web window adds to the headless node (commands on stdin, events
+on stdout): the window, opened in the user's browser once it listens. The command line
+runs the headless node with it, so the web face imports no other face."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.web import INSTALL_HINT, available, open_browser
 
 
-def run_web(config: Config, *, json_mode: bool, port: int, browser: bool) -> int:
-    """Run a node with the web window until /quit or a signal; exit code as `run`."""
+def web_window(*, port: int, browser: bool) -> Callable[[Any, Any], None] | None:
+    """`prepare(node, plugins)` that attaches the web window before the node starts; None,
+    with a line on stderr, when the web extra is not installed."""
     if not available():
         print(f"lanchat: {INSTALL_HINT}", file=sys.stderr)
-        return 1
-    from lanchat import headless
+        return None
     from lanchat.web import attach
 
     def prepare(node: Any, plugins: Any) -> None:
@@ -28,4 +29,4 @@ def run_web(config: Config, *, json_mode: bool, port: int, browser: bool) -> int
                           "yourself", file=sys.stderr)
             node.subscribe(open_page)
 
-    return headless.run(config, json_mode=json_mode, prepare=prepare, stay_after_eof=True)
+    return prepare

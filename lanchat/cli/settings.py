@@ -26,7 +26,9 @@ from lanchat.config import (
     default_nick,
     saved_nick,
 )
+from lanchat.events import json_line
 from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
+from lanchat.text import safe_line
 
 CONFIG_FILE = "config.toml"
 CONFIG_ENV = "LANCHAT_CONFIG"
@@ -265,3 +267,23 @@ def build(cli: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Settin
         link_timeout_s=timing["link_timeout_s"])
     return Settings(config, path, exists, sources)
 
+
+def show_settings(settings: Settings, *, json_mode: bool) -> int:
+    """Print the config file's path and every setting in force with where it came from."""
+    report = settings.report()
+    if json_mode:
+        print(json_line(report))
+        return 0
+    state = "" if report["exists"] else "  (not there: defaults in force)"
+    rows = [("config file", safe_line(report["config_file"]) + state, "")]
+    for key, value in report["values"].items():
+        items = value.items() if key == "limits" else [(key, value)]
+        for name, item in items:
+            name = f"limits.{name}" if key == "limits" else name
+            shown = ", ".join(item) if isinstance(item, list) else str(item)
+            rows.append((name, safe_line(shown) or "-",
+                         f"({report['sources'].get(name, 'default')})"))
+    width = max(len(name) for name, _, _ in rows) + 2
+    for name, shown, where in rows:
+        print(f"{name + ':':<{width}}{shown:<40} {where}".rstrip())
+    return 0

@@ -18,10 +18,10 @@ from lanchat.config import Config
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.naming import AmbiguousName
-from lanchat.progress import Meter, clock_text, human_size
 from lanchat.protocol import HASH_NAMES, SHA256
 from lanchat.text import safe_line
 from lanchat.transfer import TransferError, attach
+from lanchat.transfer.progress import Meter, clock_text, human_size
 
 PEER_WAIT_SHARE = 0.5
 ERASE_LINE = "\r\x1b[K"

@@ -1,17 +1,10 @@
-"""Assembling a node: the extensions a config asks for, its listeners, plugins bridged to
-events, and a waiter for events on another thread.
-
-Every face (the shell, the headless mode, doctor, `send --file`, the web UI) builds its
-node here, so none of them imports another.
-"""
+"""Building a node: the extensions a config asks for, started with its listeners, and
+plugins bridged to its events."""
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Callable
-from typing import TextIO
 
 from lanchat.config import Config
 from lanchat.events import Event
@@ -89,57 +82,3 @@ def plugin_bridge(node: Node, plugins: Plugins) -> Callable[[Event], None]:
             plugins.post("lanchat_room_joined", node=node, room=dict(f))
 
     return on_event
-
-
-class EventWaiter:
-    """Collects events so another thread can wait for one with a deadline."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-
-    def wait(self, pred: Callable[[Event], bool], deadline: float,
-             start: int = 0) -> Event | None:
-        """Return the first event from index `start` matching `pred`, or None at the deadline."""
-        seen = start
-        with self.cond:
-            while True:
-                for event in self.events[seen:]:
-                    if pred(event):
-                        return event
-                seen = len(self.events)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-
-
-class JsonPrinter:
-    """One JSON object per line; flushed whenever the event queue runs empty."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def event(self, event: Event) -> None:
-        """Write one event."""
-        self.out.write(event.to_json() + "\n")
-
-    def flush(self) -> None:
-        """Flush the stream."""
-        try:
-            self.out.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-
-
-def print_json_events(node: Node, out: TextIO) -> JsonPrinter:
-    """Write every event of `node` to `out` as `run --json` does (flushed when idle)."""
-    printer = JsonPrinter(out)
-    node.subscribe(printer.event)
-    node.on_idle(printer.flush)
-    return printer

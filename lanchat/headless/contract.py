@@ -1,8 +1,9 @@
-"""The headless contract: `lanchat run [--json]`, `send`, `peers`, `id`, `plugins`.
+"""The headless contract: `lanchat run [--json]`, `send`, `peers`, `id`, `plugins`,
+`doctor`.
 
 Events are written by the node's event thread only, one line each, so output is never
 interleaved; commands read from stdin run on the main thread. The node is built by
-`lanchat.assembly` (re-exported here for old imports).
+`lanchat.assembly`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,7 @@ from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
-from lanchat.settings import Settings
 from lanchat.text import safe_line, safe_text
-
-__all__ = ["EventWaiter", "JsonPrinter", "TextPrinter", "describe", "list_plugins",
-           "open_node", "peers", "plugin_bridge", "run", "send", "show_id", "started_node"]
 
 
 def describe(event: Event) -> str | None:
@@ -262,27 +259,6 @@ def show_id(config: Config, *, json_mode: bool = False) -> int:
     print(f"id:          {identity.node_id}")
     print(f"short:       {short_id(identity.node_id)}")
     print(f"fingerprint: {fingerprint(identity.node_id)}")
-    return 0
-
-
-def show_settings(settings: Settings, *, json_mode: bool) -> int:
-    """Print the config file's path and every setting in force with where it came from."""
-    report = settings.report()
-    if json_mode:
-        print(json_line(report))
-        return 0
-    state = "" if report["exists"] else "  (not there: defaults in force)"
-    rows = [("config file", safe_line(report["config_file"]) + state, "")]
-    for key, value in report["values"].items():
-        items = value.items() if key == "limits" else [(key, value)]
-        for name, item in items:
-            name = f"limits.{name}" if key == "limits" else name
-            shown = ", ".join(item) if isinstance(item, list) else str(item)
-            rows.append((name, safe_line(shown) or "-",
-                         f"({report['sources'].get(name, 'default')})"))
-    width = max(len(name) for name, _, _ in rows) + 2
-    for name, shown, where in rows:
-        print(f"{name + ':':<{width}}{shown:<40} {where}".rstrip())
     return 0
 
 

@@ -11,10 +11,10 @@ import signal
 import sys
 from pathlib import Path
 
-from lanchat.completion import SHELLS
+from lanchat.cli.completion import SHELLS
+from lanchat.cli.settings import Settings, SettingsError, show_settings
+from lanchat.cli.settings import build as build_settings
 from lanchat.config import DEFAULT_PORT
-from lanchat.settings import Settings, SettingsError
-from lanchat.settings import build as build_settings
 from lanchat.text import SafeLogFormatter
 
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
     if args.command == "completion":
-        from lanchat.completion import script
+        from lanchat.cli.completion import script
 
         sys.stdout.write(script(parser, args.shell))
         return 0
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("lanchat: --file goes to one peer (--to PEER) and takes no text",
                       file=sys.stderr)
                 return 2
-            from lanchat.transfer_cli import send_file
+            from lanchat.cli.send_file import send_file
 
             return send_file(config, to=args.to, path=args.file,
                              wait_s=600.0 if args.wait is None else args.wait,
@@ -190,16 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.web_port <= 65535:
             print("lanchat: --web-port takes 0..65535", file=sys.stderr)
             return 2
-        from lanchat.web.run import run_web
+        from lanchat.web.run import web_window
 
-        return run_web(config, json_mode=args.json, port=args.web_port,
-                       browser=not args.no_browser)
+        prepare = web_window(port=args.web_port, browser=not args.no_browser)
+        if prepare is None:
+            return 1
+        return headless.run(config, json_mode=args.json, prepare=prepare,
+                            stay_after_eof=True)
     if command == "doctor":
         return headless.doctor(config, wait_s=args.wait, json_mode=args.json)
     if command == "plugins":
         return headless.list_plugins(config, json_mode=args.json)
     if command == "config":
-        return headless.show_settings(settings, json_mode=args.json)
+        return show_settings(settings, json_mode=args.json)
     try:
         from lanchat.shell import run_shell
     except ImportError:
