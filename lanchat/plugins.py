@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 trace_log = logging.getLogger("lanchat.hooks")
 T = TypeVar("T")
 ENTRY_POINT_GROUP = "lanchat"
-DEFAULT_PLUGINS = ("lanchat.commands", "lanchat.transfer.commands", "lanchat.web.commands",
-                   "lanchat.rooms.commands", "lanchat.interop.commands")
+DEFAULT_PLUGINS = ("lanchat.commands", "lanchat.doctor.commands", "lanchat.transfer.commands",
+                   "lanchat.web.commands", "lanchat.rooms.commands", "lanchat.interop.commands")
 TRACE_ENV = "LANCHAT_TRACE_HOOKS"
 IDLE_EXIT_S = 0.5  # the plugin thread ends after this long with nothing to do
 CLOSE_WAIT_S = 5.0  # how long close() waits for queued plugin calls

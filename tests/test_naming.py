@@ -8,6 +8,7 @@ import pytest
 
 from lanchat.commands import CommandError, CommandRegistry, Context, execute
 from lanchat.commands import lanchat_register_commands as builtins
+from lanchat.doctor.commands import lanchat_register_commands as doctor_command
 from lanchat.naming import AmbiguousName, NameIndex, display_name, resolve
 from lanchat.notices import Notices
 from lanchat.shell.completer import ShellCompleter
@@ -112,6 +113,7 @@ def test_a_new_key_taking_a_known_name_warns_once_and_msg_refuses(tmp_path: Path
         bob_log.wait("peer_joined")
         registry = CommandRegistry()
         builtins(registry)
+        doctor_command(registry)
         ctx = Context(bob, registry)
         execute(ctx, f"/verify {alice.node_id} yes")
         alice.close()

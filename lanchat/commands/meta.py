@@ -1,8 +1,6 @@
-"""Built-in commands about lanchat itself: /help, /plugins, /doctor, /quit."""
+"""Built-in commands about lanchat itself: /help, /plugins, /quit."""
 
 from __future__ import annotations
-
-import threading
 
 from lanchat.commands.registry import CommandError, CommandRegistry, Context, Output
 
@@ -30,35 +28,13 @@ def _plugins(ctx: Context, args: str) -> Output | None:
     return Output("\n".join(lines) or "no plugins", listing)
 
 
-def _doctor(ctx: Context, args: str) -> Output | None:
-    """Checks ports and asks the node for figures, which takes a moment: it runs on its own
-    thread and answers with an `output` event, so neither the prompt nor other plugins
-    wait for it."""
-    from lanchat.doctor import collect, format_text
-
-    node = ctx.node
-
-    def run() -> None:
-        try:
-            report = collect(node)
-        except Exception as exc:  # noqa: BLE001 - a report that fails is an error event
-            node.emit("error", code="internal", message=f"/doctor failed: {exc}",
-                      command="/doctor")
-            return
-        node.emit("output", command="/doctor", text=format_text(report), data=report)
-
-    threading.Thread(target=run, name="lanchat-doctor", daemon=True).start()
-    return None
-
-
 def _quit(ctx: Context, args: str) -> Output | None:
     ctx.quit = True
     return Output("bye", {"quit": True})
 
 
 def register(registry: CommandRegistry) -> None:
-    """Add /help, /plugins, /doctor and /quit."""
+    """Add /help, /plugins and /quit."""
     registry.add("help", _help, help="commands and their use", usage="/help [COMMAND]")
     registry.add("plugins", _plugins, help="loaded plugins", usage="/plugins")
-    registry.add("doctor", _doctor, help="why peers are or are not seen", usage="/doctor")
     registry.add("quit", _quit, help="leave (peers see you go)", usage="/quit")
