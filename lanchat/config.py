@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 47800
 APP_NAME = "lanchat"
@@ -50,6 +53,19 @@ def saved_nick(home: Path) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return value if value and nick_problem(value) is None else None
+
+
+def save_nick(home: Path, nick: str) -> None:
+    """Keep the nick in the home for the next start (best effort: the node goes on)."""
+    path = home / NICK_FILE
+    try:
+        if path.exists() and path.read_text(encoding="utf-8").strip() == nick:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(nick + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("could not keep the nick in %s: %s", path, exc)
 
 
 def initial_nick(home: Path, given: str | None) -> str:

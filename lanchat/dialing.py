@@ -166,6 +166,22 @@ class Dialer:
         self._probes.add(local)
         self.loop.call_later(PROBE_FORGET_S, self._probes.discard, local)
 
+    def probe_port(self, ip: str, timeout: float) -> bool:
+        """True if our chat port takes TCP connections on `ip` (any thread but the loop's:
+        doctor's check, which the listener knows and neither handshakes nor reports)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.bind((ip, 0))
+            except OSError:
+                return False
+            self.runtime.call(self.expect_probe, sock.getsockname()[:2])
+            try:
+                sock.connect((ip, self.port))
+            except OSError:
+                return False
+        return True
+
     def accepted(self, transport: asyncio.Transport) -> None:
         """A TCP connection came in: upgrade it to TLS, unless too many are pending."""
         peer = transport.get_extra_info("peername")

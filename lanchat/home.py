@@ -1,0 +1,44 @@
+"""The node's home folder: made on start and locked to one running node."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from lanchat.errors import NodeError
+
+LOCK_FILE = "lock"  # holds the pid of the node using the home
+
+
+class HomeLock:
+    """An exclusive lock on a home, held while a node runs in it."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def take(self, home: Path) -> None:
+        """Make the home if needed and lock it; raise NodeError if another node has it."""
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot create home {home}: {exc}") from None
+        fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise NodeError(
+                f"home {home} is in use by another lanchat (pid {other or '?'}); "
+                "give this one its own --home"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let another node use the home (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
