@@ -72,7 +72,7 @@ def _worker(messages: int, peers: int) -> dict[str, Any]:
         store.commit_batch(batch, [])
     for _ in range(peers):
         pid = secrets.token_hex(26)[:52]
-        store.remember_peer(pid, f"peer{pid[:6]}", "", ["10.0.0.1"], 7000)
+        store.peers.remember(pid, f"peer{pid[:6]}", "", ["10.0.0.1"], 7000)
     store.close()
 
     def config(home: Path, nick: str, peer: list[str]) -> Config:

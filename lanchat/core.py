@@ -60,12 +60,12 @@ class Core:
         self.identity = Identity.load_or_create(config.home)
         self.store = Store(config.home / "lanchat.db")
         try:
-            self.store.forget_silent_peers()
+            self.store.peers.forget_silent()
             self.sessions = SessionRegistry(self.identity.node_id, runtime.loop.time)
             self.delivery = Delivery(runtime, self.store, self.sessions, nick, self.dial,
                                      runtime.backlog, runtime.when_drained,
                                      exchanged=self.exchanged)
-            self.delivery.ignored = frozenset(self.store.ignored())
+            self.delivery.ignored = frozenset(self.store.peers.ignored())
             self.presence = Presence(self.identity.node_id, self.store, runtime,
                                      connected=self.sessions.connected,
                                      queued=self.delivery.queued, dial=self.dial,
@@ -166,8 +166,8 @@ class Core:
 
     def ignore(self, peer_id: str, on: bool) -> bool:
         """Put a peer on /ignore or take it off; True if that changed anything."""
-        changed = self.store.set_ignored(peer_id, on)
-        self.delivery.ignored = frozenset(self.store.ignored())  # replaced whole
+        changed = self.store.peers.set_ignored(peer_id, on)
+        self.delivery.ignored = frozenset(self.store.peers.ignored())  # replaced whole
         return changed
 
     def forget(self, peer_id: str) -> None:

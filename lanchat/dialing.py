@@ -264,8 +264,8 @@ class Dialer:
         if key is None or key not in self.statics:
             return
         try:
-            if self.store.pinned(key) is None:
-                self.store.pin(key, peer_id)
+            if self.store.peers.pinned(key) is None:
+                self.store.peers.pin(key, peer_id)
         except sqlite3.Error as exc:
             log.warning("could not pin %s: %s", key, exc)
 
@@ -273,7 +273,7 @@ class Dialer:
         target = self.statics.get(key)
         if target is None:
             return key
-        return self.store.pinned(key) or target.expected_id
+        return self.store.peers.pinned(key) or target.expected_id
 
     async def _dial_loop(self, key: str) -> None:
         """Keep a session to `key` while one is wanted; back off while none lasts."""

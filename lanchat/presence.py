@@ -39,7 +39,7 @@ class Presence:
         self._warnings = warnings
         self._trust: dict[str, str] = {}
         now = time.time()
-        for known in store.known_peers():
+        for known in store.peers.known():
             self._table.remember(known.id, known.nick, known.host, list(known.addresses),
                                  known.port, now)
             self._trust[known.id] = known.trust
@@ -104,7 +104,7 @@ class Presence:
         if peer is None:
             return
         try:
-            self.store.remember_peer(peer_id, peer.nick, peer.host, peer.addresses, peer.port,
+            self.store.peers.remember(peer_id, peer.nick, peer.host, peer.addresses, peer.port,
                                      exchanged=exchanged)
         except sqlite3.Error as exc:
             log.warning("could not remember peer %s: %s", peer_id[:16], exc)
@@ -116,9 +116,9 @@ class Presence:
         peer = self._table.get(peer_id)
         if peer is None:
             raise LookupError(peer_id)
-        if not self.store.set_trust(peer_id, trust):
-            self.store.remember_peer(peer_id, peer.nick, peer.host, peer.addresses, peer.port)
-            self.store.set_trust(peer_id, trust)
+        if not self.store.peers.set_trust(peer_id, trust):
+            self.store.peers.remember(peer_id, peer.nick, peer.host, peer.addresses, peer.port)
+            self.store.peers.set_trust(peer_id, trust)
         self._trust[peer_id] = trust
         view = self.view(peer)
         self.runtime.emit("peer_updated", peer=view)  # screens show the new mark
@@ -127,7 +127,7 @@ class Presence:
     def forget(self, peer_id: str) -> None:
         """Drop the peer from the store and the table."""
         self._warnings.notices.resolve_prefix(f"name_taken:{peer_id}:")
-        self.store.forget_peer(peer_id)
+        self.store.peers.forget(peer_id)
         self._trust.pop(peer_id, None)
         self._table.forget(peer_id)
 

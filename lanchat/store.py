@@ -1,33 +1,35 @@
-"""SQLite state of one node: history, the outbox of unacked messages, known peers, pins.
+"""SQLite state of one node: history, the outbox of unacked messages, the search index.
 
-WAL with synchronous=FULL: a message is acked only after a commit that is durable. Callers
-batch (group commit): one transaction stores everything read in one loop turn.
+The connections and their locks are `lanchat.database`'s; what is kept of peers (trust,
+pins, /ignore) is `Store.peers` (`lanchat.peer_store`). A message is acked only after a
+commit that is durable. Callers batch (group commit): one transaction stores everything
+read in one loop turn.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import quote
 
+from lanchat import peer_store
+from lanchat.database import SCHEMA_VERSION, Database, StoreError
+from lanchat.peer_store import KnownPeer, PeerStore
 from lanchat.protocol import Chat, Message
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "DurableKind", "HistoryRow", "KnownPeer", "Received", "Store",
+           "StoreError"]
+
 DB_FILE = "lanchat.db"
 OUTBOX_PAGE = 512
 INDEX_CHUNK = 500  # messages added to the search index per write transaction
-BUSY_TIMEOUT_MS = 2000  # how long a write waits for another connection's transaction
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
@@ -49,18 +51,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (peer, msg_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer, seq);
-CREATE TABLE IF NOT EXISTS peers (
-    id TEXT PRIMARY KEY,
-    nick TEXT NOT NULL,
-    host TEXT NOT NULL DEFAULT '',
-    addresses TEXT NOT NULL DEFAULT '[]',
-    port INTEGER NOT NULL DEFAULT 0,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    trust TEXT NOT NULL DEFAULT 'tofu'
-);
-CREATE TABLE IF NOT EXISTS pins (address TEXT PRIMARY KEY, id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, since REAL NOT NULL);
 """
 
 # Full-text search over the history (external content: the text is stored once). Rows are
@@ -121,10 +111,6 @@ class DurableKind(Protocol):
         """Store frames being sent (the outbox rows are the store's)."""
 
 
-class StoreError(Exception):
-    """The database cannot be used; the message says why and what to do."""
-
-
 @dataclass(frozen=True)
 class HistoryRow:
     """One stored chat message, either direction."""
@@ -139,108 +125,37 @@ class HistoryRow:
     seq: int = 0  # order of storage here: the cursor for `history(before=...)`
 
 
-@dataclass(frozen=True)
-class KnownPeer:
-    """A peer this node has talked to before."""
-
-    id: str
-    nick: str
-    host: str
-    addresses: tuple[str, ...]
-    port: int
-    first_seen: float
-    last_seen: float
-    trust: str
-
-
 class Store:
-    """SQLite state, on three connections, each under its own lock so any thread may call:
-    the writer (commits, the outbox, peers), a read-only reader (history, search: WAL lets
-    it read while the writer commits) and the search indexer."""
+    """History, outbox and search index over one `Database` (any thread may call), and
+    the node's `PeerStore` as `peers`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.RLock()  # re-entered by commit_batch's before_commit
-        self._read_lock = threading.Lock()
-        self._index_lock = threading.Lock()
-        # SQLite has one writer at a time. The gate orders the two writing connections in
-        # Python, commits first: a waiting commit never sleeps in SQLite's busy handler
-        # while the indexer takes chunk after chunk.
-        self._gate = threading.Condition()
-        self._gate_busy = False
-        self._commits_waiting = 0
         self._kinds: dict[type[Message], DurableKind] = {}
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._durable = True
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            check = self._db.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            self._db.executescript(_SCHEMA)
-            self._add_exchanged()
-            self.searchable = self._add_search()
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"database {path} is damaged or unreadable ({exc}); move it away to start "
-                "with an empty history"
-            ) from None
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            self._db.close()
-            raise StoreError(
-                f"database {path} has schema {row[0]}, newer than this lanchat understands "
-                f"({SCHEMA_VERSION}); upgrade lanchat"
-            )
-        try:
-            self._reader = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
-                                           check_same_thread=False, isolation_level=None)
-            self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._indexer = sqlite3.connect(path, check_same_thread=False,
-                                            isolation_level=None)
-            self._indexer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._indexer.execute("PRAGMA synchronous=NORMAL")  # the index can be rebuilt
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StoreError(f"cannot open {path} for reading: {exc}") from None
+        self.searchable = False
+        self._database = Database(path, self._create)
+        self._db = self._database.writer
+        self._lock = self._database.lock
+        self.peers = PeerStore(self._database)
 
-    def _add_search(self) -> bool:
-        """Create the full-text index; False where SQLite has no FTS5."""
+    def _create(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)
+        peer_store.create(db)
         try:
-            self._db.executescript(_FTS)
+            db.executescript(_FTS)
         except sqlite3.OperationalError:
-            return False
-        return True
-
-    def _enter_gate(self, *, commit: bool) -> None:
-        with self._gate:
-            if commit:
-                self._commits_waiting += 1
-            while self._gate_busy or (not commit and self._commits_waiting):
-                self._gate.wait()
-            if commit:
-                self._commits_waiting -= 1
-            self._gate_busy = True
-
-    def _leave_gate(self) -> None:
-        with self._gate:
-            self._gate_busy = False
-            self._gate.notify_all()
+            return  # this SQLite has no FTS5: search scans
+        self.searchable = True
 
     def index_new(self) -> int:
         """Add the messages stored since the last search to the full-text index, on the
         indexer's connection, `INDEX_CHUNK` rows per transaction; return how many."""
         added = 0
-        with self._index_lock:
-            db = self._indexer
+        with self._database.index_lock:
+            db = self._database.indexer
             top = db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
             while True:
-                self._enter_gate(commit=False)
-                try:
+                with self._database.gate(commit=False):
                     db.execute("BEGIN IMMEDIATE")
                     try:
                         row = db.execute(
@@ -257,20 +172,13 @@ class Store:
                     except BaseException:
                         db.execute("ROLLBACK")
                         raise
-                finally:
-                    self._leave_gate()
                 if upto <= done:
                     return added
                 added += upto - done
 
     def close(self) -> None:
         """Close the connections."""
-        with self._index_lock:
-            self._indexer.close()
-        with self._read_lock:
-            self._reader.close()
-        with self._lock:
-            self._db.close()
+        self._database.close()
 
     # -- messages ---------------------------------------------------------------------
 
@@ -283,28 +191,11 @@ class Store:
 
     def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(db)` in one durable transaction (an extension's own tables)."""
-        self._enter_gate(commit=True)
-        try:
-            with self._lock:
-                db = self._db
-                if not self._durable:
-                    db.execute("PRAGMA synchronous=FULL")
-                    self._durable = True
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-        finally:
-            self._leave_gate()
-        return result
+        return self._database.transact(fn)
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(db)` on the read-only connection (an extension's queries)."""
-        with self._read_lock:
-            return fn(self._reader)
+        return self._database.read(fn)
 
     def commit_batch(
         self,
@@ -326,11 +217,8 @@ class Store:
         commit. Returns the incoming messages that were new (not duplicates) with their
         history seq, and the (peer, id) pairs that left the outbox.
         """
-        self._enter_gate(commit=True)
-        try:
+        with self._database.gate(commit=True):
             return self._commit_batch(incoming, outgoing, acked, before_commit)
-        finally:
-            self._leave_gate()
 
     def _commit_batch(
         self,
@@ -358,10 +246,7 @@ class Store:
             db = self._db
             # Only deletions of acked rows: losing them to a power cut means a resend that
             # the peer drops as a duplicate, so that commit need not wait for the disk.
-            durable = bool(incoming or outgoing)
-            if durable != self._durable:
-                db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-                self._durable = durable
+            self._database.durable(bool(incoming or outgoing))
             db.execute("BEGIN IMMEDIATE")
             try:
                 for item in chats_in:
@@ -449,8 +334,8 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
-        with self._read_lock:
-            rows = self._reader.execute(sql, args).fetchall()
+        with self._database.read_lock:
+            rows = self._database.reader.execute(sql, args).fetchall()
         return [_row(r) for r in reversed(rows)]
 
     def search(self, query: str, limit: int = 50) -> list[HistoryRow]:
@@ -472,32 +357,24 @@ class Store:
             args = [match, limit]
         if self.searchable:
             self.index_new()
-        with self._read_lock:
-            rows = self._reader.execute(sql, args).fetchall()
+        with self._database.read_lock:
+            rows = self._database.reader.execute(sql, args).fetchall()
         return [_row(r) for r in reversed(rows)]
-
-    def trust_of(self, node_id: str) -> str | None:
-        """A known peer's trust: 'tofu', 'verified' or 'trusted'; None if unknown."""
-        with self._lock:
-            row = self._db.execute("SELECT trust FROM peers WHERE id=?", (node_id,)).fetchone()
-        return None if row is None else str(row[0])
 
     def count_messages(self, direction: str | None = None) -> int:
         """Return how many messages are stored."""
-        with self._read_lock:
-            if direction is None:
-                row = self._reader.execute("SELECT count(*) FROM messages").fetchone()
-            else:
-                row = self._reader.execute("SELECT count(*) FROM messages WHERE direction=?",
-                                           (direction,)).fetchone()
+        if direction is None:
+            row = self.read(lambda db: db.execute("SELECT count(*) FROM messages").fetchone())
+        else:
+            row = self.read(lambda db: db.execute(
+                "SELECT count(*) FROM messages WHERE direction=?", (direction,)).fetchone())
         return int(row[0])
 
     def bytes_from_since(self, peer: str, since: float) -> int:
         """UTF-8 bytes of text stored from `peer` since `since` (a stranger's daily share)."""
-        with self._read_lock:
-            row = self._reader.execute(
-                "SELECT coalesce(sum(length(CAST(text AS BLOB))), 0) FROM messages"
-                " WHERE peer=? AND direction='in' AND stored>=?", (peer, since)).fetchone()
+        row = self.read(lambda db: db.execute(
+            "SELECT coalesce(sum(length(CAST(text AS BLOB))), 0) FROM messages"
+            " WHERE peer=? AND direction='in' AND stored>=?", (peer, since)).fetchone())
         return int(row[0])
 
     def size_bytes(self) -> int:
@@ -509,93 +386,3 @@ class Store:
             except OSError:
                 pass
         return total
-
-    def forget_silent_peers(self) -> int:
-        """Drop stored strangers that never exchanged a message with us (no history with
-        them, nothing queued for them, no pin): a handshake alone is not kept across
-        restarts. Returns how many went."""
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM peers WHERE trust='tofu' AND exchanged=0"
-                " AND id NOT IN (SELECT DISTINCT peer FROM messages)"
-                " AND id NOT IN (SELECT DISTINCT peer FROM outbox)"
-                " AND id NOT IN (SELECT id FROM pins)")
-        return cur.rowcount
-
-    # -- peers and pins -----------------------------------------------------------------
-
-    def remember_peer(self, node_id: str, nick: str, host: str, addresses: Iterable[str],
-                      port: int, *, exchanged: bool = False) -> None:
-        """Insert or refresh a known peer; `exchanged`: a message or file went either way
-        (such a peer is kept across restarts)."""
-        now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO peers (id, nick, host, addresses, port, first_seen, last_seen,"
-                " exchanged) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-                " nick=excluded.nick,"
-                " host=CASE WHEN excluded.host='' THEN host ELSE excluded.host END,"
-                " addresses=excluded.addresses, port=excluded.port, last_seen=excluded.last_seen,"
-                " exchanged=max(exchanged, excluded.exchanged)",
-                (node_id, nick, host, json.dumps(list(addresses)), port, now, now,
-                 now if exchanged else 0.0))
-
-    def _add_exchanged(self) -> None:
-        """Stores made before peers had `exchanged` get the column (0: not known)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(peers)")}
-        if "exchanged" not in columns:
-            self._db.execute("ALTER TABLE peers ADD COLUMN exchanged REAL NOT NULL DEFAULT 0")
-
-    def set_trust(self, node_id: str, trust: str) -> bool:
-        """Set a known peer's trust ('tofu', 'verified', 'blocked'); False if unknown."""
-        with self._lock:
-            cur = self._db.execute("UPDATE peers SET trust=? WHERE id=?", (trust, node_id))
-        return cur.rowcount == 1
-
-    def known_peers(self) -> list[KnownPeer]:
-        """Return every known peer."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, nick, host, addresses, port, first_seen, last_seen, trust FROM peers"
-                " ORDER BY first_seen").fetchall()
-        out = []
-        for r in rows:
-            try:
-                addrs = tuple(str(a) for a in json.loads(r[3]))
-            except (ValueError, TypeError):
-                addrs = ()
-            out.append(KnownPeer(r[0], r[1], r[2], addrs, int(r[4]), r[5], r[6], r[7]))
-        return out
-
-    def forget_peer(self, node_id: str) -> None:
-        """Drop a known peer, its pins and its queued messages."""
-        with self._lock:
-            self._db.execute("DELETE FROM peers WHERE id=?", (node_id,))
-            self._db.execute("DELETE FROM pins WHERE id=?", (node_id,))
-            self._db.execute("DELETE FROM outbox WHERE peer=?", (node_id,))
-
-    def ignored(self) -> set[str]:
-        """Node ids on /ignore: their messages are stored but not shown."""
-        with self._lock:
-            return {str(r[0]) for r in self._db.execute("SELECT id FROM ignored")}
-
-    def set_ignored(self, node_id: str, on: bool) -> bool:
-        """Put a peer on /ignore or take it off; False if nothing changed."""
-        with self._lock:
-            if on:
-                cur = self._db.execute("INSERT OR IGNORE INTO ignored VALUES (?, ?)",
-                                       (node_id, time.time()))
-            else:
-                cur = self._db.execute("DELETE FROM ignored WHERE id=?", (node_id,))
-        return cur.rowcount == 1
-
-    def pinned(self, address: str) -> str | None:
-        """Return the node id pinned for a typed address (host:port), if any."""
-        with self._lock:
-            row = self._db.execute("SELECT id FROM pins WHERE address=?", (address,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def pin(self, address: str, node_id: str) -> None:
-        """Pin a typed address to the node id first seen there."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?)", (address, node_id))
