@@ -1,46 +1,31 @@
-"""The rooms extension of a node: room messages on the durable path, the gap timer, and
-the public API the commands and the shell use (thread-safe: each call runs on the loop).
+"""The rooms extension of a node: its start and stop, the rooms it is in, this node's
+joins, parts, lists, topics and posts, and the public API the commands and the shell use
+(thread-safe: each call runs on the loop). Room messages on the durable path are
+`durable.RoomMessages`'; frames between members are `gossip`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from lanchat.api import NodeHost
-from lanchat.delivery import check_text, new_message_id
+from lanchat.delivery import check_text
 from lanchat.events import Event
-from lanchat.nicks import clean_received_nick, placeholder
 from lanchat.protocol import Message
-from lanchat.rooms import signing
+from lanchat.rooms import views
+from lanchat.rooms.authoring import Author, RoomError
+from lanchat.rooms.durable import RoomMessages
 from lanchat.rooms.gossip import Gossip
 from lanchat.rooms.model import Room
 from lanchat.rooms.names import check_room
 from lanchat.rooms.storage import SCHEMA, RoomLog
-from lanchat.rooms.wire import (
-    CONTROL_TYPES,
-    RoomMember,
-    RoomMsg,
-    RoomRoster,
-    RoomTopic,
-    register,
-    sign,
-)
+from lanchat.rooms.wire import CONTROL_TYPES, RoomMember, RoomMsg, register
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-GAP_WAIT_S = 10.0  # an author's early message waits this long for the ones before it
-GAP_CHECK_S = 1.0
-
-
-class RoomError(Exception):
-    """A room command cannot be done; the message says why."""
 
 
 class Rooms(Gossip):
@@ -52,24 +37,24 @@ class Rooms(Gossip):
     def __init__(self) -> None:
         register()
         self.node: NodeHost = cast(NodeHost, None)
+        self.author: Author = cast(Author, None)
         self.log = RoomLog("")
         self.rooms: dict[str, Room] = {}
         self.directory: dict[str, dict[str, RoomMember]] = {}
-        self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
-        self.relayed: dict[str, set[str]] = {}  # peer -> others' messages relayed, unacked
+        self.messages: RoomMessages = cast(RoomMessages, None)
         self._synced: set[str] = set()
-        self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
         self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
         self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
         self._post_lock = threading.Lock()
-        self._timer: asyncio.TimerHandle | None = None
 
     # -- extension interface (loop thread) --------------------------------------------
 
     async def start(self, node: NodeHost) -> None:
         """Open the room tables and load rooms, marks and unacked own messages."""
         self.node = node
+        self.author = Author(node.identity, lambda: node.nick)
         self.log = RoomLog(node.node_id)
+        self.messages = RoomMessages(node, self.log, self.rooms, ask_gap=self.ask_gap)
         node.add_durable_kind(self)
         node.watch_sessions(self.session_ready)
         node.subscribe(self._on_event)
@@ -79,11 +64,7 @@ class Rooms(Gossip):
                 self._members[room.name] = tuple(sorted(room.members() - {node.node_id}))
                 self._my_seq[room.name] = self.log.own_seq(room.name)
         own = node.node_id
-        for msg_id, (room_name, of, left) in node.store.read(
-                lambda db: RoomLog.pending_own(db, own)).items():
-            self.pending[msg_id] = [room_name, of, of - left]
-        self.relayed = node.store.read(lambda db: RoomLog.relayed_queued(db, own))
-        self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
+        self.messages.start()
         for room in self.rooms.values():
             if room.joined:
                 self._announce_joined(room, "restored")
@@ -106,8 +87,17 @@ class Rooms(Gossip):
 
     async def stop(self) -> None:
         """Stop the gap timer."""
-        if self._timer is not None:
-            self._timer.cancel()
+        self.messages.stop()
+
+    @property
+    def pending(self) -> dict[str, list[Any]]:
+        """Own message id -> [room, members it went to, members that acked]."""
+        return self.messages.pending
+
+    @property
+    def relayed(self) -> dict[str, set[str]]:
+        """Peer -> others' messages relayed to it and not acked yet."""
+        return self.messages.relayed
 
     def stats(self) -> dict[str, Any]:
         """Rooms, members and held messages, for doctor and tests."""
@@ -127,30 +117,8 @@ class Rooms(Gossip):
     # -- the durable path -----------------------------------------------------------
 
     def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
-        """Keep the copies that came from their author, or that a member relayed signed
-        by their author, for a room this node is in, by an author allowed to post there;
-        drop (and count) the rest."""
-        kept: list[Message] = []
-        for m in frames:
-            assert isinstance(m, RoomMsg)
-            room = self.rooms.get(m.room)
-            if room is None or not room.joined:
-                self.count("room_not_joined")
-                continue
-            if room.kind == "private" and (peer_id not in room.members()
-                                           or not room.listed(m.author)):
-                self.count("room_refused")
-                continue
-            # The author's own session proved its key (TLS and the in-channel proof), as
-            # for a direct message; a copy relayed by anyone else must carry the author's
-            # signature. Copies are checked again before this node relays them.
-            from_author = m.author == peer_id and signing.is_key_of(m.author, m.key)
-            if not from_author and not m.verified():
-                self.count("room_forged")
-                log.info("dropped a room message that %s relayed: bad signature", peer_id[:16])
-                continue
-            kept.append(m)
-        return kept
+        """Keep the copies from their author, or relayed signed by it: see RoomMessages."""
+        return self.messages.admit(peer_id, frames)
 
     def store_in(self, db: Any, items: list[tuple[str, Message]],
                  now: float) -> list[tuple[str, Message]]:
@@ -163,54 +131,15 @@ class Rooms(Gossip):
 
     def stored(self, fresh: list[tuple[str, Message]]) -> None:
         """Show new room messages; ask for what comes before an early one."""
-        for _, m in fresh:
-            assert isinstance(m, RoomMsg)
-            self._show(m)
-        self._asked &= set(self.log.held)
-        for key in list(self.log.held):
-            if key not in self._asked:
-                self._asked.add(key)
-                self.ask_gap(*key)
-
-    def _show(self, m: RoomMsg) -> None:
-        nick = clean_received_nick(m.nick, m.author, source="room",
-                                   counters=self.node.runtime.counters)
-        self.node.emit("message", id=m.msg_id, **{"from": {"id": m.author, "nick": nick}},
-                       to="room", room=m.room, text=m.text, sent=m.ts / 1000)
+        self.messages.stored(fresh)
 
     def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Count members' acks of own messages; relayed copies need no event."""
-        rest = []
-        for peer_id, msg_id in done:
-            entry = self.pending.get(msg_id)
-            if entry is not None:
-                entry[2] += 1
-                self.node.emit("delivered", id=msg_id, to=peer_id, room=entry[0],
-                               acked=entry[2], of=entry[1])
-                if entry[2] >= entry[1]:
-                    del self.pending[msg_id]
-            elif msg_id in (relayed := self.relayed.get(peer_id, set())):
-                relayed.discard(msg_id)
-                if not relayed:
-                    del self.relayed[peer_id]
-            else:
-                rest.append((peer_id, msg_id))
-        return rest
+        return self.messages.acked(done)
 
     def store_failed(self) -> None:
         """The commit failed: read the marks back from the database."""
         self.node.store.read(self.log.load)
-
-    def _check_gaps(self) -> None:
-        now = time.monotonic()
-        late = [k for k, since in self.log.held_since.items() if now - since >= GAP_WAIT_S]
-        for key in late:
-            released = self.node.store.transact(functools.partial(self.log.give_up, key=key))
-            self.count("room_gaps")
-            self._asked.discard(key)
-            for m in released:
-                self._show(m)
-        self._timer = asyncio.get_running_loop().call_later(GAP_CHECK_S, self._check_gaps)
 
     # -- helpers (loop thread) -----------------------------------------------------------
 
@@ -232,22 +161,10 @@ class Rooms(Gossip):
         self.node.store.transact(write)
 
     def _member(self, room: Room, node_id: str) -> dict[str, str]:
-        nick = room.nick_of(node_id)
-        if nick is None:
-            peer = self.node.presence.table.get(node_id)
-            return {"id": node_id, "nick": peer.nick if peer is not None
-                    else placeholder(node_id)}
-        return {"id": node_id, "nick": clean_received_nick(nick, node_id, source="room")}
-
-    def _version(self, old: int) -> int:
-        return max(old + 1, int(time.time() * 1000))
+        return views.member(room, node_id, self.node.presence.table)
 
     def _own_statement(self, room: Room, joined: bool) -> RoomMember:
-        held = room.statements.get(self.node.node_id)
-        ident = self.node.identity
-        s = RoomMember(room.name, ident.node_id, ident.key_b64, room.kind, joined,
-                       self._version(held.ver if held else 0), self.node.nick)
-        return sign(s, ident.sign)
+        return self.author.statement(room, joined)
 
     def _announce_joined(self, room: Room, reason: str) -> None:
         self.node.emit("room_joined", room=room.name, kind=room.kind, creator=room.creator,
@@ -309,12 +226,7 @@ class Rooms(Gossip):
         return self._view(room)
 
     def _new_room(self, name: str, private: bool) -> Room:
-        own = self.node.node_id
-        room = Room(name, "private" if private else "open", own if private else None)
-        if private:
-            ident = self.node.identity
-            roster = RoomRoster(name, own, ident.key_b64, self._version(0), (own,))
-            room.roster = sign(roster, ident.sign)
+        room = self.author.new_room(name, private)
         self.rooms[name] = room
         return room
 
@@ -347,17 +259,15 @@ class Rooms(Gossip):
             canonical = check_room(name)
         except ValueError as exc:
             raise RoomError(str(exc)) from None
-        ident = self.node.identity
         with self._post_lock:
             peers = self._members.get(canonical)
             if peers is None:
                 raise RoomError(f"you are not in {canonical}; /join {canonical} first")
             seq = self._my_seq.get(canonical, 0) + 1
             self._my_seq[canonical] = seq
-            msg = sign(RoomMsg(canonical, new_message_id(), ident.node_id, ident.key_b64, seq,
-                               int(time.time() * 1000), self.node.nick, text), ident.sign)
+            msg = self.author.message(canonical, seq, text)
             if peers:
-                self.pending[msg.msg_id] = [canonical, len(peers), 0]
+                self.messages.expect_acks(msg.msg_id, canonical, len(peers))
             self.node.queue_frame(list(peers), msg)
         return {"id": msg.msg_id, "room": canonical, "to": canonical, "members": list(peers),
                 "text": text}
@@ -373,7 +283,7 @@ class Rooms(Gossip):
             mine = room.statements[self.node.node_id]
             self.send(peer["id"], mine)
             return {"room": room.name, "peer": peer["id"]}
-        roster = self._new_roster(room, add=peer["id"])
+        roster = self.author.roster(room, add=peer["id"])
         room.accept_roster(roster)
         self._persist(room)
         self.tell_members(room, roster)
@@ -393,7 +303,7 @@ class Rooms(Gossip):
         if peer["id"] not in room.members():
             raise RoomError(f"{peer['nick']} is not in {room.name}")
         before = room.members()
-        roster = self._new_roster(room, drop=peer["id"])
+        roster = self.author.roster(room, drop=peer["id"])
         room.accept_roster(roster)
         self._persist(room)
         self.tell_members(room, roster, also=before - room.members())
@@ -401,31 +311,17 @@ class Rooms(Gossip):
                        member={"id": peer["id"], "nick": peer["nick"]})
         return {"room": room.name, "peer": peer["id"]}
 
-    def _new_roster(self, room: Room, *, add: str = "", drop: str = "") -> RoomRoster:
-        ident = self.node.identity
-        if room.creator != ident.node_id or room.roster is None:
-            raise RoomError(f"only the creator of {room.name} can change who is in it")
-        members = [m for m in room.roster.members if m != drop]
-        if add and add not in members:
-            members.append(add)
-        roster = RoomRoster(room.name, ident.node_id, ident.key_b64,
-                            self._version(room.roster.ver), tuple(members))
-        return sign(roster, ident.sign)
-
     def set_topic(self, name: str, text: str) -> dict[str, Any]:
         """Set a room's topic; every member is told."""
         return self._call(lambda: self._set_topic(self._room(name), text))
 
     def _set_topic(self, room: Room, text: str) -> dict[str, Any]:
-        ident = self.node.identity
-        old = room.topic.ver if room.topic else 0
-        t = sign(RoomTopic(room.name, ident.node_id, ident.key_b64, self._version(old),
-                           self.node.nick, text), ident.sign)
+        t = self.author.topic(room, text)
         room.accept_topic(t)
         self._persist(room)
         self.tell_members(room, t)
         self.node.emit("topic", room=room.name, topic=text,
-                       by={"id": ident.node_id, "nick": self.node.nick})
+                       by={"id": self.node.node_id, "nick": self.node.nick})
         return {"room": room.name, "topic": text}
 
     def info(self, name: str) -> dict[str, Any]:
@@ -433,11 +329,9 @@ class Rooms(Gossip):
         return self._call(lambda: self._view(self._room(name)))
 
     def _view(self, room: Room) -> dict[str, Any]:
-        online = {p.id for p in self.node.presence.table.online()} | {self.node.node_id}
-        return {"room": room.name, "kind": room.kind, "creator": room.creator,
-                "topic": room.topic.topic if room.topic else "",
-                "members": [{**self._member(room, m), "online": m in online}
-                            for m in sorted(room.members())]}
+        table = self.node.presence.table
+        online = {p.id for p in table.online()} | {self.node.node_id}
+        return views.room(room, online, table)
 
     def joined(self) -> list[str]:
         """The rooms this node is in."""
@@ -445,20 +339,7 @@ class Rooms(Gossip):
 
     def listing(self) -> list[dict[str, Any]]:
         """Open rooms announced on the LAN (and rooms this node is in), by name."""
-        def collect() -> list[dict[str, Any]]:
-            out: dict[str, dict[str, Any]] = {}
-            for name, seen in self.directory.items():
-                n = sum(1 for s in seen.values() if s.joined)
-                if n:
-                    out[name] = {"room": name, "kind": "open", "members": n,
-                                 "joined": False, "topic": ""}
-            for room in self.rooms.values():
-                if room.joined:
-                    out[room.name] = {"room": room.name, "kind": room.kind,
-                                      "members": len(room.members()), "joined": True,
-                                      "topic": room.topic.topic if room.topic else ""}
-            return [out[k] for k in sorted(out)]
-        return self._call(collect)
+        return self._call(lambda: views.listing(self.directory, list(self.rooms.values())))
 
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """The last `limit` messages of a room, oldest first (scrollback): id, from, text,
@@ -469,22 +350,7 @@ class Rooms(Gossip):
         def marks() -> dict[str, list[Any]]:
             return {r.msg.msg_id: list(self.pending[r.msg.msg_id]) for r in rows
                     if r.msg.msg_id in self.pending}
-        pending = self._call(marks)
-        own = self.node.node_id
-        out = []
-        for r in rows:
-            m = r.msg
-            item: dict[str, Any] = {"id": m.msg_id, "room": m.room, "text": m.text,
-                                    "from": {"id": m.author, "nick": clean_received_nick(
-                                        m.nick, m.author, source="room")},
-                                    "sent": m.ts / 1000, "direction":
-                                    "out" if m.author == own else "in"}
-            if m.author == own:
-                entry = pending.get(m.msg_id)
-                item["of"] = r.recipients
-                item["acked"] = entry[2] if entry else r.recipients
-            out.append(item)
-        return out
+        return views.history(rows, self._call(marks), self.node.node_id)
 
 
 __all__ = ["CONTROL_TYPES", "RoomError", "Rooms"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from lanchat.api import NodeHost, PeerSession
 from lanchat.nicks import clean_received_nick
 from lanchat.protocol import Message
+from lanchat.rooms.durable import RoomMessages
 from lanchat.rooms.model import Change, Room, Verdict
 from lanchat.rooms.storage import RoomLog
 from lanchat.rooms.wire import (
@@ -40,8 +40,7 @@ class Gossip:
     log: RoomLog
     rooms: dict[str, Room]
     directory: dict[str, dict[str, RoomMember]]
-    relayed: dict[str, set[str]]
-    pending: dict[str, list[Any]]
+    messages: RoomMessages
     _synced: set[str]
 
     def count(self, key: str, n: int = 1) -> None:
@@ -249,17 +248,17 @@ class Gossip:
         own = self.node.node_id
         # What is already on its way to this peer is not checked or queued again: a
         # member repeating "I have nothing" costs one answer until the peer acks it.
-        in_flight = self.relayed.setdefault(peer_id, set())
+        in_flight = self.messages.relayed.setdefault(peer_id, set())
         found = [m for m in found if m.msg_id not in in_flight]
         missing = [m for m in found if m.author == own or m.verified()]
         if len(missing) < len(found):  # stored from its author's session, badly signed
             self.count("room_forged", len(found) - len(missing))
         for m in missing:
-            if m.msg_id not in self.pending:
+            if m.msg_id not in self.messages.pending:
                 in_flight.add(m.msg_id)
             self.node.queue_frame([peer_id], m)
         if not in_flight:
-            del self.relayed[peer_id]
+            del self.messages.relayed[peer_id]
         if missing:
             self.count("room_relayed", len(missing))
 

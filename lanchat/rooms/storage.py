@@ -4,7 +4,7 @@
 (room, author, author's seq), so a copy that arrives twice, from the author or from any
 member, is stored once. A message is shown (its `message` event) only when every earlier
 message of its author in that room was: one that arrives early is held (stored, acked,
-`shown=0`) until the gap is filled, or until `GAP_WAIT_S` says the gap cannot be filled.
+`shown=0`) until the gap is filled, or until `durable.GAP_WAIT_S` says the gap cannot be filled.
 """
 
 from __future__ import annotations
