@@ -9,33 +9,24 @@ one lock covers both, and the toolbar reads `views`, a tuple replaced whole.
 from __future__ import annotations
 
 import enum
-import json
-import logging
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from lanchat.transfer.records import write_atomic
-
-if TYPE_CHECKING:  # the type only: this module runs without importing prompt-toolkit
-    from prompt_toolkit.formatted_text import StyleAndTextTuples as Fragments
-else:
-    Fragments = list
-
-log = logging.getLogger(__name__)
+from lanchat.shell.lines import Line, Marks, Sent
+from lanchat.shell.read_markers import ReadMarkers
 
 NOTICES = "lanchat"  # the node's own buffer: errors, warnings, what has no conversation
 EVERYONE = "all"  # broadcasts, and who comes and goes on the LAN
-STATE_FILE = "buffers.json"
-STATE_VERSION = 1
 SCROLLBACK_LINES = 500  # per buffer, in memory; the store keeps everything
 MAX_BUFFERS = 64  # more conversations than this: the oldest quiet direct ones are closed
-SENT_TRACKED = 2000  # outgoing messages whose delivery marks are kept up to date
+
+__all__ = ["EVERYONE", "NOTICES", "SCROLLBACK_LINES", "Buffer", "BufferView", "Buffers", "Kind",
+           "Level", "Line", "Sent", "mentions"]
 
 
 class Kind(enum.Enum):
@@ -62,72 +53,6 @@ def mentions(text: str, nick: str) -> bool:
     if not nick:
         return False
     return re.search(rf"(?<!\w){re.escape(nick)}(?!\w)", text, re.IGNORECASE) is not None
-
-
-class Sent:
-    """One outgoing message and how many of its recipients have stored it."""
-
-    __slots__ = ("msg_id", "recipients", "delivered", "group", "ts", "key", "text", "total",
-                 "acked_before")
-
-    def __init__(self, msg_id: str, recipients: Iterable[str], *, group: bool, key: str,
-                 text: str = "", ts: float | None = None, total: int | None = None,
-                 acked_before: int = 0) -> None:
-        self.msg_id = msg_id
-        self.key = key  # the buffer it was sent in
-        self.text = text
-        self.recipients = frozenset(recipients)  # empty when only counts are known
-        self.total = len(self.recipients) if total is None else total
-        self.acked_before = acked_before  # stored already when read from the history
-        self.delivered: frozenset[str] = frozenset()
-        self.group = group
-        self.ts = time.time() if ts is None else ts
-
-    @property
-    def count(self) -> int:
-        """How many recipients have it."""
-        got = self.delivered & self.recipients if self.recipients else self.delivered
-        return min(self.total, self.acked_before + len(got))
-
-    @property
-    def complete(self) -> bool:
-        """Every recipient has it."""
-        return self.count >= self.total
-
-    def mark(self) -> str:
-        """`✓` for a delivered direct message, `…` while not yet; `4/5` for a group
-        (nothing for a room with nobody else in it)."""
-        if not self.group:
-            return "✓" if self.complete else "…"
-        if not self.total:
-            return ""
-        n, total = self.count, self.total
-        return f"{n}/{total} ✓" if n == total else f"{n}/{total}"
-
-
-class Line:
-    """One scrollback entry: fragments, plus the delivery mark of an outgoing message."""
-
-    __slots__ = ("fragments", "sent", "hold_until", "shown_incomplete", "buffer")
-
-    def __init__(self, fragments: Fragments, sent: Sent | None = None,
-                 hold_until: float = 0.0) -> None:
-        self.fragments = fragments
-        self.sent = sent
-        self.hold_until = hold_until  # monotonic; the printer waits this long for the mark
-        self.shown_incomplete = False
-        self.buffer = ""  # the key of the buffer it was added to
-
-    def held(self, now: float) -> bool:
-        """Whether the printer should still wait for the delivery mark."""
-        return self.sent is not None and not self.sent.complete and now < self.hold_until
-
-    def render(self) -> Fragments:
-        """The fragments, with the delivery mark as it is now."""
-        mark = self.sent.mark() if self.sent is not None else ""
-        if not mark:
-            return self.fragments
-        return [*self.fragments, ("class:mark", " " + mark)]
 
 
 @dataclass(frozen=True)
@@ -169,68 +94,33 @@ class Buffers:
 
     def __init__(self, home: Path | None = None) -> None:
         self.lock = threading.RLock()
-        self.path = home / STATE_FILE if home is not None else None
+        self.markers = ReadMarkers(home, MAX_BUFFERS)
         self._by_key: dict[str, Buffer] = {}
         self._order: list[str] = []
         self.current = EVERYONE
         self.views: tuple[BufferView, ...] = ()
-        self._sent: dict[str, list[Line]] = {}
-        self._early: dict[str, frozenset[str]] = {}  # delivered before its line was added
+        self._marks = Marks()
         self._dirty = False
-        self._saved: dict[str, Any] = {}
         self.loading = True  # until `loaded()`: live incoming ids are kept to skip below,
         # and lines are not written (the current buffer is written whole then)
         self._live_ids: set[str] = set()
         self._stored_ids: set[str] = set()  # incoming ids read from the store at start
-        self.first_run = True
-        self._load_file()
+        self.first_run = not self.markers.found
         self.ensure(NOTICES, Kind.NOTICES, NOTICES)
         self.ensure(EVERYONE, Kind.EVERYONE, EVERYONE)
-        for key, name in self._saved.get("buffers", []):
+        for key, name in self.markers.buffers:
             if key not in (NOTICES, EVERYONE):
                 self.ensure(key, Kind.ROOM if key.startswith("#") else Kind.DIRECT, name)
 
-    # -- persistence -------------------------------------------------------------------
-
-    def _load_file(self) -> None:
-        if self.path is None:
-            return
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring %s: %s", self.path, exc)
-            return
-        self.first_run = False
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            return
-        buffers = data.get("buffers", [])
-        read = data.get("read", {})
-        self._saved = {
-            "buffers": [(str(k), str(n)) for k, n in buffers
-                        if isinstance(k, str) and isinstance(n, str)][:MAX_BUFFERS]
-            if isinstance(buffers, list) and all(isinstance(b, list) and len(b) == 2
-                                                 for b in buffers) else [],
-            "read": {str(k): str(v) for k, v in read.items()} if isinstance(read, dict)
-            else {},
-        }
-
     def save(self, *, force: bool = False) -> None:
         """Write the buffer list and read markers if they changed (any thread)."""
-        if self.path is None:
-            return
         with self.lock:
             if not (self._dirty or force):
                 return
-            data = {"version": STATE_VERSION,
-                    "buffers": [[k, self._by_key[k].name] for k in self._order],
-                    "read": {k: b.last_read for k, b in self._by_key.items() if b.last_read}}
+            buffers = [(k, self._by_key[k].name) for k in self._order]
+            read = {k: b.last_read for k, b in self._by_key.items() if b.last_read}
             self._dirty = False
-        try:
-            write_atomic(self.path, json.dumps(data, indent=1).encode())
-        except OSError as exc:
-            log.warning("cannot save read markers to %s: %s", self.path, exc)
+        self.markers.save(buffers, read)
 
     # -- building ----------------------------------------------------------------------
 
@@ -242,7 +132,7 @@ class Buffers:
                 if len(self._order) >= MAX_BUFFERS:
                     self._close_oldest_direct()
                 buf = Buffer(key, kind, name)
-                buf.last_read = self._saved.get("read", {}).get(key, "")
+                buf.last_read = self.markers.read.get(key, "")
                 self._by_key[key] = buf
                 self._order.append(key)
                 self._dirty = True
@@ -268,7 +158,7 @@ class Buffers:
             line.buffer = key
             buf.stored.append(line)
             if line.sent is not None and not line.sent.complete:
-                self._track(line)
+                self._marks.track(line)
             if not incoming_id:
                 return
             buf.stored_last_in = incoming_id
@@ -314,7 +204,7 @@ class Buffers:
                 if self.loading:
                     self._live_ids.add(incoming_id)
             if line.sent is not None:
-                self._track(line)
+                self._marks.track(line)
             if key == self.current:
                 if incoming_id:
                     buf.last_read = incoming_id
@@ -329,31 +219,10 @@ class Buffers:
                 self._publish()
             return False
 
-    def _track(self, line: Line) -> None:
-        sent = line.sent
-        assert sent is not None
-        early = self._early.pop(sent.msg_id, None)
-        if early:  # acked before the command that sent it returned
-            sent.delivered = sent.delivered | early
-        self._sent.setdefault(sent.msg_id, []).append(line)
-        while len(self._sent) > SENT_TRACKED:
-            del self._sent[next(iter(self._sent))]
-
     def delivered(self, msg_id: str, peer_id: str) -> tuple[Sent, list[Line]] | None:
         """Record that `peer_id` stored `msg_id`; return it and its lines, if tracked."""
         with self.lock:
-            lines = self._sent.get(msg_id)
-            if not lines:  # not shown yet (or not ours to show): kept a little while
-                self._early[msg_id] = self._early.pop(msg_id, frozenset()) | {peer_id}
-                while len(self._early) > SENT_TRACKED:
-                    del self._early[next(iter(self._early))]
-                return None
-            sent = lines[0].sent
-            assert sent is not None
-            sent.delivered = sent.delivered | {peer_id}
-            if sent.complete:
-                del self._sent[msg_id]
-            return sent, lines
+            return self._marks.delivered(msg_id, peer_id)
 
     def rename(self, key: str, name: str) -> None:
         """A peer's nick changed: its buffer follows."""
