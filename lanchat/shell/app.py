@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from collections.abc import Callable
 
 from prompt_toolkit import PromptSession
@@ -17,41 +16,28 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
 from lanchat.assembly import open_node, plugin_bridge
-from lanchat.commands import CommandError, Context, build_registry, execute
-from lanchat.commands import Output as CommandOutput
+from lanchat.commands import Context, build_registry
 from lanchat.config import Config
 from lanchat.errors import NodeError
 from lanchat.plugins import Plugins
 from lanchat.protocol import MAX_TEXT_CHARS
 from lanchat.shell import render
-from lanchat.shell.buffers import (
-    EVERYONE,
-    NOTICES,
-    Buffers,
-    BufferView,
-    Kind,
-    Level,
-    Line,
-    Sent,
-)
+from lanchat.shell.buffers import NOTICES, Buffers, Kind, Level, Line
 from lanchat.shell.completer import ShellCompleter
 from lanchat.shell.history import load_scrollback
+from lanchat.shell.input_line import InputLine
 from lanchat.shell.key_bindings import shell_bindings
 from lanchat.shell.local_commands import add_shell_commands
+from lanchat.shell.navigation import REPAINT_LINES, Navigator
 from lanchat.shell.paste import guard_pastes
 from lanchat.shell.printer import Printer
 from lanchat.shell.router import Router
 from lanchat.shell.state import ShellState
 from lanchat.shell.toolbar import create_toolbar_tokens_func, current_name
-from lanchat.text import safe_line, safe_text
+from lanchat.text import safe_text
 from lanchat.transfer import manager_of
 
 HISTORY_FILE = "history"
-REPAINT_LINES = 200  # written when switching buffers; the rest is in /history
-# An outgoing line waits this long for its delivery mark before it is written without it
-# (a LAN delivery takes a few ms); later marks follow as a "delivered" line.
-DELIVERY_WAIT_S = 0.3
-SAVE_EVERY_S = 5.0  # read markers of messages read in the current buffer
 # A line longer than this cannot be sent (a message holds MAX_TEXT_CHARS; a command adds
 # its words): a paste that would pass it is refused at once.
 MAX_INPUT_CHARS = MAX_TEXT_CHARS + 256
@@ -72,7 +58,6 @@ class Shell:
         self.state = ShellState(own_nick=config.nick)
         self.buffers = Buffers(config.home)
         self.ctx = Context(self.node, self.registry, self.plugins)
-        add_shell_commands(self.registry, self)
         style = Style.from_dict(render.STYLE_RULES)
         self.session: PromptSession[str] = PromptSession(
             input=input, output=output, history=FileHistory(str(config.home / HISTORY_FILE)),
@@ -87,33 +72,23 @@ class Shell:
         self.paste_parser = guard_pastes(self.session.input, MAX_INPUT_CHARS)
         self.printer = Printer(self.session.output, style)
         self.printer.app = self.session.app
+        self.navigator = Navigator(self.node, self.ctx, self.state, self.buffers,
+                                   self.printer, self.session)
+        self.input = InputLine(self.node, self.ctx, self.state, self.buffers, self.printer,
+                               self.navigator)
+        add_shell_commands(self.registry, self.navigator)
         self.router = Router(self.state, self.buffers, self.printer, self._redraw,
-                             self._save_soon)
+                             self.navigator.save_soon)
         self.node.subscribe(self.router.on_event)
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
-        self._saved_at = time.monotonic()
         self._banner = Line([])
 
     def _columns(self) -> int:
         return self.session.app.output.get_size().columns
 
-    @property
-    def bell(self) -> bool:
-        """Whether direct messages and mentions ring the terminal bell."""
-        return self.state.bell
-
-    @bell.setter
-    def bell(self, on: bool) -> None:
-        self.state.bell = on
-
     def _redraw(self) -> None:
         self.printer.touch()  # the toolbar changed: redrawn with the next batch
-        self._save_soon()
-
-    def _save_soon(self) -> None:
-        if time.monotonic() - self._saved_at > SAVE_EVERY_S:
-            self._saved_at = time.monotonic()
-            self.buffers.save()
+        self.navigator.save_soon()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -131,7 +106,7 @@ class Shell:
         self.state.transfers_source = manager.transfers if manager is not None else None
         self.state.refresh_transfers()
         self.state.load(self.node.peers())
-        self._set_target(self.buffers.current)
+        self.navigator.set_target(self.buffers.current)
         self._banner = Line(render.banner(info))
 
     async def _load(self) -> None:
@@ -198,176 +173,35 @@ class Shell:
     def _prompt(self) -> render.Fragments:
         return [("class:prompt", f"{current_name(self.buffers)}> ")]
 
-    # -- buffers (UI thread) -------------------------------------------------------------
-
-    def buffer_views(self) -> tuple[BufferView, ...]:
-        """The buffer list, as the toolbar shows it."""
-        return self.buffers.views
+    # -- what the keys do (UI thread) ------------------------------------------------------
 
     def switch(self, ref: str) -> None:
         """Go to a buffer by number, name, room or peer; raise CommandError if none."""
-        buf = self.buffers.find(ref, self._peer_key)
-        if buf is None:
-            raise CommandError(f"no buffer {ref!r}; /buffer lists them")
-        self.show(buf.key)
-
-    def _peer_key(self, ref: str) -> str | None:
-        """A peer reference as a direct buffer's key, opening the buffer."""
-        if ref.startswith("#"):
-            return None
-        try:
-            peer = self.node.resolve(ref)
-        except LookupError:
-            return None
-        self.buffers.ensure(str(peer["id"]), Kind.DIRECT,
-                            self.state.display(str(peer["id"]), str(peer["nick"])))
-        return str(peer["id"])
-
-    def show(self, key: str) -> None:
-        """Make `key` the current buffer and repaint the screen with its lines."""
-        with self.buffers.lock:
-            self.buffers.switch(key)
-            self.printer.repaint(self.buffers.tail(key, REPAINT_LINES))
-        self._set_target(key)
-        self.buffers.save()
-        self._saved_at = time.monotonic()
-        if self.session.app.is_running:
-            self.session.app.invalidate()
+        self.navigator.switch(ref)
 
     def step(self, delta: int) -> None:
         """The next or previous buffer."""
-        self.show(self.buffers.neighbour(delta))
+        self.navigator.step(delta)
 
     def jump_active(self) -> None:
         """The buffer with the most pressing unread activity, if any."""
-        key = self.buffers.most_active()
-        if key is not None:
-            self.show(key)
-
-    def close_buffer(self, ref: str) -> str:
-        """Close a direct or room buffer (the current one without `ref`)."""
-        buf = self.buffers.find(ref) if ref.strip() else \
-            self.buffers.get(self.buffers.current)
-        if buf is None or buf.kind in (Kind.NOTICES, Kind.EVERYONE):
-            raise CommandError(f"{ref or 'this buffer'!r} cannot be closed; /buffer lists them")
-        was_current = buf.key == self.buffers.current
-        self.buffers.close(buf.key)
-        if was_current:
-            self.show(EVERYONE)
-        return safe_line(buf.name)
-
-    def clear_screen(self) -> None:
-        """Forget the current buffer's lines in memory and clear the screen."""
-        with self.buffers.lock:
-            self.buffers.clear(self.buffers.current)
-            self.printer.repaint([])
-
-    def _set_target(self, key: str) -> None:
-        """Where /me and plain lines go: the buffer's peer, room or everyone."""
-        buf = self.buffers.get(key)
-        self.ctx.target = key if buf is not None and buf.kind in (Kind.DIRECT, Kind.ROOM) \
-            else EVERYONE
+        self.navigator.jump_active()
 
     def paste_refused(self, chars: int) -> None:
         """A paste longer than a line can be: say so at once."""
         if self.paste_parser is not None:
             chars = max(chars, self.paste_parser.pasted_chars)
-        self._answer(render.error(
+        self.input.answer(render.error(
             f"paste of {chars:,} characters refused: a message holds at most "
             f"{MAX_TEXT_CHARS:,}; send it as a file: /file PEER PATH"))
         self.printer.write_now()
 
-    # -- input ---------------------------------------------------------------------------
-
     def submit(self, line: str) -> None:
         """Enter was pressed: run the line, show its answer, leave on /quit."""
-        self.handle(line)
+        self.input.handle(line)
         self.printer.write_now()
         if self.ctx.quit and self.session.app.is_running:
             self.session.app.exit(result="")
-
-    def handle(self, line: str) -> None:
-        """Run one input line and show what it answers in the current buffer."""
-        self.ctx.state["unread"] = self.buffers.unread_by_key()
-        current = self.buffers.get(self.buffers.current)
-        assert current is not None
-        command = line.lstrip().startswith("/") and not line.lstrip().startswith("//")
-        if not command and line.strip() and current.kind is Kind.NOTICES:
-            self._answer(render.error("this buffer shows notices only; Alt-2 or /buffer all "
-                                      "talks to everyone"))
-            return
-        target = self.ctx.target
-        try:
-            out = execute(self.ctx, line)
-        except CommandError as exc:
-            self._answer(render.echo(line), render.error(str(exc)))
-            return
-        except Exception as exc:  # noqa: BLE001 - a command bug never ends the shell
-            logging.getLogger(__name__).debug("command failed", exc_info=True)
-            self._answer(render.echo(line),
-                         render.error(f"internal error: {type(exc).__name__}: {exc}"))
-            return
-        finally:
-            self.state.refresh_transfers()
-        if self.ctx.target != target:  # /chat, /join, /part, /forget: go where it points
-            new = self.ctx.target
-            if new.startswith("#"):
-                self.buffers.ensure(new, Kind.ROOM, new)
-            elif new != EVERYONE and self.buffers.get(new) is None:
-                self._peer_key(new)
-            self.show(new if self.buffers.get(new) is not None else EVERYONE)
-        if out is None:
-            return
-        if self._sent(out):
-            return
-        answer = [render.echo(line.strip())] if command else []
-        if out.text:
-            answer.append(render.output(out.text))
-        self._answer(*answer)
-
-    def _answer(self, *lines: render.Fragments | Line) -> None:
-        """Lines for the current buffer only (command echo and answers)."""
-        key = self.buffers.current
-        buf = self.buffers.get(key)
-        assert buf is not None
-        for item in lines:
-            line = item if isinstance(item, Line) else Line(item)
-            with self.buffers.lock:
-                self.buffers.add(key, buf.kind, buf.name, line)
-                self.printer.put(line)
-
-    def _sent(self, out: CommandOutput) -> bool:
-        """Our own message as a chat line in its buffer, waiting briefly for its mark."""
-        data = out.data
-        if not isinstance(data, dict) or "id" not in data or "to" not in data:
-            return False
-        if not data["id"]:
-            return False
-        to = str(data["to"])
-        text = str(data.get("text", out.text))
-        listed = data.get("peers", data.get("members"))  # everyone's or a room's
-        recipients = [str(p) for p in listed] if isinstance(listed, list) else [to]
-        if to == "all":
-            key, kind, name, group = EVERYONE, Kind.EVERYONE, EVERYONE, True
-        elif to.startswith("#"):
-            key, kind, name, group = to, Kind.ROOM, to, True
-        else:
-            peer = self.state.peer(to)
-            name = self.state.names.display(peer) if peer else to[:8]
-            key, kind, group = to, Kind.DIRECT, False
-        sent = Sent(str(data["id"]), recipients, group=group, key=key, text=text)
-        hold = time.monotonic() + DELIVERY_WAIT_S
-        own = render.chat_line(time.time(), self.state.own_id, self.node.nick, text)
-        line = Line(own, sent, hold)
-        with self.buffers.lock:
-            shown = self.buffers.add(key, kind, name, line)
-            if shown:
-                self.printer.put(line)
-        if not shown:  # sent from another buffer: show it here too, as `[me -> bob] text`
-            echo = render.message_line(time.time(), self.state.own_id, self.node.nick,
-                                       text, direct=True, to_nick=name)
-            self._answer(Line(echo, sent, hold))
-        return True
 
 
 class _LogToPrinter(logging.Handler):
