@@ -29,6 +29,10 @@ STORE_RETRY_S = 1.0
 # peers until the listeners (a terminal, a script) catch up to the low mark.
 EVENTS_HIGH_WATER = 20_000
 EVENTS_LOW_WATER = 2_000
+# Messages to send stored per commit: a flood queued at once goes out in batches, so the
+# first ones are on the wire (and being stored by the peer) while the next are written,
+# and acks and heartbeats are read between the commits instead of after one long one.
+FLUSH_MAX_OUT = 1024
 
 
 # Message ids need to be unique, not secret: a generator seeded once from the OS is enough,
@@ -183,8 +187,14 @@ class Delivery:
     def flush(self) -> None:
         """Store what arrived and what is to be sent in one commit; then ack and send."""
         self._flush_scheduled = False
-        inbound, outbound, acks = self._in, self._out, self._acks
-        self._in, self._out, self._acks = [], [], []
+        inbound, acks = self._in, self._acks
+        outbound = self._out
+        if len(outbound) > FLUSH_MAX_OUT:
+            outbound, self._out = outbound[:FLUSH_MAX_OUT], outbound[FLUSH_MAX_OUT:]
+            self._schedule_flush()  # the rest after the loop has read what came meanwhile
+        else:
+            self._out = []
+        self._in, self._acks = [], []
         if not (inbound or outbound or acks):
             return
         incoming = self._received(inbound)
@@ -215,6 +225,7 @@ class Delivery:
                 self.runtime.loop.call_later(STORE_RETRY_S, self._schedule_flush)
             return
         count = self.runtime.count
+        count("commits")
         count("duplicates", len(incoming) - len(fresh))
         for session, chats in inbound:
             session.ack([getattr(c, "msg_id") for c in chats])  # noqa: B009 - durable
