@@ -37,11 +37,17 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
+# One encoder and decoder for every frame: `json.dumps` with options builds a new encoder
+# per call, and `json.loads` of bytes guesses the encoding first (a payload is UTF-8).
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_from_json = json.JSONDecoder().decode
+
+
 def encode(message: Message) -> bytes:
     """Return the frame (length prefix and JSON payload) for one message."""
     body = message.to_dict()
     body["t"] = message.T
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    payload = _to_json(body).encode()
     if len(payload) > MAX_FRAME_BYTES:
         raise ValueError(f"message larger than {MAX_FRAME_BYTES} bytes")
     return HEADER.pack(len(payload)) + payload
@@ -50,7 +56,7 @@ def encode(message: Message) -> bytes:
 def decode_payload(payload: bytes) -> Message:
     """Parse one frame payload into a message, or raise ProtocolError."""
     try:
-        body = json.loads(payload)
+        body = _from_json(payload.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
