@@ -23,6 +23,11 @@ Measured:
   5. a partition heals: the two halves of #heal each post 500 while apart; from the link
      coming back to every member having every post; baseline: 500 direct messages per
      node to a node in the other half, sent in the same partition, until all delivered.
+  6. one way into a 10-member room, as fast as `post()` takes them (issue 15, goal 2):
+     posts per second each member stores (first post -> every member has the last);
+     baselines: the plain Python TLS 1.3 stream of frames of the same size
+     (bench/_tls_baseline.py, as in bench_messaging) and direct messages into one member
+     through `node.send()`, both in the same run (`--flood-only` runs just this one).
 Timings are reported, never asserted.
 """
 
@@ -47,9 +52,9 @@ from bench.common import (
 )
 
 FULL = {"latency": 200, "rate": 1000, "seconds": 30, "catchup": 10_000, "rooms": 200,
-        "heal": 500}
+        "heal": 500, "flood": 10_000}
 QUICK = {"latency": 40, "rate": 200, "seconds": 5, "catchup": 1000, "rooms": 50,
-         "heal": 100}
+         "heal": 100, "flood": 1000}
 FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
 WAIT_S = 300.0
 
@@ -62,9 +67,9 @@ class Driver:
     """One `_rooms_driver` process on a lab host."""
 
     def __init__(self, lab: Lab, index: int, count: int, env: dict[str, str] | None = None,
-                 peers: list[str] | None = None) -> None:
+                 peers: list[str] | None = None, base: str = "d") -> None:
         host = lab.hosts[index]
-        args = ["--base", str(lab.base_dir / f"d{index}"), "--count", str(count), "--ip",
+        args = ["--base", str(lab.base_dir / f"{base}{index}"), "--count", str(count), "--ip",
                 host.ip, "--nick", f"h{index}n"]
         for p in peers or []:
             args += ["--peer", p]
@@ -198,6 +203,58 @@ def catch_up(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
             "order_breaks": got["order_breaks"]}
 
 
+def flood_room(drivers: list[Driver], sizes: dict[str, int]) -> dict[str, Any]:
+    """Posts into a 10-member room as fast as `post()` takes them: every member's rate;
+    the same number of direct messages into one member through `node.send()`."""
+    room, n = "#flood", sizes["flood"]
+    for d in drivers:
+        d.ask(f"join {room} 0")
+    for d in drivers:
+        assert d.ask(f"members {room} {len(drivers)} {WAIT_S}")["ok"], "room did not fill"
+    author = drivers[0].ids[0]
+    drivers[0].ask(f"post {room} 0 50 0 0")  # warm-up: every member's session is open
+    collect(drivers, f"{room}:r", author, 50, node=0)
+    sends = drivers[0].ask(f"post {room} 0 {n} 0 50", timeout=WAIT_S + 60)["sends"]
+    got = collect(drivers, f"{room}:r", author, 50 + n, node=0)
+    first = min(sends.values())
+    room_s = max(got["last"][i] for i in sends) - first
+    member = drivers[1]
+    dsends = drivers[0].ask(f"direct 0 {member.ids[0]} {n} 0", timeout=WAIT_S + 60)["sends"]
+    dgot = member.ask(f"got direct:d {author} {n} {WAIT_S} 0")
+    direct_s = max(dgot["last"][i] for i in dsends) - min(dsends.values())
+    lost = sum(max(0, 50 + n - c) for c in got["counts"])
+    return {"n": n, "members": len(drivers), "room_rate": n / room_s,
+            "direct_rate": n / direct_s, "lost": lost, "dups": got["dups"],
+            "order_breaks": got["order_breaks"], "ok": got["ok"] and dgot["ok"]}
+
+
+def tls_stream(lab: Lab, sizes: dict[str, int]) -> float:
+    """The plain TLS 1.3 stream's msg/s (bench_messaging's baseline, same frame size)."""
+    from bench._rooms_driver import text_for
+    from bench.bench_messaging import run_tls_baselines
+    from bench.common import chat_frame_size
+
+    frame = chat_frame_size(text_for(0, "r"))
+    base = run_tls_baselines(lab, {"rounds": 1, "tls_pingpong": 100,
+                                   "stream": 5 * sizes["flood"]}, frame)
+    return float(base["tls_stream"]["rate"])
+
+
+def flood_figures(fl: dict[str, Any], tls_rate: float) -> list[Figure]:
+    return [
+        Figure(f"one way into a {fl['members']}-member room ({fl['n']:,} posts), msg/s "
+               "each member stores", fl["room_rate"], tls_rate, "msg/s", ">= 0.5x",
+               better="higher", baseline_name="TLS stream"),
+        Figure(f"... beside direct messages into one member ({fl['n']:,}, `node.send()`)",
+               fl["room_rate"], fl["direct_rate"], "msg/s", better="higher",
+               baseline_name="direct one way"),
+        Figure("... direct one way into one member", fl["direct_rate"], tls_rate, "msg/s",
+               ">= 0.9x", better="higher", baseline_name="TLS stream"),
+        Figure("... room posts lost / duplicated / out of order",
+               fl["lost"] + fl["dups"] + fl["order_breaks"], None, "msgs"),
+    ]
+
+
 def open_sessions(drivers: list[Driver]) -> None:
     """Every node sends one direct message to every other: the full mesh of sessions a
     30-member room uses, opened before the room (the memory baseline)."""
@@ -288,9 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N (CI); asserts nothing")
     ap.add_argument("--json", default="bench/out/rooms.json", help="where to write JSON")
+    ap.add_argument("--flood-only", action="store_true",
+                    help="only the one-way flood into a 10-member room and its baselines")
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     started = time.monotonic()
+    if args.flood_only:
+        return flood_only(args, sizes, started)
     with Lab(10) as lab:
         log(f"lab {lab.prefix} mode={lab.mode} {lab.fallback_reason or ''}")
         prefix = lab.prefix
@@ -309,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for d in drivers:
                 d.stop()
+        fl, tls_rate = flood_lab(lab, sizes)
+        log(f"flood: {fl}, TLS stream {tls_rate:,.0f} msg/s")
     hl = heal(sizes)
     log(f"heal: {hl}")
     left = lab_namespaces_of(prefix)
@@ -324,10 +387,36 @@ def main(argv: list[str] | None = None) -> int:
         f"duplicates {cu['dups']}, out of order {cu['order_breaks']}",
     ]
     return finish("Rooms", quick=args.quick, elapsed=time.monotonic() - started,
-                  figures=figures(big, rate, cu, mem, hl), notes=notes, left=left,
-                  json_path=args.json,
+                  figures=figures(big, rate, cu, mem, hl) + flood_figures(fl, tls_rate),
+                  notes=notes, left=left, json_path=args.json,
                   result={"sizes": sizes, "big": big, "rate": rate, "catchup": cu,
-                          "memory": mem, "heal": hl})
+                          "memory": mem, "heal": hl, "flood": fl, "tls_stream": tls_rate})
+
+
+def flood_lab(lab: Lab, sizes: dict[str, int]) -> tuple[dict[str, Any], float]:
+    """The flood into a 10-member room with one fresh node per host, and the TLS stream."""
+    drivers = [Driver(lab, i, 1, base="flood") for i in range(10)]
+    try:
+        fl = flood_room(drivers, sizes)
+    finally:
+        for d in drivers:
+            d.stop()
+    return fl, tls_stream(lab, sizes)
+
+
+def flood_only(args: argparse.Namespace, sizes: dict[str, int], started: float) -> int:
+    with Lab(10) as lab:
+        log(f"lab {lab.prefix} mode={lab.mode} {lab.fallback_reason or ''}")
+        prefix = lab.prefix
+        fl, tls_rate = flood_lab(lab, sizes)
+    log(f"flood: {fl}, TLS stream {tls_rate:,.0f} msg/s")
+    notes = ["ratio = lanchat / baseline; each post is signed by its author and verified "
+             "and stored by every member before its ack; one outbox row per member",
+             f"every member had every post: {fl['ok']}"]
+    return finish("Rooms: one way into a 10-member room", quick=args.quick,
+                  elapsed=time.monotonic() - started, figures=flood_figures(fl, tls_rate),
+                  notes=notes, left=lab_namespaces_of(prefix), json_path=args.json,
+                  result={"sizes": sizes, "flood": fl, "tls_stream": tls_rate})
 
 
 if __name__ == "__main__":
