@@ -111,3 +111,39 @@ def test_the_receiver_still_acks_only_after_its_commit(duo: Any) -> None:
     msg = alice.send("bob", "ack me after you stored me")
     alice_log.wait("delivered", lambda e: e["id"] == msg)
     assert sent_acks.is_set() and acks_inside and set(acks_inside) == {0}
+
+
+def test_a_flood_queued_at_once_is_stored_in_bounded_commits(duo: Any) -> None:
+    """Messages queued while the loop is busy go out in commits of at most FLUSH_MAX_OUT
+    (one commit of the whole flood held the loop, and with it every ack, for seconds);
+    bob gets each once, in order."""
+    from lanchat.delivery import FLUSH_MAX_OUT
+
+    alice, alice_log, bob, bob_log = duo
+    real = alice.store.commit_batch
+    sizes: list[int] = []
+
+    def counted(incoming: Any, outgoing: Any, acked: Any = (),
+                before_commit: Any = None) -> Any:
+        if outgoing:
+            sizes.append(len(outgoing))
+        return real(incoming, outgoing, acked, before_commit)
+
+    alice.store.commit_batch = counted
+    n = 2 * FLUSH_MAX_OUT + 50
+    held, queued = threading.Event(), threading.Event()
+
+    def hold_loop() -> None:
+        held.set()
+        queued.wait(5.0)  # released as soon as the test thread has queued the flood
+
+    alice.runtime.call_soon(hold_loop)
+    assert held.wait(5.0)
+    try:
+        sent = [alice.send("bob", f"flood {i}") for i in range(n)]
+    finally:
+        queued.set()
+    got = bob_log.wait("message", count=n, timeout=60.0)
+    assert [e["id"] for e in got] == sent
+    alice_log.wait("delivered", count=n, timeout=60.0)
+    assert max(sizes) == FLUSH_MAX_OUT and sum(sizes) == n and len(sizes) >= 3
