@@ -48,6 +48,17 @@ def make_node(home: Path, nick: str, ip: str, peers: list[str] | None = None) ->
                        mdns=False, beacon=False))
 
 
+def settle() -> None:
+    """Do what the `lanchat` command does once its one node has started (gc.freeze), so
+    a driver process stands for it; a tree from before that change has nothing to do."""
+    try:
+        from lanchat.runtime import freeze_started, one_node_process
+    except ImportError:
+        return
+    one_node_process()
+    freeze_started()
+
+
 def text_for(i: int, prefix: str = "m") -> str:
     """40-character message text."""
     return f"{prefix}{i:09d} ".ljust(40, "x")
@@ -69,6 +80,7 @@ def sink(args: argparse.Namespace) -> None:
 
     node.subscribe(on_event)
     node.start()
+    settle()
     out({"kind": "ready", "port": node.port, "id": node.node_id})
     sys.stdin.read()
     stats = node.stats()
@@ -126,6 +138,7 @@ def client(args: argparse.Namespace) -> None:
     w = Waiter()
     node.subscribe(w)
     node.start()
+    settle()
     w.wait(lambda: w.peer_id is not None)
     peer = w.peer_id
     assert peer is not None

@@ -216,4 +216,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def entry() -> None:
     """Console-script entry point."""
+    from lanchat.runtime import one_node_process
+
+    one_node_process()
     sys.exit(main())

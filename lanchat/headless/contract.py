@@ -31,6 +31,7 @@ from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
+from lanchat.runtime import freeze_started
 from lanchat.text import safe_line, safe_text
 
 
@@ -105,6 +106,7 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
         print(f"lanchat: {exc}", file=sys.stderr)
         return 1
     plugins.call("lanchat_startup", node=node)
+    freeze_started()
     ctx = Context(node, registry, plugins)
     try:
         for line in stdin:

@@ -21,6 +21,7 @@ from lanchat.config import Config
 from lanchat.errors import NodeError
 from lanchat.plugins import Plugins
 from lanchat.protocol import MAX_TEXT_CHARS
+from lanchat.runtime import freeze_started
 from lanchat.shell import render
 from lanchat.shell.buffers import NOTICES, Buffers, Kind, Level, Line
 from lanchat.shell.completer import ShellCompleter
@@ -100,6 +101,7 @@ class Shell:
                                    f"{failure.error}")
         self.node.start()
         self.plugins.call("lanchat_startup", node=self.node)
+        freeze_started()
         info = self.node.info()
         self.state.own_id, self.state.own_nick = info["id"], info["nick"]
         manager = manager_of(self.node)
