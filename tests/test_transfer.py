@@ -123,8 +123,8 @@ def test_an_offer_with_escaping_paths_lands_inside_the_chosen_folder(
                  (Item("../../escaped", 1), Item("/etc/passwd", 1)), folder=True,
                  source=str(src))
     real = {"../../escaped": "one", "/etc/passwd": "two"}
-    alice.files._save(t)
-    original_claim = alice.files.claim
+    alice.files.book.add(t)
+    original_claim = alice.files.sending.claim
 
     def claim(transfer: str, peer: str) -> Any:
         job = original_claim(transfer, peer)
@@ -134,8 +134,8 @@ def test_an_offer_with_escaping_paths_lands_inside_the_chosen_folder(
                       in zip(job.paths, job.files, strict=True))
         return type(job)(job.transfer, job.peer, job.generation, files, job.paths, job.total)
 
-    alice.files.claim = claim  # type: ignore[method-assign]
-    alice.files._send_offer(t)
+    alice.files.sending.claim = claim  # type: ignore[method-assign]
+    alice.files.sending.send_offer(t)
     bob.log.wait("file_offer", lambda e: e["name"] == "../..")
     dest = tmp_path / "inbox" / "deep"
     bob.files.accept(t.id, dest)

@@ -44,7 +44,7 @@ def pair(tmp_path: Path, made: list[Peer]) -> Pair:
 def drain(manager: TransferManager, timeout: float = 10.0) -> None:
     """Wait until the control thread has handled everything queued before this call."""
     done = threading.Event()
-    manager._queue.put(("call", done.set))
+    manager.control.later(done.set)
     assert done.wait(timeout), "control thread did not get here"
 
 
@@ -150,8 +150,8 @@ def test_a_file_that_does_not_match_the_offered_sha_is_not_left_in_downloads(
     t = Transfer("shalie0001", "out", bob.node.node_id, "bob", "doc.bin", 100_000,
                  (Item("doc.bin", 100_000),),
                  sha256="0" * 64, source=str(src))
-    alice.files._save(t)
-    alice.files._send_offer(t)
+    alice.files.book.add(t)
+    alice.files.sending.send_offer(t)
     bob.log.wait("file_offer", lambda e: e["transfer"] == t.id)
     bob.files.accept(t.id)
     failed = bob.log.wait("file_failed", lambda e: e["transfer"] == t.id)[0]
@@ -171,8 +171,8 @@ def test_refused_offers_leave_nothing_behind(pair: Pair) -> None:
                                 p.FileOffer(f"flood{i:05d}", "x.bin", 1, None, (), 40000))
     assert wait_for(lambda: bob.files.counters.get("offers_refused", 0) >= 300, 20)
     drain(bob.files)
-    assert len(bob.files._senders) <= p.MAX_PENDING_OFFERS, (
-        f"{len(bob.files._senders)} sender addresses kept for "
+    assert bob.files.book.senders_kept() <= p.MAX_PENDING_OFFERS, (
+        f"{bob.files.book.senders_kept()} sender addresses kept for "
         f"{p.MAX_PENDING_OFFERS} offers held")
 
 
@@ -272,7 +272,7 @@ def test_resume_request_for_a_finished_transfer_is_answered(
         bob.close()
         made.remove(bob)
         # alice cancels while bob is away; her cancel is lost (it only lives in memory)
-        alice.files._finish(alice.files.get(t.id), State.CANCELLED, "cancelled")  # type: ignore[arg-type]
+        alice.files.book.finish(alice.files.get(t.id), State.CANCELLED, "cancelled")  # type: ignore[arg-type]
         bob2 = Peer(home, "bob", [f"127.0.0.1:{alice.node.port}"])
         made.append(bob2)
         got = wait_for(lambda: any(e["transfer"] == t.id and not e.fields.get("resumable")
@@ -293,7 +293,7 @@ def test_cancel_before_the_first_byte_leaves_no_part(pair: Pair, tmp_path: Path)
     t = alice.files.offer("bob", random_file(tmp_path / "x.bin", 50_000))
     bob.log.wait("file_offer")
     bob.files.accept(t.id)
-    assert wait_for(lambda: t.id in alice.files._active, 5)  # the request is claimed
+    assert wait_for(lambda: alice.files.book.moving(t.id), 5)  # the request is claimed
     bob.files.cancel(t.id)
     drain(bob.files)
     drain(alice.files)
@@ -378,10 +378,10 @@ def test_a_cancelled_receive_is_not_turned_into_done_later(pair: Pair, tmp_path:
     t = alice.files.offer("bob", random_file(tmp_path / "x.bin", 5000))
     bob.log.wait("file_offer")
     bob.files.accept(t.id)
-    assert wait_for(lambda: t.id in bob.files._active, 5)
-    job = RecvJob(t.id, alice.node.node_id, "127.0.0.1", 1, bob.files._active[t.id],
+    assert wait_for(lambda: bob.files.book.moving(t.id), 5)
+    job = RecvJob(t.id, alice.node.node_id, "127.0.0.1", 1, bob.files.book.generation(t.id),
                   "", (RecvItem("x.bin", 5000, ("x.bin",)),), 0, None, 5000)
-    bob.files._finish(bob.files.get(t.id), State.CANCELLED, "cancelled")  # type: ignore[arg-type]
+    bob.files.book.finish(bob.files.get(t.id), State.CANCELLED, "cancelled")  # type: ignore[arg-type]
     bob.files.received(job, "0" * 64)  # what the stream thread does when its last frame lands
     gate.set()
     assert bob.files.get(t.id).state is State.CANCELLED  # type: ignore[union-attr]

@@ -6,8 +6,8 @@ plugin with /file, /accept, /decline, /transfers, /cancel and /autoaccept.
 
 from __future__ import annotations
 
-from lanchat.transfer.manager import TransferError, TransferManager, attach
-from lanchat.transfer.records import State, Transfer
+from lanchat.transfer.manager import TransferManager, attach
+from lanchat.transfer.records import State, Transfer, TransferError
 
 __all__ = ["State", "Transfer", "TransferError", "TransferManager", "attach", "manager_of"]
 

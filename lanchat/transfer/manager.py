@@ -1,12 +1,17 @@
-"""The transfer extension: offers, answers, resume, timeouts, and the events people see.
+"""The transfer extension: a small facade over the parts that each own their state.
 
-Threads: the node's loop only queues control messages here (`on_message`); a control
-thread handles them and does the record file I/O; each data stream has its own thread and
-connection (see stream.py). State is guarded by one lock and persisted in the home.
+The parts (docs/ARCHITECTURE.md, "Files"), built at `start`:
+- `TransferBook` (book.py): every record and which stream moves it; the one lock;
+- `ControlThread` (control.py): the thread that runs control messages and the tick;
+- `OfferControl` (offers.py): offers, answers, cancels, expiry, resume retries; its own
+  state is touched only on the control thread;
+- `SendingSide` (sending.py): offers, the data listener, the Prehasher, send streams;
+- `ReceivingSide` (receiving.py): accept, decline, receive streams (control thread).
 
-The parts: core.py (state, shared helpers), offers.py (control messages from peers),
-receiving.py and sending.py (the two sides of a stream), plan.py (folders and names);
-this module has the lifecycle, the control thread and the public API.
+Threads: the node's loop only queues control messages (`on_message`), the event thread
+only queues peer changes (`on_event`); public methods run on the caller's thread (never
+the loop: they touch the disk), stream callbacks on stream threads. No part holds a lock
+while it calls another part; the book's lock is the only one that guards shared state.
 """
 
 from __future__ import annotations
@@ -14,41 +19,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
-import secrets
-import shutil
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lanchat.api import NodeHost, PeerSession
 from lanchat.events import Event
-from lanchat.protocol import (
-    FileAnswer,
-    FileCancel,
-    FileEntry,
-    FileOffer,
-    Message,
-    encode,
-)
-from lanchat.transfer.core import (
-    OFFER_TIMEOUT_S,
-    STOP_JOIN_S,
-    TICK_S,
-    TRANSFER_ID_BYTES,
-    TransferError,
-)
-from lanchat.transfer.offers import OfferControl
-from lanchat.transfer.plan import human_size, plan, walk
+from lanchat.protocol import FileAnswer, FileCancel, FileOffer, Message
+from lanchat.transfer.book import TransferBook
+from lanchat.transfer.control import ControlThread
+from lanchat.transfer.hashing import Partial, Prehasher
+from lanchat.transfer.offers import OFFER_TIMEOUT_S, OfferControl
+from lanchat.transfer.plan import delete_parts
 from lanchat.transfer.receiving import ReceivingSide
-from lanchat.transfer.records import Item, RecordStore, State, Transfer
+from lanchat.transfer.records import RecordStore, State, Transfer, TransferError
 from lanchat.transfer.sending import SendingSide
-from lanchat.transfer.stream import (
-    STALL_S,
-    DataServer,
-)
+from lanchat.transfer.stream import STALL_S, DataError, DataServer, RecvJob, SendJob
 
 log = logging.getLogger(__name__)
 
@@ -57,292 +45,247 @@ if TYPE_CHECKING:
 
 __all__ = ["OFFER_TIMEOUT_S", "TransferError", "TransferManager", "attach"]
 
+STOP_JOIN_S = 2.0
 
-class TransferManager(OfferControl, ReceivingSide, SendingSide):
+
+@dataclass(frozen=True)
+class _Parts:
+    node: NodeHost
+    book: TransferBook
+    sending: SendingSide
+    receiving: ReceivingSide
+    offers: OfferControl
+
+
+class TransferManager:
     """Node extension for file transfer; public methods are thread-safe."""
 
-    # -- extension interface (loop thread) -------------------------------------------
+    def __init__(self, *, offer_timeout_s: float = OFFER_TIMEOUT_S,
+                 stall_s: float = STALL_S, hashes: tuple[str, ...] = ()) -> None:
+        self.offer_timeout_s = offer_timeout_s
+        self.stall_s = stall_s
+        self._hashes = hashes
+        self.control = ControlThread()
+        self._parts: _Parts | None = None  # set by start(), before the control thread runs
+
+    def _running(self) -> _Parts:
+        if self._parts is None:
+            raise TransferError("file transfer is not started")
+        return self._parts
+
+    # -- the parts, for the tests and the doctor ------------------------------------------
+
+    @property
+    def book(self) -> TransferBook:
+        """Records and moves (book.py)."""
+        return self._running().book
+
+    @property
+    def sending(self) -> SendingSide:
+        """The sending side (sending.py)."""
+        return self._running().sending
+
+    @property
+    def receiving(self) -> ReceivingSide:
+        """The receiving side (receiving.py)."""
+        return self._running().receiving
+
+    @property
+    def records(self) -> RecordStore:
+        """The records in the home."""
+        return self.book.records
+
+    @property
+    def server(self) -> DataServer:
+        """The data listener."""
+        return self.sending.server
+
+    @property
+    def prehasher(self) -> Prehasher:
+        """The sender's hasher-ahead."""
+        return self.sending.prehasher
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """A copy of the counters."""
+        return self.book.counters() if self._parts is not None else {}
+
+    @property
+    def port(self) -> int:
+        """The data listener's port."""
+        return self._parts.sending.port if self._parts is not None else 0
+
+    # -- extension interface ----------------------------------------------------------------
 
     async def start(self, node: NodeHost) -> None:
         """Load records, open the data listener and the control thread (off the loop)."""
-        self.node = node
-        await asyncio.get_running_loop().run_in_executor(None, self._start)
+        await asyncio.get_running_loop().run_in_executor(None, self._start, node)
 
     async def stop(self) -> None:
         """Stop the listener, the control thread and every stream."""
         await asyncio.get_running_loop().run_in_executor(None, self._stop)
 
     def on_message(self, session: PeerSession, message: Message) -> bool:
-        """Queue file control messages for the control thread."""
+        """Queue file control messages for the control thread (loop thread)."""
         if not isinstance(message, FileOffer | FileAnswer | FileCancel):
             return False
-        self._queue.put(("message", (session.peer_id, session.peer_nick, session.address,
-                                     message)))
+        peer, nick, address = session.peer_id, session.peer_nick, session.address
+        self.control.later(lambda: self._running().offers.handle(peer, nick, address, message))
         return True
 
     def set_nick(self, nick: str) -> None:
         """Nothing to do: the data connection asks `node.nick` when it needs it."""
 
+    def on_event(self, event: Event) -> None:
+        """Node events (event thread): offers go out again when a peer connects."""
+        if event.name in ("peer_joined", "peer_updated"):
+            peer_id, connected = event["peer"]["id"], bool(event["peer"].get("connected"))
+            if connected:
+                self.control.later(lambda: self._running().offers.peer_seen(peer_id, True))
+        elif event.name == "peer_left":
+            peer_id = event["peer"]["id"]
+            self.control.later(lambda: self._running().offers.peer_left(peer_id))
+
     def stats(self) -> dict[str, Any]:
         """Counters and transfer counts by state."""
-        with self._lock:
-            states: dict[str, int] = {}
-            for t in self._transfers.values():
-                states[t.state.value] = states.get(t.state.value, 0) + 1
-            server = dict(self.server.counters) if self.server is not None else {}
-            return {"counters": {**self.counters, **server}, "states": states,
-                    "active": len(self._active), "port": self.port}
-    def on_event(self, event: Event) -> None:
-        """Node events (event thread): re-offer unfinished transfers when a peer connects."""
-        if event.name in ("peer_joined", "peer_updated"):
-            peer = event["peer"]
-            with self._lock:
-                new = bool(peer.get("connected")) and peer["id"] not in self._connected
-                if new:
-                    self._connected.add(peer["id"])
-            if new:
-                self._queue.put(("connected", peer["id"]))
-        elif event.name == "peer_left":
-            with self._lock:
-                self._connected.discard(event["peer"]["id"])
+        if self._parts is None:
+            return {"counters": {}, "states": {}, "active": 0, "port": 0}
+        stats = self._parts.book.stats()
+        stats["counters"].update(self._parts.sending.server.counters)
+        return {**stats, "port": self.port}
 
-    # -- lifecycle (executor) -------------------------------------------------------
-
-    def _start(self) -> None:
-        node = self.node
-        self.records = RecordStore(node.config.home)
-        self._autoaccept = self.records.autoaccept() | set(node.config.auto_accept)
-        now, mono = time.time(), time.monotonic()
-        for t in self.records.load(now):
-            self._remember(t)
-            if t.state is State.OFFERED:
-                left = max(0.0, t.created + self.offer_timeout_s - now)
-                with self._lock:
-                    self._deadlines[t.id] = mono + left
-        self.server = DataServer(node.identity, lambda: str(node.nick),
-                                 list(node.config.interfaces), self, stall_s=self.stall_s)
-        self.server.start()
-        self._thread = threading.Thread(target=self._control_loop, name="lanchat-files",
-                                        daemon=True)
-        self._thread.start()
-        with self._lock:
-            unfinished = [t for t in self._transfers.values() if not t.state.finished]
-        for t in unfinished:
-            if t.direction == "out":
-                self._send_offer(t)
-            elif t.state is State.ACCEPTED:
-                node.send_control(t.peer, FileAnswer(t.id, True, (t.index, 0), "resume"))
+    def _start(self, node: NodeHost) -> None:
+        book = TransferBook(RecordStore(node.config.home), node.emit,
+                            autoaccept=node.config.auto_accept)
+        loaded = book.load(time.time())
+        sending = SendingSide(book, node, self._hashes, stall_s=self.stall_s)
+        receiving = ReceivingSide(book, node, self.control.later, stall_s=self.stall_s)
+        offers = OfferControl(book, node, sending, receiving,
+                              offer_timeout_s=self.offer_timeout_s)
+        self._parts = _Parts(node, book, sending, receiving, offers)
+        sending.start()
+        offers.restore(loaded)  # before the control thread runs: then only it touches them
+        self.control.start(offers.tick)
 
     def _stop(self) -> None:
-        deadline = time.monotonic() + STOP_JOIN_S
-        with self._lock:
-            self._active.clear()
-            receivers = list(self._receivers)
-            self._receivers.clear()
-        self._queue.put(None)
-        for receiver in receivers:  # a stream blocked in recv ends now, not at its stall
-            receiver.stop()
-        if self.server is not None:
-            self.server.stop()
-        self.prehasher.close()
-        for receiver in receivers:
-            if receiver.thread is not None:
-                receiver.thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            dirty = list(self._dirty)
-        for tid in dirty:
-            self._flush(tid)
+        if self._parts is None:
+            return
+        end = time.monotonic() + STOP_JOIN_S
+        parts = self._parts
+        parts.book.stop_moving()  # every stream stops at its next chunk
+        self.control.stop(end - time.monotonic())
+        parts.receiving.stop(lambda: max(0.0, end - time.monotonic()))
+        parts.sending.stop()
+        parts.book.recorder.flush()
 
-    # -- control thread -------------------------------------------------------------
-
-    def _control_loop(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=TICK_S)
-            except queue.Empty:
-                item = ("tick", None)
-            if item is None:
-                return
-            kind, arg = item
-            try:
-                if kind == "message":
-                    self._handle(*arg)
-                elif kind == "connected":
-                    self._peer_connected(arg)
-                elif kind == "call":
-                    arg()
-                self._expire(time.monotonic())
-            except Exception:  # noqa: BLE001 - the control thread never dies
-                log.exception("file control failed on %s", kind)
-
-    # -- public API (any thread but the loop) ----------------------------------------
+    # -- public API (any thread but the loop) -----------------------------------------------
 
     def offer(self, peer_ref: str, path: Path) -> Transfer:
         """Offer a file or folder to a peer; return the new transfer."""
-        try:
-            peer = self.node.resolve(peer_ref)
-        except LookupError as exc:
-            raise TransferError(str(exc).strip("'\"")) from None
-        path = path.expanduser()
-        try:
-            source = path.resolve(strict=True)
-        except OSError:
-            raise TransferError(f"no such file or folder: {path}") from None
-        if source.is_dir():
-            items = walk(source)
-            name, folder = source.name or "folder", True
-        elif source.is_file():
-            items = (Item(source.name, source.stat().st_size),)
-            name, folder = source.name, False
-        else:
-            raise TransferError(f"{path} is not a regular file or folder")
-        tid = secrets.token_hex(TRANSFER_ID_BYTES)
-        t = Transfer(tid, "out", peer["id"], peer["nick"], name, sum(i.size for i in items),
-                     items, folder=folder, source=str(source))
-        files = tuple(FileEntry(i.path, i.size) for i in items) if folder else ()
-        try:
-            encode(FileOffer(tid, name, t.size, None, files, self.port))
-        except ValueError:
-            raise TransferError(f"{path} has too many files for one offer; "
-                                "send it as an archive") from None
-        self._save(t)
-        with self._lock:
-            self._deadlines[tid] = time.monotonic() + self.offer_timeout_s
-        self._send_offer(t)
-        self._count("offers_out")
+        parts = self._running()
+        t = parts.sending.offer(self._resolve(peer_ref), path)
+        self.control.later(lambda: parts.offers.expect_answer(t.id))
         return t
 
     def accept(self, ref: str | None = None, dest: Path | None = None) -> Transfer:
         """Accept an offer (default: the latest pending) into `dest` or the downloads."""
-        return self._accept(self.find(ref, direction="in",
-                                      states=(State.OFFERED, State.ACCEPTED)), dest)
-
-    def _accept(self, t: Transfer, dest: Path | None = None) -> Transfer:
-        if t.state is State.ACCEPTED:
-            with self._lock:
-                busy = t.id in self._active
-            if busy:
-                raise TransferError(f"transfer {t.id} is already moving")
-            self._resume(t)
-            return t
-        root = (dest or self.node.config.downloads_dir).expanduser()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            root_s = os.path.realpath(root)
-            free = shutil.disk_usage(root_s).free
-        except OSError as exc:
-            raise TransferError(f"cannot use {root}: {exc.strerror or exc}") from None
-        free -= self._promised(root_s, t.id)
-        if free < t.size:
-            raise TransferError(f"not enough space in {root}: {human_size(t.size)} needed, "
-                                f"{human_size(max(0, free))} free for it")
-        try:
-            items = plan(t, root_s)
-        except OSError as exc:
-            raise TransferError(f"cannot prepare {root}: {exc.strerror or exc}") from None
-        with self._lock:
-            self._deadlines.pop(t.id, None)
-            known = t.id in self._senders
-        t = self._save(t.with_(state=State.ACCEPTED, dest_dir=root_s, items=items,
-                               path=os.path.join(root_s, items[0].dest[0])))
-        # no data port known (an offer from before a restart): "resume" asks for it again
-        self.node.send_control(t.peer, FileAnswer(t.id, True, (0, 0),
-                                                  "" if known else "resume"))
-        self._start_receiver(t)
-        return t
-
-    def _promised(self, root: str, skip: str) -> int:
-        """Bytes other accepted transfers still have to write on the disk of `root`."""
-        with self._lock:
-            others = [t for t in self._transfers.values() if t.direction == "in"
-                      and t.state is State.ACCEPTED and t.id != skip]
-        try:
-            dev = os.stat(root).st_dev
-        except OSError:
-            return 0
-        total = 0
-        for t in others:
-            try:
-                same = os.stat(t.dest_dir).st_dev == dev
-            except OSError:
-                continue
-            if same:
-                total += sum(i.size for i in t.items[t.index:])
-        return total
+        parts = self._running()
+        return parts.receiving.accept(
+            parts.book.find(ref, direction="in", states=(State.OFFERED, State.ACCEPTED)), dest)
 
     def decline(self, ref: str | None, reason: str = "") -> Transfer:
         """Decline a pending offer."""
-        return self._decline(self.find(ref, direction="in", states=(State.OFFERED,)), reason)
-
-    def _decline(self, t: Transfer, reason: str = "") -> Transfer:
-        self.node.send_control(t.peer, FileAnswer(t.id, False, reason=reason[:200]))
-        self._finish(t, State.DECLINED, "declined", detail=reason)
-        return t
+        parts = self._running()
+        return parts.receiving.decline(
+            parts.book.find(ref, direction="in", states=(State.OFFERED,)), reason)
 
     def cancel(self, ref: str) -> Transfer:
         """Stop an unfinished transfer, either direction, and tell the peer."""
-        t = self.find(ref, states=(State.OFFERED, State.ACCEPTED))
-        self.node.send_control(t.peer, FileCancel(t.id, "cancelled"))
-        self._finish(t, State.CANCELLED, "cancelled")
-        self._queue.put(("call", lambda: self._delete_parts(t)))
+        parts = self._running()
+        book = parts.book
+        t = book.find(ref, states=(State.OFFERED, State.ACCEPTED))
+        parts.node.send_control(t.peer, FileCancel(t.id, "cancelled"))
+        t = book.finish(t, State.CANCELLED, "cancelled")
+        self.control.later(lambda: delete_parts(book.get(t.id) or t))
         return t
 
     def set_autoaccept(self, peer_ref: str, on: bool) -> dict[str, Any]:
         """Accept (or stop accepting) this peer's offers without asking; persisted."""
-        try:
-            peer = self.node.resolve(peer_ref)
-        except LookupError as exc:
-            raise TransferError(str(exc).strip("'\"")) from None
-        with self._lock:
-            (self._autoaccept.add if on else self._autoaccept.discard)(peer["id"])
-            ids = set(self._autoaccept)
-        assert self.records is not None
-        self.records.set_autoaccept(ids)
+        peer = self._resolve(peer_ref)
+        self._running().book.set_autoaccept(peer["id"], on)
         return dict(peer)
 
     def autoaccept_peers(self) -> set[str]:
         """Peer ids whose offers are accepted without asking."""
-        with self._lock:
-            return set(self._autoaccept)
+        return self._running().book.autoaccept_peers()
 
     def transfers(self) -> list[dict[str, Any]]:
         """Every known transfer, oldest first, as plain dicts."""
-        with self._lock:
-            out = []
-            for t in sorted(self._transfers.values(), key=lambda x: x.created):
-                d = {"number": self._numbers[t.id], "transfer": t.id,
-                     "direction": t.direction, "peer": t.peer, "nick": t.peer_nick,
-                     "name": t.name, "size": t.size, "state": t.state.value,
-                     "reason": t.reason, "moving": t.id in self._active,
-                     "path": t.path or t.source,
-                     **self.done_fields(t.hash, t.result or None)}
-                out.append(d)
-            return out
+        return self._running().book.rows() if self._parts is not None else []
 
     def find(self, ref: str | None, *, direction: str | None = None,
              states: tuple[State, ...] = ()) -> Transfer:
         """A transfer by list number or id prefix; with no ref, the latest that fits."""
-        with self._lock:
-            pool = [t for t in self._transfers.values()
-                    if (direction is None or t.direction == direction)
-                    and (not states or t.state in states)]
-            if ref is None:
-                if not pool:
-                    raise TransferError("no pending offer; /transfers lists them")
-                return max(pool, key=lambda t: (t.created, self._numbers[t.id]))
-            ref = ref.strip().lower()
-            if ref.isdigit():
-                hits = [t for t in pool if self._numbers[t.id] == int(ref)]
-                if hits:
-                    return hits[0]
-            hits = [t for t in pool if t.id.lower().startswith(ref)]
-        if len(hits) == 1:
-            return hits[0]
-        if not hits:
-            raise TransferError(f"no such transfer {ref!r} here; /transfers lists them")
-        raise TransferError(f"{ref!r} matches {len(hits)} transfers; type more of the id")
+        return self._running().book.find(ref, direction=direction, states=states)
+
+    def get(self, transfer_id: str) -> Transfer | None:
+        """The record of one transfer."""
+        return self._running().book.get(transfer_id)
+
+    def _resolve(self, peer_ref: str) -> dict[str, Any]:
+        try:
+            return self._running().node.resolve(peer_ref)
+        except LookupError as exc:
+            raise TransferError(str(exc).strip("'\"")) from None
+
+    # -- the stream owners, for foreign peer kinds (a LocalSend upload or download) ---------
+
+    def claim(self, transfer: str, peer: str) -> SendJob | str:
+        """See `SendingSide.claim`."""
+        return self.sending.claim(transfer, peer)
+
+    def hashed(self, job: SendJob, index: int, stamp: str, digest: str) -> None:
+        """See `SendingSide.hashed`."""
+        self.sending.hashed(job, index, stamp, digest)
+
+    def prehashed(self, path: str, alg: str) -> str | Partial | None:
+        """See `SendingSide.prehashed`."""
+        return self.sending.prehashed(path, alg)
+
+    def sent(self, job: SendJob, digest: str, alg: str) -> None:
+        """See `SendingSide.sent`."""
+        self.sending.sent(job, digest, alg)
+
+    def send_failed(self, job: SendJob, error: DataError) -> None:
+        """See `SendingSide.send_failed`."""
+        self.sending.send_failed(job, error)
+
+    def claim_receive(self, transfer_id: str, peer: str) -> RecvJob | str:
+        """See `ReceivingSide.claim_receive`."""
+        return self.receiving.claim_receive(transfer_id, peer)
+
+    def file_complete(self, job: RecvJob, index: int, final: str, digest: str) -> None:
+        """See `ReceivingSide.file_complete`."""
+        self.receiving.file_complete(job, index, final, digest)
+
+    def received(self, job: RecvJob, digest: str) -> None:
+        """See `ReceivingSide.received`."""
+        self.receiving.received(job, digest)
+
+    def receive_failed(self, job: RecvJob, error: DataError) -> None:
+        """See `ReceivingSide.receive_failed`."""
+        self.receiving.receive_failed(job, error)
+
+    def wanted(self, transfer: str, generation: int) -> bool:
+        """Streams of either side ask this between chunks."""
+        return self.book.wanted(transfer, generation)
+
+    def progress(self, job: SendJob | RecvJob, done: int) -> None:
+        """Throttled progress of a stream of either side."""
+        if isinstance(job, SendJob):
+            self.sending.progress(job, done)
+        else:
+            self.receiving.progress(job, done)
 
 
 def attach(node: Node, **options: Any) -> TransferManager:

@@ -10,8 +10,7 @@ from lanchat.protocol import (
     MAX_FILES_PER_OFFER,
 )
 from lanchat.transfer import names
-from lanchat.transfer.core import TransferError
-from lanchat.transfer.records import Item, Transfer
+from lanchat.transfer.records import Item, Transfer, TransferError
 
 
 def walk(root: Path) -> tuple[Item, ...]:
@@ -31,6 +30,28 @@ def walk(root: Path) -> tuple[Item, ...]:
     if not items:
         raise TransferError(f"{root} has no files to send")
     return tuple(items)
+
+
+def source_files(t: Transfer) -> tuple[tuple[str, int], ...]:
+    """An outgoing transfer's files on this disk: (path, size) in offer order."""
+    root = Path(t.source)
+    if not t.folder:
+        return ((str(root), t.size),)
+    return tuple((str(root.joinpath(*i.path.split("/"))), i.size) for i in t.items)
+
+
+def delete_parts(t: Transfer) -> None:
+    """Remove the `.part` files an unfinished incoming transfer left (best effort)."""
+    if t.direction != "in" or not t.dest_dir:
+        return
+    for item in t.items[t.index:]:
+        if not item.dest:
+            continue
+        try:
+            with names.open_dir(t.dest_dir, item.dest[:-1], create=False) as fd:
+                os.unlink(item.dest[-1] + names.PART_SUFFIX, dir_fd=fd)
+        except OSError:
+            pass
 
 
 def plan(t: Transfer, root: str) -> tuple[Item, ...]:

@@ -29,6 +29,10 @@ RECORD_PREFIX = "t-"
 KEEP_FINISHED_S = 7 * 24 * 3600.0
 
 
+class TransferError(Exception):
+    """A transfer request cannot be done; the message says what to do instead."""
+
+
 class State(enum.Enum):
     """Life of one transfer, on either side."""
 
@@ -99,6 +103,12 @@ class Transfer:
                       for i in d["items"])
         fields = dict(d, items=items, state=State(d["state"]))
         return cls(**fields)
+
+
+def digest_fields(alg: str, digest: str | None) -> dict[str, Any]:
+    """The `file_done` fields that name the digest: `sha256` (null unless SHA-256 was used:
+    the contract's field, never a digest of another kind), `hash`, `digest`."""
+    return {"sha256": digest if alg == SHA256 else None, "hash": alg, "digest": digest}
 
 
 def write_atomic(path: Path, data: bytes) -> None:
