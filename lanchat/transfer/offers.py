@@ -3,7 +3,8 @@
 `OfferControl` runs only on the control thread (control.py); what it owns, the answer
 deadlines of offers, the resume retries and which peers are connected, is touched by no
 other thread, so it takes no lock. Records live in the book (book.py); a deadline that
-outlives its offer (answered, cancelled) is dropped when it comes due.
+outlives its offer (answered, cancelled) is dropped when it comes due. It sees the two
+sides through `Offering` and `Answering`, so it can be driven without streams.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
 
 from lanchat.api import NodeHost
 from lanchat.protocol import (
@@ -23,9 +26,7 @@ from lanchat.protocol import (
 from lanchat.transfer.book import TransferBook
 from lanchat.transfer.hashing import choose
 from lanchat.transfer.plan import delete_parts
-from lanchat.transfer.receiving import ReceivingSide
 from lanchat.transfer.records import Item, State, Transfer, TransferError
-from lanchat.transfer.sending import SendingSide
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,40 @@ RESUME_RETRY_S = 5.0  # an idle accepted transfer asks its connected sender agai
 RESUME_RETRIES = 3  # ... at most this many times per connection
 
 
+class Offering(Protocol):
+    """The sending side, as offers use it (sending.SendingSide)."""
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """Digests this node can make, best first."""
+        ...
+
+    def send_offer(self, t: Transfer) -> None:
+        """(Re)send the offer of an outgoing transfer."""
+        ...
+
+
+class Answering(Protocol):
+    """The receiving side, as offers use it (receiving.ReceivingSide)."""
+
+    def accept(self, t: Transfer, dest: Path | None = None) -> Transfer:
+        """Accept an offer (raises TransferError when it cannot be)."""
+        ...
+
+    def decline(self, t: Transfer, reason: str = "") -> Transfer:
+        """Say no to an offer."""
+        ...
+
+    def start(self, transfer_id: str) -> None:
+        """Start fetching an accepted transfer (control thread)."""
+        ...
+
+
 class OfferControl:
     """Answers what peers say about offers, expires them, retries resumes."""
 
-    def __init__(self, book: TransferBook, node: NodeHost, sending: SendingSide,
-                 receiving: ReceivingSide, *, offer_timeout_s: float = OFFER_TIMEOUT_S) -> None:
+    def __init__(self, book: TransferBook, node: NodeHost, sending: Offering,
+                 receiving: Answering, *, offer_timeout_s: float = OFFER_TIMEOUT_S) -> None:
         self.book = book
         self.node = node
         self.sending = sending
