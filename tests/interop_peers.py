@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import REPO_ROOT, Host
+from waiting import wait_until
 
 SCRIPT = str(REPO_ROOT / "tests" / "xmpp_peer.py")
 
@@ -133,11 +134,12 @@ class LocalSendD:
              "--download-dir", str(self.downloads), "--log-level", "debug", "--no-log-time",
              *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=self._watch, daemon=True).start()
-        deadline = time.monotonic() + 15
-        while not (self.dir / "run" / "localsendd.sock").exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"localsendd {alias} did not start: {self.log[-10:]}")
-            time.sleep(0.05)  # polling a file the daemon creates; no event to wait on
+        # polling a file the daemon creates; no event to wait on
+        wait_until(lambda: (self.dir / "run" / "localsendd.sock").exists()
+                   or self.proc.poll() is not None, f"localsendd {alias} started", 15,
+                   poll=0.05, state=lambda: str(self.log[-10:]))
+        if self.proc.poll() is not None:
+            raise AssertionError(f"localsendd {alias} did not start: {self.log[-10:]}")
 
     def _watch(self) -> None:
         assert self.proc.stdout is not None
@@ -164,13 +166,16 @@ class LocalSendD:
 
     def wait_device(self, alias: str, timeout: float = 20.0) -> dict[str, Any]:
         """Wait until it lists a device of this alias."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for d in self.devices():
-                if d.get("alias") == alias:
-                    return d
-            time.sleep(0.3)  # localsendctl has no wait for a device
-        raise AssertionError(f"{self.alias} never listed {alias}: {self.log[-15:]}")
+        found: list[dict[str, Any]] = []
+
+        def listed() -> bool:
+            found[:] = [d for d in self.devices() if d.get("alias") == alias]
+            return bool(found)
+
+        # localsendctl has no wait for a device
+        wait_until(listed, f"{self.alias} lists {alias}", timeout, poll=0.3,
+                   state=lambda: str(self.log[-15:]))
+        return found[0]
 
     def stop(self) -> None:
         """End it by pid."""
@@ -302,14 +307,16 @@ class Finch:
 
     def account_id(self, timeout: float = 20.0) -> str:
         """finch's account id, once finch answers on D-Bus."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            acc = self.purple("PurpleAccountsFind", f"string:{self.account}",
-                              "string:prpl-bonjour")
-            if acc and acc != "0":
-                return acc
-            time.sleep(0.3)  # finch registers on D-Bus a moment after it starts
-        raise AssertionError(f"finch never answered on D-Bus: {self.errors()}")
+        acc = [""]
+
+        def answers() -> bool:
+            acc[0] = self.purple("PurpleAccountsFind", f"string:{self.account}",
+                                 "string:prpl-bonjour")
+            return bool(acc[0]) and acc[0] != "0"
+
+        # finch registers on D-Bus a moment after it starts
+        wait_until(answers, "finch answers on D-Bus", timeout, poll=0.3, state=self.errors)
+        return acc[0]
 
     def send(self, buddy: str, html: str) -> None:
         """Send an IM (the text is HTML, as libpurple takes it)."""

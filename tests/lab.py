@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 
 from contract import violations
+from waiting import EventStream
 
 log = logging.getLogger("lanchat.lab")
 
@@ -152,15 +153,6 @@ def free_port(host: str = LOOPBACK_IP, exclude: set[int] | None = None) -> int:
     raise LabError("no free port found")
 
 
-def _subset_match(expected: Any, actual: Any) -> bool:
-    """``expected`` matches ``actual``; dicts match as nested subsets, the rest by equality."""
-    if isinstance(expected, Mapping):
-        if not isinstance(actual, Mapping):
-            return False
-        return all(k in actual and _subset_match(v, actual[k]) for k, v in expected.items())
-    return bool(expected == actual)
-
-
 def required() -> bool:
     """True where CI says the lab must work (``LANCHAT_LAB_MODE=netns``, set by .ci/run as
     root with `ip`): a missing capability is then a failure, not a skip."""
@@ -181,8 +173,10 @@ class LabError(RuntimeError):
 
 # --------------------------------------------------------------------------- processes
 
-class LanchatProc:
-    """One ``lanchat run --json`` process, with its stdout parsed into ``events``.
+class LanchatProc(EventStream[dict[str, Any]]):
+    """One ``lanchat run --json`` process, with its stdout parsed into ``events``: the
+    tests' one event wait (tests/waiting.py) over its JSON events, a failure showing the
+    last events and stderr; the wait fails at once when the process ends.
 
     ``wait_event`` never returns the same event twice (unless ``consume=False``): each
     returned event is marked consumed. ``since`` (e.g. from ``mark()``) limits the search
@@ -191,6 +185,7 @@ class LanchatProc:
 
     def __init__(self, host: Host, argv: list[str], *, nick: str, home: Path, port: int,
                  extra_args: tuple[str, ...], env: Mapping[str, str] | None) -> None:
+        super().__init__()
         self.host = host
         self.argv = argv
         self.nick = nick
@@ -198,15 +193,10 @@ class LanchatProc:
         self.port = port
         self.extra_args = extra_args
         self.env_overrides = dict(env) if env else None
-        self.events: list[dict[str, Any]] = []
-        # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow;
-        # checked for lanchat itself (not for the stand-ins tests/test_lab.py runs)
-        self.contract_violations: list[str] = []
+        # what stdout carried that the headless contract (docs/HEADLESS.md) does not allow
+        # is checked for lanchat itself (not for the stand-ins tests/test_lab.py runs)
         self.signals: list[int] = []  # what kill() sent, stop()'s SIGTERM/SIGKILL among them
         self._check = _runs_lanchat(argv)
-        self._consumed: set[int] = set()
-        self._cond = threading.Condition()
-        self._eof = False
         self.generation = host._lab._next_generation()
         self.stderr_path = home / f"lab-stderr.{self.generation}.log"
 
@@ -261,71 +251,22 @@ class LanchatProc:
                     ev = {"event": "_nonjson", "line": line}
                 wrong = ([] if not self._check else [f"not a JSON event: {line[:200]!r}"]
                          if ev["event"] == "_nonjson" else violations(ev))
-                with self._cond:
-                    self.contract_violations += wrong
-                    self.events.append(ev)
-                    self._cond.notify_all()
+                self.add(ev, wrong)
         except (OSError, ValueError):
             pass
         finally:
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-
-    def check_contract(self) -> None:
-        """Fail if stdout carried anything the headless contract's schema does not allow."""
-        with self._cond:
-            wrong = list(self.contract_violations)
-        if wrong:
-            raise AssertionError(f"{self!r} broke the headless contract (docs/HEADLESS.md, "
-                                 "lanchat/headless/schema.json):\n" + "\n".join(wrong[:20]))
-
-    def mark(self) -> int:
-        """The number of events received so far; pass it as ``since`` to wait for newer ones."""
-        with self._cond:
-            return len(self.events)
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        with self._cond:
-            return list(self.events)
+            # a moment for the process to be reaped, so its exit code shows in a failure
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(0.2)
+            self.end(f"process ended (rc={self.popen.poll()})")
 
     def wait_count(self, name: str, count: int, timeout: float = 30.0,
                    pred: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
-        """Wait until ``count`` events named ``name`` (matching ``pred``) have arrived; return
-        them all. Counts incrementally, so waiting for tens of thousands stays cheap."""
-        deadline = time.monotonic() + timeout
-        found: list[dict[str, Any]] = []
-        scanned = 0
-        with self._cond:
-            while True:
-                for ev in self.events[scanned:]:
-                    if ev.get("event") == name and (pred is None or pred(ev)):
-                        found.append(ev)
-                scanned = len(self.events)
-                if len(found) >= count:
-                    self.check_contract()
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or self._eof:
-                    raise AssertionError(
-                        f"{count} x {name} not seen (got {len(found)})\n{self.describe()}")
-                self._cond.wait(min(left, 1.0))
-
-    def wait_until(self, pred: Callable[[list[dict[str, Any]]], bool],
-                   timeout: float = 30.0, what: str = "condition") -> None:
-        """Wait until ``pred(all events so far)`` is true (checked at each new event)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred(self.events):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._eof:
-                    raise AssertionError(f"{what} not reached\n{self.describe()}")
-                self._cond.wait(min(left, 1.0))
+        """The first ``count`` events named ``name`` (matching ``pred``), not consumed."""
+        return self.wait(name, pred, timeout, count=count)
 
     def events_named(self, name: str) -> list[dict[str, Any]]:
-        self.check_contract()
-        with self._cond:
-            return [e for e in self.events if e.get("event") == name]
+        return self.named(name)
 
     def stderr_text(self) -> str:
         try:
@@ -340,63 +281,11 @@ class LanchatProc:
                 + "\n".join(json.dumps(e, default=str) for e in evs)
                 + f"\n--- stderr tail ({self.stderr_path}):\n" + "\n".join(err))
 
-    def _find(self, name: str | None, match: Mapping[str, Any],
-              pred: Callable[[dict[str, Any]], bool] | None, since: int,
-              consume: bool) -> dict[str, Any] | None:
-        for i in range(max(since, 0), len(self.events)):
-            if consume and i in self._consumed:
-                continue
-            ev = self.events[i]
-            if name is not None and ev.get("event") != name:
-                continue
-            if not _subset_match(match, ev):
-                continue
-            if pred is not None and not pred(ev):
-                continue
-            if consume:
-                self._consumed.add(i)
-            return ev
-        return None
-
-    def wait_event(self, name: str | None, timeout: float = 10.0,
-                   pred: Callable[[dict[str, Any]], bool] | None = None, *,
-                   since: int = 0, match: Mapping[str, Any] | None = None,
-                   consume: bool = True, **fields: Any) -> dict[str, Any]:
-        """The first not-yet-returned event named ``name`` (any name if None) at index
-        >= ``since`` whose fields match ``fields`` and ``match`` (dicts match as nested
-        subsets, e.g. ``peer={"nick": "bob"}``; use ``match={"from": ...}`` for keyword
-        names) and for which ``pred(event)`` is true. Waits up to ``timeout`` seconds;
-        raises AssertionError (with recent events and stderr) on timeout or process exit.
-        """
-        want = {**(match or {}), **fields}
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                ev = self._find(name, want, pred, since, consume)
-                if ev is not None:
-                    self.check_contract()
-                    return ev
-                if self._eof:
-                    why = f"process ended (rc={self.popen.poll()}) before"
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    why = f"timed out after {timeout:.1f}s waiting"
-                    break
-                self._cond.wait(left)
-        # give a just-exited process a moment to be reaped so rc shows in the message
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(0.2)
-        raise AssertionError(
-            f"{why} for event {name!r} with {want!r}"
-            f"{' and pred' if pred else ''} (since={since})\n{self.describe()}")
-
     def wait_events(self, name: str, count: int, timeout: float = 10.0,
                     **kw: Any) -> list[dict[str, Any]]:
         """``count`` distinct matching events (same matching rules as ``wait_event``)."""
-        deadline = time.monotonic() + timeout
-        return [self.wait_event(name, max(0.0, deadline - time.monotonic()), **kw)
-                for _ in range(count)]
+        return self.wait(name, kw.pop("pred", None), timeout, count=count,
+                         consume=kw.pop("consume", True), **kw)
 
     # -- input / lifecycle
     def command(self, line: str) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lanchat.assembly import EventWaiter
 from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.node import Node
 from lanchat.runtime import Runtime
 from tests.contract import violations, wire
+from tests.waiting import TAIL, EventStream, wait_until
+
+__all__ = ["EventLog", "guard_threads_and_loops", "make_node", "wait_until"]
 
 THREAD_END_S = 10.0  # how long a test's lanchat threads may take to end after it
 # A test fails if a node's loop was held this long: a session's ping interval, so peers
@@ -22,63 +24,23 @@ THREAD_END_S = 10.0  # how long a test's lanchat threads may take to end after i
 TEST_LOOP_BLOCK_S = 5.0
 
 
-class EventLog(EventWaiter):
-    """Every event a node emitted, with a wait that needs no sleep (the one event waiter,
-    lanchat.assembly.EventWaiter, with waits by name for tests); each event is checked
-    against the headless contract's schema as `run --json` would print it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.contract_violations: list[str] = []
+class EventLog(EventStream[Event]):
+    """Every event an in-process node emitted (subscribe it), with the tests' one event
+    wait (tests/waiting.py); each event is checked against the headless contract's schema
+    as `run --json` would print it."""
 
     def __call__(self, event: Event) -> None:
-        wrong = violations(wire(event)) if not event.name.startswith("test_") else []
-        with self.cond:
-            self.contract_violations += wrong
-        super().__call__(event)
+        self.add(event, violations(wire(event)) if not event.name.startswith("test_") else [])
 
-    def check_contract(self) -> None:
-        """Fail if the node emitted an event the schema (docs/HEADLESS.md) does not allow."""
-        with self.cond:
-            wrong = list(self.contract_violations)
-        if wrong:
-            raise AssertionError("events break the headless contract (docs/HEADLESS.md, "
-                                 "lanchat/headless/schema.json):\n" + "\n".join(wrong[:20]))
+    def name_of(self, event: Event) -> str:
+        return event.name
 
-    def named(self, name: str) -> list[Event]:
-        """Events with this name so far."""
-        self.check_contract()
-        with self.cond:
-            return [e for e in self.events if e.name == name]
+    def fields_of(self, event: Event) -> Mapping[str, Any]:
+        return event.fields
 
-    def wait(self, name: str, pred: Callable[[Event], bool] = lambda e: True,  # type: ignore[override]
-             timeout: float = 10.0, count: int = 1) -> list[Event]:
-        """Wait until `count` events named `name` match `pred`; return them."""
-        deadline = time.monotonic() + timeout
-        found: list[Event] = []
-
-        def enough(event: Event) -> bool:
-            if event.name == name and pred(event):
-                found.append(event)
-            return len(found) >= count
-
-        if EventWaiter.wait(self, enough, deadline) is None:
-            with self.cond:
-                tail = [e.to_dict() for e in self.events[-15:]]
-            raise AssertionError(f"{count} x {name} not seen in {timeout}s "
-                                 f"(got {len(found)}); last events: {tail}")
-        self.check_contract()
-        return found
-
-
-def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll `pred` (state with no event to wait on) until true; AssertionError naming
-    `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
+    def describe(self, n_events: int = TAIL) -> str:
+        return (f"--- last {n_events} events:\n"
+                + "\n".join(str(e.to_dict()) for e in self.snapshot()[-n_events:]))
 
 
 def guard_threads_and_loops(loops_may_block: bool = False) -> Iterator[None]:

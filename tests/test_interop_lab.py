@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from interop_peers import (
     localsendd_venv,
 )
 from lab import Lab, LanchatProc
+from waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -298,10 +298,10 @@ def test_finch_chats_with_alice_and_one_list_holds_every_kind(
         alice.command("/msg Carol ok?")  # held once: unencrypted
         alice.command("/msg Carol back <&> é 🙂")
         alice.wait_event("delivered", timeout=10, to=joined["peer"]["id"])
-        deadline = time.monotonic() + 15
-        while not any(line.endswith(": back <&> é 🙂") for line in finch.received(me)):
-            assert time.monotonic() < deadline, finch.received(me)
-            time.sleep(0.2)  # finch writes its log file; there is nothing to wait on
+        # finch writes its log file; there is nothing to wait on
+        wait_until(lambda: any(line.endswith(": back <&> é 🙂") for line in finch.received(me)),
+                   "finch received the reply", 15, poll=0.2,
+                   state=lambda: str(finch.received(me)))
 
         alice.wait_event("peer_joined", timeout=20, match={"peer": {"nick": "dave"}})
         alice.command("/list")

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from lanchat.link import LinkTimeout, peer_window
+from waiting import wait_until
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -42,10 +43,7 @@ def test_a_peer_that_stops_reading_shows_a_shut_window() -> None:
             pytest.skip("this kernel does not report the peer's window (tcpi_snd_wnd)")
         assert peer_window(sender)  # open at first
         _fill(sender, 0.5)
-        deadline = time.monotonic() + 5
-        while peer_window(sender) != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert peer_window(sender) == 0
+        wait_until(lambda: peer_window(sender) == 0, "the peer's window shut", 5)
     finally:
         sender.close()
         reader.close()

@@ -29,6 +29,7 @@ from lanchat.discovery.mdns import MdnsService
 from lanchat.discovery.mdns_records import SERVICE_TYPE
 from lanchat.discovery.sighting import Sighting
 from lanchat.nicks import placeholder
+from waiting import wait_until
 
 WAIT_S = 8.0  # generous: a probed registration shows up after ~1.1 s
 THREAD_END_S = 3.0  # mDNS threads must all have ended this long after stop()
@@ -115,22 +116,22 @@ class Watcher:
             self.changed.notify_all()
 
     def wait_seen(self, match: Callable[[Sighting], bool]) -> Sighting:
+        wait_until(lambda: any(map(match, self.seen)), "the sighting", WAIT_S,
+                   cond=self.changed, state=lambda: f"seen: {self.seen}")
         with self.changed:
-            ok = self.changed.wait_for(lambda: any(map(match, self.seen)), WAIT_S)
-            assert ok, f"not seen in {WAIT_S} s; seen: {self.seen}"
             return next(s for s in self.seen if match(s))
 
     def wait_until(self, check: Callable[[Watcher], bool], what: str) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: check(self), WAIT_S), (what, self.latest())
+        wait_until(lambda: check(self), what, WAIT_S, cond=self.changed,
+                   state=lambda: str(self.latest()))
 
     def latest(self) -> dict[str, str]:
         """Instance name -> node id of the last sighting under that name."""
         return {s.instance: s.node_id for s in self.seen}
 
     def wait_gone(self, node_id: str) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: node_id in self.gone, WAIT_S), self.gone
+        wait_until(lambda: node_id in self.gone, f"{node_id} gone", WAIT_S, cond=self.changed,
+                   state=lambda: f"gone: {self.gone}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from lanchat import protocol as p
 from lanchat.events import Event
 from lanchat.identity import Identity
-from tests.nodes import make_node
+from tests.nodes import make_node, wait_until
 
 
 def _tls(port: int) -> ssl.SSLSocket:
@@ -114,10 +114,7 @@ def test_a_throttled_session_is_not_killed_as_silent(tmp_path: Path,
         bob_log.wait("peer_joined")
         for i in range(n):
             alice.send("bob", f"m{i}")
-        deadline = time.monotonic() + 20
-        while bob.counters.get("throttled", 0) == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert bob.counters.get("throttled", 0) > 0, "setup: bob never throttled"
+        wait_until(lambda: bob.counters.get("throttled", 0) > 0, "setup: bob throttled", 20)
         time.sleep(3.0)  # three times dead_after, with reading paused
         gate.set()
         bob_log.wait("message", count=n, timeout=60)

@@ -15,6 +15,7 @@ from lanchat.assembly import plugin_bridge
 from lanchat.commands import Context, build_registry, execute
 from lanchat.config import Config
 from lanchat.delivery import new_message_id
+from lanchat.events import Event
 from lanchat.hookspecs import hookimpl
 from lanchat.node import Node
 from lanchat.plugins import Plugins
@@ -68,9 +69,9 @@ def fill(room: str, *members: Member) -> None:
     """Wait until every member's events show all of them in `room`."""
     want = {m.id for m in members}
 
-    def view(m: Member) -> set[str]:
+    def view(events: list[Event]) -> set[str]:
         ids: set[str] = set()
-        for e in list(m.log.events):
+        for e in events:
             if e.fields.get("room") != room:
                 continue
             if e.name == "room_joined":
@@ -82,8 +83,7 @@ def fill(room: str, *members: Member) -> None:
         return ids
 
     for m in members:
-        with m.log.cond:
-            assert m.log.cond.wait_for(lambda m=m: view(m) >= want, 20), view(m)
+        m.log.wait_until(lambda events: view(events) >= want, 20, f"{m.nick} sees all in {room}")
 
 
 def test_a_member_back_from_offline_gets_what_it_missed_from_a_relay(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -29,7 +28,7 @@ from lanchat.shell.buffers import Buffers
 from lanchat.shell.completer import ShellCompleter
 from lanchat.shell.local_commands import add_shell_commands
 from lanchat.shell.state import PeerView, ShellState
-from nodes import EventLog, make_node
+from nodes import EventLog, make_node, wait_until
 
 ESC_ATTACK = "\x1b[2J\x1b]0;pwned\x07"
 
@@ -70,13 +69,11 @@ class ShellRun:
         self.inp.send_text(text)
 
     def wait_for(self, pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-        """Poll `pred` with small waits until it holds, or fail saying `what`."""
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                tail = self.screen.text()[-800:] if self.screen else ""
-                raise AssertionError(f"{what} not seen in {timeout}s; screen tail: {tail!r}")
-            time.sleep(0.01)
+        """Wait until `pred` holds, or fail saying `what` with the screen's tail."""
+        def tail() -> str:
+            return f"screen tail: {self.screen.text()[-800:] if self.screen else ''!r}"
+
+        wait_until(pred, what, timeout, state=tail)
 
     def wait_screen(self, text: str, timeout: float = 10.0) -> None:
         """Wait until `text` was written to the terminal."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab import Host, Lab, LanchatProc, free_port, skip_unless_required
+from waiting import wait_until
 
 TMUX = shutil.which("tmux") or ("/usr/bin/tmux" if os.access("/usr/bin/tmux", os.X_OK) else None)
 
@@ -82,14 +83,14 @@ class Tmux:
     def wait_for(self, pred: Callable[[str], bool], what: str, timeout: float = 15.0,
                  poll: float = 0.005) -> str:
         """Poll the screen until `pred(screen)`; return that screen or fail with it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if pred(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not on screen in {timeout}s:\n{screen}")
-            time.sleep(poll)
+        screen = [""]
+
+        def shows() -> bool:
+            screen[0] = self.screen()
+            return pred(screen[0])
+
+        wait_until(shows, f"{what} on screen", timeout, poll=poll, state=lambda: screen[0])
+        return screen[0]
 
     def wait_text(self, text: str, timeout: float = 15.0) -> str:
         """Wait until `text` is visible."""
@@ -255,10 +256,9 @@ def test_peer_escape_sequences_leave_screen_and_title_alone(
     assert term.title() == title != "pwned"
     # control: the same bytes printed raw in this tmux do set the title
     term.tmux("new-window", "-d", "-t", "t:9", "printf '\\033]0;pwned\\007'; sleep 30")
-    deadline = time.monotonic() + 5
-    while term.tmux("display-message", "-p", "-t", "t:9", "#{pane_title}").strip() != "pwned":
-        assert time.monotonic() < deadline, "control failed: raw OSC 0 did not set the title"
-        time.sleep(0.01)
+    wait_until(lambda: term.tmux("display-message", "-p", "-t", "t:9",
+                                 "#{pane_title}").strip() == "pwned",
+               "control: raw OSC 0 sets the title", 5)
 
 
 def test_look_alike_and_invisible_nicks_are_told_apart_on_screen(

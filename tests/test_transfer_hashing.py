@@ -13,6 +13,7 @@ import pytest
 from lanchat.transfer import hashing, sender
 from lanchat.transfer.hashing import Partial, Prehasher, new_hasher
 from lanchat.transfer.stream import FileStreamer, SendJob
+from nodes import wait_until
 from transfer_peers import MiB, Peer, digest, open_pair, random_file, sha
 
 
@@ -48,7 +49,8 @@ def test_the_sender_hashes_while_bob_decides_and_not_again_while_sending(
     src = random_file(tmp_path / "ahead.bin", 3 * MiB + 1)
     t = alice.files.offer("bob", src)
     bob.log.wait("file_offer")
-    assert wait_until(lambda: alice.files.prehasher.known(str(src), "blake3") is not None)
+    wait_until(lambda: alice.files.prehasher.known(str(src), "blake3") is not None,
+               "the file hashed ahead")
     assert alice.files.prehasher.known(str(src), "blake3") == digest(src)
 
     def no_hashing(alg: str) -> hashing.Hasher:
@@ -91,7 +93,7 @@ def test_a_stream_takes_over_a_digest_part_way_and_hashes_only_the_rest(
         taken: list[object] = []
         taker = threading.Thread(target=lambda: taken.append(pre.take(str(src), "blake3")))
         taker.start()
-        assert wait_until(lambda: pre._current is not None and pre._current.stop)
+        wait_until(lambda: pre._current is not None and pre._current.stop, "the hash stopped")
         release.set()  # the block in progress ends; the worker sees the stop and hands over
         taker.join(10)
     finally:
@@ -118,13 +120,3 @@ def test_a_stream_takes_over_a_digest_part_way_and_hashes_only_the_rest(
     assert bytes(sent) == src.read_bytes()
     assert partial.hasher.fed == size, "every byte hashed exactly once"  # type: ignore[attr-defined]
     assert result == digest(src)
-
-
-def wait_until(pred: Any, timeout: float = 10.0) -> bool:
-    """Poll a condition the code under test reaches by itself (no event is emitted)."""
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if pred():
-            return True
-        done.wait(0.02)
-    return bool(pred())
