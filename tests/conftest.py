@@ -1,4 +1,4 @@
-"""Shared fixtures: the namespace lab (see tests/lab.py)."""
+"""Shared fixtures: the namespace lab (tests/lab.py) and in-process peers (tests/nodes.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab as _lab  # noqa: E402
 from lab import Lab  # noqa: E402
-from tests.nodes import guard_threads_and_loops  # noqa: E402
+from tests.nodes import Peer, Peers, guard_threads_and_loops  # noqa: E402
 
 LAB_FIXTURES = {"lab_factory", "lab2", "lab3", "lab5"}
 
@@ -131,3 +131,21 @@ def lab3(lab_factory: Callable[..., Lab]) -> Generator[Lab, None, None]:
 @pytest.fixture
 def lab5(lab_factory: Callable[..., Lab]) -> Generator[Lab, None, None]:
     yield lab_factory(5)
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[Peers]:
+    """``peers(nick, to=[other], **kw)`` starts an in-process node (tests/nodes.py `Peer`:
+    config keywords, ``plugins=``, ``extensions=``); ``peers.pair(alice={...}, bob={...})``
+    is alice and bob, connected. All are closed at the end."""
+    made = Peers(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def pair(peers: Peers) -> tuple[Peer, Peer]:
+    """Alice and bob, in-process on 127.0.0.1, connected (each has seen the other join)."""
+    return peers.pair()

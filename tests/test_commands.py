@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lanchat.commands import CommandError, Context, build_registry, execute, first_word
-from lanchat.plugins import Plugins
-from tests.nodes import EventLog, make_node
+from lanchat.commands import CommandError, Context, execute, first_word
+from tests.nodes import EventLog, Peers, make_node
 
 Pair = tuple[Context, EventLog, Context, EventLog]
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
-    """Alice's and bob's command contexts, connected."""
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    alice_log.wait("peer_joined")
-    bob_log.wait("peer_joined")
-    plugins = Plugins(None, entry_points=False)
-    registry = build_registry(plugins)
-    yield (Context(alice, registry, plugins), alice_log, Context(bob, registry, plugins),
-           bob_log)
-    alice.close()
-    bob.close()
+def pair(peers: Peers) -> Pair:
+    """Alice's and bob's command contexts, connected (the shared two-node fixture)."""
+    alice, bob = peers.pair()
+    return alice.ctx, alice.log, bob.ctx, bob.log
 
 
 def run(ctx: Context, line: str) -> str:

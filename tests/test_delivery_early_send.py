@@ -5,27 +5,19 @@ receiver still acks only after its own commit."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lanchat.node import Node
-from nodes import EventLog, make_node
+from nodes import EventLog, Peer
 
 
 @pytest.fixture
-def duo(tmp_path: Path) -> Iterator[tuple[Node, EventLog, Node, EventLog]]:
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        alice_log.wait("peer_joined")
-        bob_log.wait("peer_joined")
-        yield alice, alice_log, bob, bob_log
-    finally:
-        alice.close()
-        bob.close()
+def duo(pair: tuple[Peer, Peer]) -> tuple[Node, EventLog, Node, EventLog]:
+    """The shared two-node fixture, as nodes and logs."""
+    alice, bob = pair
+    return alice.node, alice.log, bob.node, bob.log
 
 
 def test_bob_stores_the_message_while_alices_commit_is_still_open(duo: Any) -> None:

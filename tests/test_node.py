@@ -5,26 +5,20 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lanchat.node import Node, NodeError
-from tests.nodes import EventLog, make_node, wait_until
+from tests.nodes import EventLog, Peer, make_node, wait_until
 
 
 @pytest.fixture
-def alice_bob(tmp_path: Path) -> Iterator[tuple[Node, EventLog, Node, EventLog]]:
-    """Bob listens; alice names bob by address, as the classroom chats did."""
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice",
-                                 peers=[f"127.0.0.1:{bob.port}"])
-    alice_log.wait("peer_joined")
-    bob_log.wait("peer_joined")
-    yield alice, alice_log, bob, bob_log
-    alice.close()
-    bob.close()
+def alice_bob(pair: tuple[Peer, Peer]) -> tuple[Node, EventLog, Node, EventLog]:
+    """Bob listens; alice names bob by address, as the classroom chats did (the shared
+    two-node fixture)."""
+    alice, bob = pair
+    return alice.node, alice.log, bob.node, bob.log
 
 
 def test_alice_and_bob_talk_both_ways(alice_bob: tuple[Node, EventLog, Node, EventLog]) -> None:

@@ -11,22 +11,20 @@ import logging
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lanchat import hookspecs
-from lanchat.assembly import plugin_bridge
 from lanchat.cli import main
-from lanchat.commands import Context, Output, build_registry, execute
+from lanchat.commands import Context, Output, build_registry
 from lanchat.config import Config
 from lanchat.headless import run
 from lanchat.hookspecs import hookimpl
-from lanchat.node import Node
 from lanchat.plugins import Plugins
-from tests.nodes import EventLog
+from tests.nodes import Peer, Peers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PLUGINS.md"
@@ -34,49 +32,9 @@ HOOKS = sorted(name for name, f in vars(hookspecs).items()
                if name.startswith("lanchat_") and inspect.isfunction(f))
 
 
-class Chatter:
-    """A started node with its plugins bridged, as `lanchat run` wires them."""
-
-    node: Node
-
-    def __init__(self, home: Path, nick: str, plugins: Plugins,
-                 peers: list[Chatter] | None = None) -> None:
-        config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"],
-                        peers=[f"127.0.0.1:{p.node.port}" for p in peers or []],
-                        mdns=False, beacon=False)
-        self.plugins = plugins
-        self.node = Node(config)
-        self.log = EventLog()
-        self.node.subscribe(self.log)
-        self.node.subscribe(plugin_bridge(self.node, plugins))
-        self.ctx = Context(self.node, build_registry(plugins), plugins)
-        self.node.start()
-
-    def run(self, line: str) -> Output | None:
-        """Run one input line."""
-        return execute(self.ctx, line)
-
-    def texts_from(self, other: Chatter) -> list[str]:
-        """Texts received from `other`, in arrival order."""
-        return [e["text"] for e in self.log.named("message")
-                if e["from"]["id"] == other.node.node_id]
-
-
-@pytest.fixture
-def chatters(tmp_path: Path) -> Iterator[Callable[..., Chatter]]:
-    """`chatters(nick, plugins, peers=[...])`; every node is closed at the end."""
-    made: list[Chatter] = []
-
-    def make(nick: str, plugins: Plugins | None = None,
-             peers: list[Chatter] | None = None) -> Chatter:
-        home = tmp_path / nick
-        item = Chatter(home, nick, plugins or Plugins(home, entry_points=False), peers)
-        made.append(item)
-        return item
-
-    yield make
-    for item in made:
-        item.node.close()
+def texts_from(peer: Peer, other: Peer) -> list[str]:
+    """Texts `peer` received from `other`, in arrival order."""
+    return [e["text"] for e in peer.log.named("message") if e["from"]["id"] == other.id]
 
 
 @pytest.fixture
@@ -85,15 +43,6 @@ def keep_signals() -> Iterator[None]:
     old = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, old)
-
-
-def pair(chatters: Callable[..., Chatter], bob_plugins: Plugins) -> tuple[Chatter, Chatter]:
-    """Bob with the given plugins and alice (none), connected."""
-    bob = chatters("bob", bob_plugins)
-    alice = chatters("alice", peers=[bob])
-    alice.log.wait("peer_joined")
-    bob.log.wait("peer_joined")
-    return alice, bob
 
 
 def doc_blocks() -> tuple[str, str]:
@@ -116,7 +65,7 @@ def test_every_hook_is_documented_with_its_arguments() -> None:
 
 
 def test_the_documented_example_works_as_written(
-        chatters: Callable[..., Chatter], tmp_path: Path) -> None:
+        peers: Peers, tmp_path: Path) -> None:
     """The example plugin, dropped into <home>/plugins/, gives exactly the documented output."""
     code, transcript = doc_blocks()
     folder = tmp_path / "bob" / "plugins"
@@ -124,7 +73,7 @@ def test_the_documented_example_works_as_written(
     (folder / "counter.py").write_text(code, encoding="utf-8")
     plugins = Plugins(tmp_path / "bob", entry_points=False)
     assert plugins.failures == [] and plugins.sources["counter"] == str(folder / "counter.py")
-    alice, bob = pair(chatters, plugins)
+    alice, bob = peers.pair(bob={"plugins": plugins})
     ids = [alice.node.send("bob", "hi"), alice.node.send("bob", "you there?")]
     bob.log.wait("message", lambda e: e["id"] in ids, count=2)
     token = object()
@@ -137,7 +86,7 @@ def test_the_documented_example_works_as_written(
         assert out is not None and out.text == expected.strip("\n"), command
     shrug = "\u00af\\_(\u30c4)_/\u00af"
     alice.log.wait("message", lambda e: e["text"] == shrug)
-    assert alice.texts_from(bob) == [shrug]
+    assert texts_from(alice, bob) == [shrug]
     assert plugins.failures == []
 
 
@@ -226,11 +175,11 @@ def test_a_plugin_that_raises_is_reported_once_and_disabled(hook: str) -> None:
 
 
 def test_a_hook_failure_on_a_live_node_leaves_messages_flowing(
-        chatters: Callable[..., Chatter]) -> None:
+        peers: Peers) -> None:
     """Bob's broken message hook is dropped at the first message; delivery and others go on."""
     broken, good = broken_in("lanchat_message_received"), Recorder()
     plugins = Plugins(None, entry_points=False, extra=[broken, good])
-    alice, bob = pair(chatters, plugins)
+    alice, bob = peers.pair(bob={"plugins": plugins})
     ids = [alice.node.send("bob", f"m{i}") for i in range(3)]
     bob.log.wait("message", lambda e: e["id"] in ids, count=3)
     reply = bob.run("/msg alice still here")
@@ -303,9 +252,9 @@ class Shouter:
 
 
 def test_the_outgoing_hook_changes_and_vetoes_what_the_peer_receives(
-        chatters: Callable[..., Chatter]) -> None:
+        peers: Peers) -> None:
     """Alice receives bob's messages uppercased, and never the vetoed ones."""
-    alice, bob = pair(chatters, Plugins(None, entry_points=False, extra=[Shouter()]))
+    alice, bob = peers.pair(bob={"plugins": Plugins(None, entry_points=False, extra=[Shouter()])})
     sent = bob.ctx.queue_text("alice", "hello")
     assert sent.text == "-> alice: HELLO"
     vetoed = bob.ctx.queue_text("alice", "secret plan")
@@ -313,7 +262,7 @@ def test_the_outgoing_hook_changes_and_vetoes_what_the_peer_receives(
     assert bob.ctx.queue_text("all", "secret to all").data == {"vetoed": True}
     last = bob.ctx.queue_text("all", "bye")
     alice.log.wait("message", lambda e: e["id"] == last.data["id"])
-    assert alice.texts_from(bob) == ["HELLO", "BYE"]
+    assert texts_from(alice, bob) == ["HELLO", "BYE"]
     assert [h["text"] for h in bob.node.history("alice", 10)] == ["HELLO"]
 
 
@@ -360,7 +309,7 @@ class _ThreadSpy:
 
 
 def test_plugin_code_runs_on_one_thread_through_pluggys_caller(
-        chatters: Callable[..., Chatter], caplog: pytest.LogCaptureFixture,
+        peers: Peers, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands, startup and event hooks all run on `lanchat-plugins`; a hook wrapper runs
     around the call (pluggy's own caller); LANCHAT_TRACE_HOOKS logs every call."""
@@ -368,7 +317,7 @@ def test_plugin_code_runs_on_one_thread_through_pluggys_caller(
     caplog.set_level(logging.INFO, logger="lanchat.hooks")
     spy = _ThreadSpy()
     plugins = Plugins(None, entry_points=False, extra=[spy])
-    alice, bob = pair(chatters, plugins)
+    alice, bob = peers.pair(bob={"plugins": plugins})
     plugins.call("lanchat_startup", node=bob.node)
     assert bob.run("/where") is not None
     plugins.call("lanchat_peer_left", node=bob.node, peer={}, reason="bye")

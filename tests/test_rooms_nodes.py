@@ -10,41 +10,26 @@ from typing import Any
 
 import pytest
 
+import nodes
 from lanchat import rooms
-from lanchat.assembly import plugin_bridge
-from lanchat.commands import Context, build_registry, execute
-from lanchat.config import Config
+from lanchat.commands import execute
 from lanchat.delivery import new_message_id
 from lanchat.events import Event
 from lanchat.hookspecs import hookimpl
-from lanchat.node import Node
 from lanchat.plugins import Plugins
 from lanchat.rooms import Rooms
 from lanchat.rooms.wire import RoomMsg
-from nodes import EventLog
 
 
-class Member:
-    """A started node with rooms, its events, and a command context."""
+class Member(nodes.Peer):
+    """A started node with rooms (tests/nodes.py `Peer`), its plugins always bridged."""
 
     def __init__(self, home: Path, nick: str, peers: list[Member], port: int = 0,
                  plugins: Plugins | None = None) -> None:
-        self.home, self.nick = home, nick
-        config = Config(home=home, nick=nick, port=port, interfaces=["127.0.0.1"],
-                        peers=[f"127.0.0.1:{p.node.port}" for p in peers], mdns=False,
-                        beacon=False)
-        self.node = Node(config)
-        self.rooms: Rooms = rooms.attach(self.node)
-        self.log = EventLog()
-        self.node.subscribe(self.log)
-        self.plugins = plugins or Plugins(None, entry_points=False)
-        self.node.subscribe(plugin_bridge(self.node, self.plugins))
-        self.node.start()
-        self.ctx = Context(self.node, build_registry(self.plugins), self.plugins)
-
-    @property
-    def id(self) -> str:
-        return self.node.node_id
+        super().__init__(home, nick, peers=[p.address for p in peers], port=port,
+                         plugins=plugins or Plugins(None, entry_points=False),
+                         extensions={"rooms": rooms.attach})
+        self.rooms: Rooms = self.ext["rooms"]
 
     def run(self, line: str) -> Any:
         out = execute(self.ctx, line)
@@ -62,7 +47,7 @@ def started(tmp_path: Path) -> Iterator[list[Member]]:
     made: list[Member] = []
     yield made
     for m in made:
-        m.node.close()
+        m.close()
 
 
 def fill(room: str, *members: Member) -> None:

@@ -17,7 +17,7 @@ pytest.importorskip("aiohttp")
 from lanchat.web import server_of, start_on  # noqa: E402
 from lanchat.web.live import Feed  # noqa: E402
 from lanchat.web.security import content_disposition  # noqa: E402
-from transfer_peers import Peer, random_file  # noqa: E402
+from transfer_peers import Peer, open_pair, random_file  # noqa: E402
 
 
 class Browserless:
@@ -66,17 +66,15 @@ class Browserless:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Peer, Peer, Browserless]]:
-    """bob runs the web window; alice is his peer, both with file transfer."""
-    alice = Peer(tmp_path / "alice", "alice", [])
-    bob = Peer(tmp_path / "bob", "bob", [f"127.0.0.1:{alice.node.port}"])
+    """bob runs the web window; alice is his peer, both with file transfer (the shared
+    two-node fixture's pair)."""
+    made: list[Peer] = []
     try:
-        server = start_on(bob.node)
-        bob.log.wait("peer_joined")
-        alice.log.wait("peer_joined")
-        yield alice, bob, Browserless(server.url)
+        alice, bob = open_pair(tmp_path, made, {}, {})
+        yield alice, bob, Browserless(start_on(bob.node).url)
     finally:
-        bob.close()
-        alice.close()
+        for peer in reversed(made):
+            peer.close()
 
 
 def test_the_token_becomes_a_strict_httponly_cookie_and_leaves_the_url(

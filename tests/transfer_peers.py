@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lanchat.config import Config
-from lanchat.node import Node
+import nodes
 from lanchat.transfer import TransferManager, attach
 from lanchat.transfer.hashing import new_hasher
-from nodes import EventLog
 
 MiB = 1 << 20
 
 
-class Peer:
-    """One started node on 127.0.0.1 (no discovery) with its event log and transfers."""
+class Peer(nodes.Peer):
+    """One started node on 127.0.0.1 (no discovery, tests/nodes.py) with its transfers:
+    `settings` are config keywords, `options` go to the transfer manager."""
 
-    def __init__(self, home: Path, nick: str, peers: list[str],
+    def __init__(self, home: Path, nick: str, peers: Sequence[str] = (),
                  settings: dict[str, Any] | None = None, **options: Any) -> None:
-        config = Config(home=home, nick=nick, port=0, interfaces=["127.0.0.1"], peers=peers,
-                        mdns=False, beacon=False, **(settings or {}))
-        self.node = Node(config)
-        self.log = EventLog()
-        self.node.subscribe(self.log)
-        self.files: TransferManager = attach(self.node, **options)
-        self.node.start()
-
-    def close(self) -> None:
-        self.node.close()
+        super().__init__(home, nick, peers=peers, **(settings or {}),
+                         extensions={"files": lambda node: attach(node, **options)})
+        self.files: TransferManager = self.ext["files"]
 
 
 Pair = Callable[..., tuple[Peer, Peer]]
@@ -39,14 +31,13 @@ Pair = Callable[..., tuple[Peer, Peer]]
 
 def open_pair(home: Path, made: list[Peer], alice: dict[str, Any],
               bob: dict[str, Any]) -> tuple[Peer, Peer]:
-    """Bob listens, alice names him (each with its own transfer options); both see each
-    other. Started peers are appended to `made`, for the caller to close."""
-    b = Peer(home / "bob", "bob", [], **bob)
-    made.append(b)
-    a = Peer(home / "alice", "alice", [f"127.0.0.1:{b.node.port}"], **alice)
-    made.append(a)
-    a.log.wait("peer_joined")
-    b.log.wait("peer_joined")
+    """The two-node fixture's pair (tests/nodes.py `Peers.pair`) with transfers, each with
+    its own transfer options. Started peers are appended to `made`, for the caller to close."""
+    group = nodes.Peers(home, Peer)
+    try:
+        a, b = group.pair(alice, bob)
+    finally:
+        made += group.made  # type: ignore[arg-type]
     return a, b
 
 
