@@ -48,6 +48,10 @@ from waiting import EventStream
 
 log = logging.getLogger("lanchat.lab")
 
+NO_DISCOVERY = ("--no-mdns", "--no-beacon")  # nodes that only dial the peers they are given
+# liveness fast enough for a test to see a peer go and come back in seconds
+FAST_LIVENESS = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NS_PREFIX = "lcl"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x(\d+)-")
@@ -660,6 +664,20 @@ class Lab:
 
     def __getitem__(self, i: int) -> Host:
         return self.hosts[i]
+
+    def start_pair(self, *extra_args: str, env: Mapping[str, str] | None = None
+                   ) -> tuple[LanchatProc, LanchatProc]:
+        """The lab's two-node pair (on `lab2`): bob listens on the second host, alice on the
+        first names him by address, no discovery; returns (alice, bob) once each has seen
+        the other join."""
+        h1, h2 = self.hosts[:2]
+        bob = h2.start_node(*NO_DISCOVERY, *extra_args, nick="bob", env=env)
+        bob.wait_event("ready")
+        alice = h1.start_node(*NO_DISCOVERY, *extra_args, "--peer", f"{h2.ip}:{bob.port}",
+                              nick="alice", env=env)
+        alice.wait_event("peer_joined", peer={"nick": "bob"})
+        bob.wait_event("peer_joined", peer={"nick": "alice"})
+        return alice, bob
 
     def __iter__(self) -> Iterator[Host]:
         return iter(self.hosts)

@@ -9,22 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from lab import Lab, LanchatProc
-
-NO_DISCOVERY = ("--no-mdns", "--no-beacon")
-FAST_LIVENESS = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
-
-
-def start_pair(lab: Lab, env: dict[str, str] | None = None) -> tuple[LanchatProc, LanchatProc]:
-    """Bob listens on h2; alice on h1 names him by address."""
-    h1, h2 = lab.hosts[:2]
-    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=env)
-    bob.wait_event("ready")
-    alice = h1.start_node(*NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}", nick="alice",
-                          env=env)
-    alice.wait_event("peer_joined", peer={"nick": "bob"})
-    bob.wait_event("peer_joined", peer={"nick": "alice"})
-    return alice, bob
+from lab import FAST_LIVENESS, NO_DISCOVERY, Lab, LanchatProc
 
 
 def send_many(proc: LanchatProc, to: str, n: int, prefix: str) -> threading.Thread:
@@ -49,7 +34,7 @@ def stored_incoming(proc: LanchatProc) -> list[str]:
 
 def test_full_duplex_ten_thousand_each_way(lab2: Lab) -> None:
     """Alice and bob each send 10,000 messages at once; each gets all, once, in order."""
-    alice, bob = start_pair(lab2)
+    alice, bob = lab2.start_pair()
     n = 10_000
     senders = [send_many(alice, "bob", n, "a"), send_many(bob, "alice", n, "b")]
     got_bob = bob.wait_count("message", n, timeout=180)
@@ -87,7 +72,7 @@ def test_broadcast_from_one_host_reaches_four_others(lab5: Lab) -> None:
 def _deliver_through(fault: Callable[[LanchatProc, LanchatProc], LanchatProc],
                      lab: Lab) -> None:
     """Stream 3,000 messages alice -> bob, inject `fault` mid-stream, check exactly once."""
-    alice, bob = start_pair(lab, env=FAST_LIVENESS)
+    alice, bob = lab.start_pair(env=FAST_LIVENESS)
     n = 3000
     sender = send_many(alice, "bob", n, "m")
     bob.wait_count("message", 300, timeout=60)
@@ -124,7 +109,7 @@ def test_link_down_and_up_mid_stream_loses_nothing(lab2: Lab) -> None:
 
 def test_a_frozen_peer_is_declared_gone_and_catches_up_when_thawed(lab2: Lab) -> None:
     """SIGSTOP bob: alice's heartbeats declare him gone, her messages wait; SIGCONT: they go."""
-    alice, bob = start_pair(lab2, env=FAST_LIVENESS)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     bob.kill(signal.SIGSTOP)
     try:
         assert alice.wait_event("peer_left", timeout=15)["reason"] == "timeout"
@@ -140,7 +125,7 @@ def test_a_frozen_peer_is_declared_gone_and_catches_up_when_thawed(lab2: Lab) ->
 
 def test_sender_killed_resends_its_outbox_after_restart(lab2: Lab) -> None:
     """SIGKILL alice mid-stream: after her restart what was queued still arrives, once."""
-    alice, bob = start_pair(lab2, env=FAST_LIVENESS)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     send_many(alice, "bob", 2000, "m")
     bob.wait_count("message", 200, timeout=60)
     alice.kill(signal.SIGKILL)
@@ -225,7 +210,7 @@ def test_sender_killed_after_sending_before_its_commit_reports_nothing_and_no_du
 
 def test_a_different_key_at_a_pinned_address_is_refused(lab2: Lab) -> None:
     """Bob's address is pinned to his key; a new key there is refused and alice is told."""
-    alice, bob = start_pair(lab2, env=FAST_LIVENESS)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     bob_id = bob.events_named("ready")[0]["id"]
     bob.stop()
     mallory = lab2.hosts[1].start_node(*NO_DISCOVERY, nick="bob", port=bob.port,
@@ -239,7 +224,7 @@ def test_a_different_key_at_a_pinned_address_is_refused(lab2: Lab) -> None:
 
 def test_garbage_and_silent_clients_leave_the_node_serving(lab3: Lab) -> None:
     """Junk bytes, an oversized frame and a never-finished handshake hurt no other peer."""
-    alice, bob = start_pair(lab3)
+    alice, bob = lab3.start_pair()
     h2, h3 = lab3.hosts[1], lab3.hosts[2]
     attack = f"""
 import socket, ssl, struct, sys

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import Host, Lab, LanchatProc
+from lab import FAST_LIVENESS, Host, Lab, LanchatProc
 
-FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
+FAST = FAST_LIVENESS
 PEER_SCRIPT = Path(__file__).with_name("room_peer.py")
 QUIT_WAIT_S = 30.0  # /quit on a loaded machine: the node's close may take its full 10 s
 

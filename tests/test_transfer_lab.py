@@ -8,11 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from lab import Lab, LanchatProc
+from lab import FAST_LIVENESS, NO_DISCOVERY, Lab, LanchatProc
 from lanchat.transfer.hashing import new_hasher
 
-NO_DISCOVERY = ("--no-mdns", "--no-beacon")
-FAST = {"LANCHAT_HEARTBEAT_S": "0.5", "LANCHAT_DEAD_AFTER_S": "2"}
 MiB = 1 << 20
 
 def big_file(path: Path, size: int) -> str:
@@ -36,17 +34,6 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def start_pair(lab: Lab) -> tuple[LanchatProc, LanchatProc]:
-    h1, h2 = lab.hosts[:2]
-    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=FAST)
-    bob.wait_event("ready")
-    alice = h1.start_node(*NO_DISCOVERY, "--peer", f"{h2.ip}:{bob.port}", nick="alice",
-                          env=FAST)
-    alice.wait_event("peer_joined", peer={"nick": "bob"})
-    bob.wait_event("peer_joined", peer={"nick": "alice"})
-    return alice, bob
-
-
 def offer(alice: LanchatProc, bob: LanchatProc, path: Path) -> str:
     alice.command(f"/file bob {path}")
     out = alice.wait_event("output", command=f"/file bob {path}")
@@ -55,11 +42,10 @@ def offer(alice: LanchatProc, bob: LanchatProc, path: Path) -> str:
     return str(tid)
 
 
-def test_file_resumes_after_the_receiver_is_killed(lab_factory: object, tmp_path: Path) -> None:
+def test_file_resumes_after_the_receiver_is_killed(lab2: Lab, tmp_path: Path) -> None:
     """Bob is SIGKILLed mid-file and started again on the same home: the file completes,
     verified, and his first progress after the restart starts where the .part ended."""
-    lab = lab_factory(2)
-    alice, bob = start_pair(lab)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     src = tmp_path / "movie.bin"
     digest = big_file(src, 1024 * MiB)
     tid = offer(alice, bob, src)
@@ -78,11 +64,10 @@ def test_file_resumes_after_the_receiver_is_killed(lab_factory: object, tmp_path
     alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
 
 
-def test_file_resumes_after_the_sender_is_killed(lab_factory: object, tmp_path: Path) -> None:
+def test_file_resumes_after_the_sender_is_killed(lab2: Lab, tmp_path: Path) -> None:
     """Alice is SIGKILLed mid-file and started again on the same home: she offers again by
     herself, bob resumes from his .part, and both see the file verified."""
-    lab = lab_factory(2)
-    alice, bob = start_pair(lab)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     src = tmp_path / "disk.img"
     digest = big_file(src, 1024 * MiB)
     tid = offer(alice, bob, src)
@@ -102,11 +87,10 @@ def test_file_resumes_after_the_sender_is_killed(lab_factory: object, tmp_path: 
     alice.wait_event("file_done", transfer=tid, direction="out", timeout=20)
 
 
-def test_chat_stays_prompt_during_a_200_mib_transfer(lab_factory: object,
+def test_chat_stays_prompt_during_a_200_mib_transfer(lab2: Lab,
                                                      tmp_path: Path) -> None:
     """Messages typed while 200 MiB move arrive before the file is done (latency printed)."""
-    lab = lab_factory(2)
-    alice, bob = start_pair(lab)
+    alice, bob = lab2.start_pair(env=FAST_LIVENESS)
     src = tmp_path / "data.bin"
     big_file(src, 200 * MiB)
     tid = offer(alice, bob, src)
@@ -127,7 +111,7 @@ def test_chat_stays_prompt_during_a_200_mib_transfer(lab_factory: object,
 def test_lanchat_send_file_exits_zero_once_bob_verified_it(lab2: Lab, tmp_path: Path) -> None:
     """A script offers a file with `lanchat send --file`; bob accepts; exit 0 means verified."""
     h1, h2 = lab2.hosts
-    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=FAST)
+    bob = h2.start_node(*NO_DISCOVERY, nick="bob", env=FAST_LIVENESS)
     bob.wait_event("ready")
     src = tmp_path / "notes.txt"
     src.write_bytes(os.urandom(3 * MiB))

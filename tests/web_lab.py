@@ -11,11 +11,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lab import Host, Lab, LanchatProc
+from lab import NO_DISCOVERY, Host, Lab, LanchatProc
 
 DRIVER = Path(__file__).resolve().parent / "web_driver.py"
 CHROMIUM = "/usr/bin/chromium"
-NO_DISCOVERY = ("--no-mdns", "--no-beacon")
 
 
 def browser_missing() -> str | None:
