@@ -9,7 +9,7 @@ import pytest
 
 from lanchat.limits import Guard, Limits, accepted_time
 from lanchat.protocol import Chat
-from nodes import make_node
+from nodes import Peers, make_node
 
 PEER = "s" * 52
 
@@ -78,54 +78,44 @@ def test_send_times_outside_the_window_are_not_believed() -> None:
     assert accepted_time(now - 30 * 86_400, now) == now - 30 * 86_400
 
 
-def test_an_honest_stranger_flooding_loses_nothing(tmp_path: Path,
+def test_an_honest_stranger_flooding_loses_nothing(peers: Peers,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Alice is a stranger to bob and sends 400 messages at once: bob takes his budget,
     asks her to slow down, and every message still arrives once, in order."""
     monkeypatch.setenv("LANCHAT_LIMIT_STRANGER_MSGS_PER_S", "200")
     monkeypatch.setenv("LANCHAT_LIMIT_STRANGER_MSG_BURST", "100")
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        alice_log.wait("peer_joined")
-        n = 400
-        for i in range(n):
-            alice.send(bob.node_id, f"m{i}")
-        got = bob_log.wait("message", count=n, timeout=60)
-        assert [e["text"] for e in got] == [f"m{i}" for i in range(n)]
-        assert bob.counters.get("chats_deferred", 0) > 0
-        assert alice.counters.get("slowed_down", 0) >= 1
-        warning = alice_log.wait("warning", lambda e: e["code"] == "slow_down")[0]
-        assert "wait in the outbox" in warning["message"]
-        alice_log.wait("delivered", count=n, timeout=30)
-        assert alice.peers()[0]["queued"] == 0
-    finally:
-        alice.close()
-        bob.close()
+    a, b = peers.pair()
+    alice, alice_log, bob, bob_log = a.node, a.log, b.node, b.log
+    n = 400
+    for i in range(n):
+        alice.send(bob.node_id, f"m{i}")
+    got = bob_log.wait("message", count=n, timeout=60)
+    assert [e["text"] for e in got] == [f"m{i}" for i in range(n)]
+    assert bob.counters.get("chats_deferred", 0) > 0
+    assert alice.counters.get("slowed_down", 0) >= 1
+    warning = alice_log.wait("warning", lambda e: e["code"] == "slow_down")[0]
+    assert "wait in the outbox" in warning["message"]
+    alice_log.wait("delivered", count=n, timeout=30)
+    assert alice.peers()[0]["queued"] == 0
 
 
-def test_a_full_store_is_a_clear_error_and_peers_wait(tmp_path: Path,
+def test_a_full_store_is_a_clear_error_and_peers_wait(tmp_path: Path, peers: Peers,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """At its size bound bob stores nothing more, says why once, and refuses to queue."""
     bob, bob_log = make_node(tmp_path / "bob", "bob")
     size = bob.store.size_bytes()
     bob.close()
     monkeypatch.setenv("LANCHAT_LIMIT_MAX_STORE_BYTES", str(size + 64 * 1024))
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        alice_log.wait("peer_joined")
-        for i in range(100):
-            alice.send(bob.node_id, f"{i} " + "y" * 2000)
-        error = bob_log.wait("error", lambda e: e["code"] == "store_full", timeout=30)[0]
-        assert "size bound" in error["message"]
-        with pytest.raises(ValueError, match="size bound"):
-            bob.send(alice.node_id, "hello")
-        assert len(bob_log.named("message")) < 100
-        alice_log.wait("warning", lambda e: e["code"] == "slow_down", timeout=30)
-    finally:
-        alice.close()
-        bob.close()
+    a, b = peers.pair()
+    alice, alice_log, bob, bob_log = a.node, a.log, b.node, b.log
+    for i in range(100):
+        alice.send(bob.node_id, f"{i} " + "y" * 2000)
+    error = bob_log.wait("error", lambda e: e["code"] == "store_full", timeout=30)[0]
+    assert "size bound" in error["message"]
+    with pytest.raises(ValueError, match="size bound"):
+        bob.send(alice.node_id, "hello")
+    assert len(bob_log.named("message")) < 100
+    alice_log.wait("warning", lambda e: e["code"] == "slow_down", timeout=30)
 
 
 def test_the_peer_table_is_bounded_for_sessions_too(tmp_path: Path,

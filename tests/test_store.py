@@ -10,7 +10,7 @@ import pytest
 from lanchat.node import Node, NodeError
 from lanchat.protocol import Chat
 from lanchat.store import Received, Store, StoreError
-from tests.nodes import make_node
+from tests.nodes import Peers, make_node
 
 
 def test_a_known_id_with_another_body_keeps_the_first(tmp_path: Path) -> None:
@@ -73,32 +73,27 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_when_storing_fails_nothing_is_acked_and_it_arrives_later(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bob's disk is full for a moment: he says so, does not ack, and gets it on retry."""
     monkeypatch.setenv("LANCHAT_HEARTBEAT_S", "0.3")
     monkeypatch.setenv("LANCHAT_DEAD_AFTER_S", "1.0")
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        alice_log.wait("peer_joined")
-        assert bob.store is not None
-        real = bob.store.commit_batch
-        failures = [sqlite3.OperationalError("database or disk is full")]
+    a, b = peers.pair()
+    alice, alice_log, bob, bob_log = a.node, a.log, b.node, b.log
+    assert bob.store is not None
+    real = bob.store.commit_batch
+    failures = [sqlite3.OperationalError("database or disk is full")]
 
-        def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-            if failures and args[0]:
-                raise failures.pop()
-            return real(*args, **kwargs)
-        monkeypatch.setattr(bob.store, "commit_batch", flaky)
-        msg = alice.send("bob", "do not lose me")
-        err = bob_log.wait("error", lambda e: e["code"] == "store_failed")[0]
-        assert "disk is full" in err["message"]
-        got = bob_log.wait("message", lambda e: e["id"] == msg, timeout=20)
-        assert len(got) == 1
-        alice_log.wait("delivered", lambda e: e["id"] == msg)
-    finally:
-        alice.close()
-        bob.close()
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures and args[0]:
+            raise failures.pop()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(bob.store, "commit_batch", flaky)
+    msg = alice.send("bob", "do not lose me")
+    err = bob_log.wait("error", lambda e: e["code"] == "store_failed")[0]
+    assert "disk is full" in err["message"]
+    got = bob_log.wait("message", lambda e: e["id"] == msg, timeout=20)
+    assert len(got) == 1
+    alice_log.wait("delivered", lambda e: e["id"] == msg)
 
 
 def test_node_error_names_a_home_that_cannot_be_made(tmp_path: Path) -> None:
