@@ -8,7 +8,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lanchat.api import NodeHost
@@ -29,12 +29,10 @@ class RoomMessages:
     """Own messages members have not all acked, others' copies relayed and not yet acked,
     and the gaps asked about; the gap timer."""
 
-    def __init__(self, node: NodeHost, log: RoomLog, rooms: Mapping[str, Room], *,
-                 ask_gap: Callable[[str, str], None]) -> None:
+    def __init__(self, node: NodeHost, log: RoomLog, rooms: Mapping[str, Room]) -> None:
         self.node = node
         self.log = log
         self._rooms = rooms
-        self._ask_gap = ask_gap
         self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
         self.relayed: dict[str, set[str]] = {}  # peer -> others' messages relayed, unacked
         self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
@@ -84,16 +82,19 @@ class RoomMessages:
             kept.append(m)
         return kept
 
-    def stored(self, fresh: list[tuple[str, Message]]) -> None:
-        """Show new room messages; ask for what comes before an early one."""
+    def stored(self, fresh: list[tuple[str, Message]]) -> list[tuple[str, str]]:
+        """Show new room messages; return the (room, author) pairs whose early message
+        is held and not asked about yet: ask the members for what comes before."""
         for _, m in fresh:
             assert isinstance(m, RoomMsg)
             self._show(m)
         self._asked &= set(self.log.held)
+        ask = []
         for key in list(self.log.held):
             if key not in self._asked:
                 self._asked.add(key)
-                self._ask_gap(*key)
+                ask.append(key)
+        return ask
 
     def _show(self, m: RoomMsg) -> None:
         nick = clean_received_nick(m.nick, m.author, source="room",

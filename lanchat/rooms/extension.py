@@ -1,7 +1,8 @@
 """The rooms extension of a node: its start and stop, the rooms it is in, this node's
 joins, parts, lists, topics and posts, and the public API the commands and the shell use
 (thread-safe: each call runs on the loop). Room messages on the durable path are
-`durable.RoomMessages`'; frames between members are `gossip`'s.
+`durable.RoomMessages`; frames between members, `gossip.Gossip`, which asks this
+extension through `gossip.Membership`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from lanchat.api import NodeHost
+from lanchat.api import NodeHost, PeerSession
 from lanchat.delivery import check_text
 from lanchat.events import Event
 from lanchat.protocol import Message
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Rooms(Gossip):
+class Rooms:
     """Node extension: rooms without a server. Public methods are thread-safe."""
 
     types: tuple[type[Message], ...] = (RoomMsg,)
@@ -40,9 +41,8 @@ class Rooms(Gossip):
         self.author: Author = cast(Author, None)
         self.log = RoomLog("")
         self.rooms: dict[str, Room] = {}
-        self.directory: dict[str, dict[str, RoomMember]] = {}
         self.messages: RoomMessages = cast(RoomMessages, None)
-        self._synced: set[str] = set()
+        self.gossip: Gossip = cast(Gossip, None)
         self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
         self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
         self._post_lock = threading.Lock()
@@ -54,9 +54,10 @@ class Rooms(Gossip):
         self.node = node
         self.author = Author(node.identity, lambda: node.nick)
         self.log = RoomLog(node.node_id)
-        self.messages = RoomMessages(node, self.log, self.rooms, ask_gap=self.ask_gap)
+        self.messages = RoomMessages(node, self.log, self.rooms)
+        self.gossip = Gossip(node, self.log, self.rooms, self.messages, self)
         node.add_durable_kind(self)
-        node.watch_sessions(self.session_ready)
+        node.watch_sessions(self.gossip.session_ready)
         node.subscribe(self._on_event)
         for room in node.store.read(self.log.load):
             self.rooms[room.name] = room
@@ -67,10 +68,10 @@ class Rooms(Gossip):
         self.messages.start()
         for room in self.rooms.values():
             if room.joined:
-                self._announce_joined(room, "restored")
+                self.announce_joined(room, "restored")
                 s = room.statements.get(own)
                 if room.kind == "open" and s is not None:
-                    self.announce(s)
+                    self.gossip.announce(s)
 
     def _on_event(self, event: Event) -> None:
         """Event thread: a member came online; reach it on the loop."""
@@ -83,7 +84,7 @@ class Rooms(Gossip):
         own = self.node.node_id
         for room in self.rooms.values():
             if room.joined and peer_id in room.members() and own in room.statements:
-                self.send(peer_id, room.statements[own])
+                self.gossip.send(peer_id, room.statements[own])
 
     async def stop(self) -> None:
         """Stop the gap timer."""
@@ -107,10 +108,6 @@ class Rooms(Gossip):
                 "held": sum(len(h) for h in self.log.held.values()),
                 "pending": len(self.pending), "late": self.log.late}
 
-    def count(self, key: str, n: int = 1) -> None:
-        """Add to a node counter (shown by doctor)."""
-        self.node.runtime.count(key, n)
-
     def set_nick(self, nick: str) -> None:
         """Statements keep the nick they were signed with; the next one carries the new."""
 
@@ -131,7 +128,17 @@ class Rooms(Gossip):
 
     def stored(self, fresh: list[tuple[str, Message]]) -> None:
         """Show new room messages; ask for what comes before an early one."""
-        self.messages.stored(fresh)
+        for room_name, author in self.messages.stored(fresh):
+            self.gossip.ask_gap(room_name, author)
+
+    def on_message(self, session: PeerSession, message: Message) -> bool:
+        """Room control frames (statements, lists, topics, catch-up): see Gossip."""
+        return self.gossip.on_message(session, message)
+
+    @property
+    def directory(self) -> dict[str, dict[str, RoomMember]]:
+        """Open rooms heard of on the LAN: name -> member -> its statement."""
+        return self.gossip.directory
 
     def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Count members' acks of own messages; relayed copies need no event."""
@@ -143,7 +150,7 @@ class Rooms(Gossip):
 
     # -- helpers (loop thread) -----------------------------------------------------------
 
-    def _persist(self, room: Room, *statements: RoomMember) -> None:
+    def persist(self, room: Room, *statements: RoomMember) -> None:
         """Write a room's state, and refresh the members `post` reads."""
         own = self.node.node_id
         with self._post_lock:
@@ -160,16 +167,16 @@ class Rooms(Gossip):
                 RoomLog.save_statement(db, s)
         self.node.store.transact(write)
 
-    def _member(self, room: Room, node_id: str) -> dict[str, str]:
+    def member(self, room: Room, node_id: str) -> dict[str, str]:
         return views.member(room, node_id, self.node.presence.table)
 
-    def _own_statement(self, room: Room, joined: bool) -> RoomMember:
+    def own_statement(self, room: Room, joined: bool) -> RoomMember:
         return self.author.statement(room, joined)
 
-    def _announce_joined(self, room: Room, reason: str) -> None:
+    def announce_joined(self, room: Room, reason: str) -> None:
         self.node.emit("room_joined", room=room.name, kind=room.kind, creator=room.creator,
                        topic=room.topic.topic if room.topic else "", reason=reason,
-                       members=[self._member(room, m) for m in sorted(room.members())])
+                       members=[self.member(room, m) for m in sorted(room.members())])
 
     def _room(self, name: str) -> Room:
         try:
@@ -214,15 +221,15 @@ class Rooms(Gossip):
                 room.accept_statement(s)
         reason = "created" if created and not room.members() - {own} else "joined"
         room.joined = True
-        mine = self._own_statement(room, True)
+        mine = self.own_statement(room, True)
         room.accept_statement(mine)
-        self._persist(room, mine, *room.statements.values())
-        self._announce_joined(room, reason)
+        self.persist(room, mine, *room.statements.values())
+        self.announce_joined(room, reason)
         if room.kind == "open":
-            self.announce(mine)
+            self.gossip.announce(mine)
         for member in room.members() - {own}:
-            self.send(member, mine)
-            self.welcome(room, member)
+            self.gossip.send(member, mine)
+            self.gossip.welcome(room, member)
         return self._view(room)
 
     def _new_room(self, name: str, private: bool) -> Room:
@@ -236,15 +243,15 @@ class Rooms(Gossip):
 
     def _part(self, room: Room) -> dict[str, Any]:
         members = room.members()
-        mine = self._own_statement(room, False)
+        mine = self.own_statement(room, False)
         room.accept_statement(mine)
         room.joined = False
-        self._persist(room, mine)
+        self.persist(room, mine)
         for member in members - {self.node.node_id}:
-            self.send(member, mine)
+            self.gossip.send(member, mine)
         if room.kind == "open":
-            self.announce(mine)
-        self._synced.discard(room.name)
+            self.gossip.announce(mine)
+        self.gossip.forget_sync(room.name)
         self.node.emit("room_left", room=room.name, reason="part")
         return {"room": room.name}
 
@@ -281,12 +288,12 @@ class Rooms(Gossip):
     def _invite(self, room: Room, peer: dict[str, Any]) -> dict[str, Any]:
         if room.kind == "open":
             mine = room.statements[self.node.node_id]
-            self.send(peer["id"], mine)
+            self.gossip.send(peer["id"], mine)
             return {"room": room.name, "peer": peer["id"]}
         roster = self.author.roster(room, add=peer["id"])
         room.accept_roster(roster)
-        self._persist(room)
-        self.tell_members(room, roster)
+        self.persist(room)
+        self.gossip.tell_members(room, roster)
         self.node.emit("member_joined", room=room.name,
                        member={"id": peer["id"], "nick": peer["nick"]})
         return {"room": room.name, "peer": peer["id"]}
@@ -305,8 +312,8 @@ class Rooms(Gossip):
         before = room.members()
         roster = self.author.roster(room, drop=peer["id"])
         room.accept_roster(roster)
-        self._persist(room)
-        self.tell_members(room, roster, also=before - room.members())
+        self.persist(room)
+        self.gossip.tell_members(room, roster, also=before - room.members())
         self.node.emit("member_left", room=room.name, reason="kicked",
                        member={"id": peer["id"], "nick": peer["nick"]})
         return {"room": room.name, "peer": peer["id"]}
@@ -318,8 +325,8 @@ class Rooms(Gossip):
     def _set_topic(self, room: Room, text: str) -> dict[str, Any]:
         t = self.author.topic(room, text)
         room.accept_topic(t)
-        self._persist(room)
-        self.tell_members(room, t)
+        self.persist(room)
+        self.gossip.tell_members(room, t)
         self.node.emit("topic", room=room.name, topic=text,
                        by={"id": self.node.node_id, "nick": self.node.nick})
         return {"room": room.name, "topic": text}

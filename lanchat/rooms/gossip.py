@@ -1,13 +1,16 @@
 """Membership without a server: the signed statements, lists and topics members pass each
 other over their sessions, and the catch-up requests they answer (loop thread).
 
-A mixin of `Rooms` (extension.py): the attributes are the extension's.
+`Gossip` owns the directory of open rooms heard on the LAN and which rooms had their
+first catch-up; it changes the rooms the extension keeps and asks it, through
+`Membership`, to store and show what changed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from lanchat.api import NodeHost, PeerSession
 from lanchat.nicks import clean_received_nick
@@ -33,30 +36,42 @@ MAX_DIRECTORY_ROOMS = 256  # open rooms not joined, kept from LAN announcements
 MAX_TOPIC_AHEAD_MS = 24 * 3600 * 1000
 
 
-class Gossip:
-    """Control frames between members (a mixin of `Rooms`)."""
+class Membership(Protocol):
+    """What gossip asks of the rooms extension (`extension.Rooms`)."""
 
-    node: NodeHost
-    log: RoomLog
-    rooms: dict[str, Room]
-    directory: dict[str, dict[str, RoomMember]]
-    messages: RoomMessages
-    _synced: set[str]
+    def persist(self, room: Room, *statements: RoomMember) -> None:
+        """Store a room's state (and these statements)."""
+
+    def member(self, room: Room, node_id: str) -> dict[str, str]:
+        """A member's id and nick, as events show them."""
+
+    def own_statement(self, room: Room, joined: bool) -> RoomMember:
+        """This node's signed statement that it is in the room (or left it)."""
+
+    def announce_joined(self, room: Room, reason: str) -> None:
+        """Emit `room_joined`."""
+
+
+class Gossip:
+    """Control frames between members."""
+
+    def __init__(self, node: NodeHost, log: RoomLog, rooms: dict[str, Room],
+                 messages: RoomMessages, membership: Membership) -> None:
+        self.node = node
+        self.log = log
+        self.rooms = rooms  # the extension's: an invitation adds one
+        self.messages = messages
+        self._membership = membership
+        self.directory: dict[str, dict[str, RoomMember]] = {}  # open rooms heard of
+        self._synced: set[str] = set()  # rooms whose first catch-up was asked for
 
     def count(self, key: str, n: int = 1) -> None:
-        raise NotImplementedError
+        """Add to a node counter (shown by doctor)."""
+        self.node.runtime.count(key, n)
 
-    def _persist(self, room: Room, *statements: RoomMember) -> None:
-        raise NotImplementedError
-
-    def _member(self, room: Room, node_id: str) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _own_statement(self, room: Room, joined: bool) -> RoomMember:
-        raise NotImplementedError
-
-    def _announce_joined(self, room: Room, reason: str) -> None:
-        raise NotImplementedError
+    def forget_sync(self, room_name: str) -> None:
+        """This node left the room: ask for everything again when it is back."""
+        self._synced.discard(room_name)
 
     # -- sending --------------------------------------------------------------------
 
@@ -145,7 +160,7 @@ class Gossip:
             return
         if verdict is Verdict.STALE:
             return
-        self._persist(room, s)
+        self._membership.persist(room, s)
         self._members_changed(room, change, "part")
         if change:
             self.tell_members(room, s, skip=frozenset({peer_id, s.member}))
@@ -192,26 +207,26 @@ class Gossip:
             return
         removed = before - room.members()
         if own not in r.members:
-            self._persist(room)
+            self._membership.persist(room)
             if was_member:
                 room.joined = False
-                self._persist(room)
+                self._membership.persist(room)
                 self.node.emit("room_left", room=room.name, reason="kicked")
             return
         if parted:
-            self._persist(room)
+            self._membership.persist(room)
             return
         if not room.joined or not was_member:
             room.joined = True
-            mine = self._own_statement(room, True)
+            mine = self._membership.own_statement(room, True)
             room.accept_statement(mine)
-            self._persist(room, mine)
-            self._announce_joined(room, "invited")
+            self._membership.persist(room, mine)
+            self._membership.announce_joined(room, "invited")
             for member in room.members() - {own}:
                 self.send(member, mine)
                 self.welcome(room, member)
         else:
-            self._persist(room)
+            self._membership.persist(room)
             self._members_changed(room, change, "kicked")
         self.tell_members(room, r, also=removed, skip=frozenset({peer_id}))
 
@@ -230,7 +245,7 @@ class Gossip:
             self.count("room_refused")
         if verdict is not Verdict.ACCEPTED:
             return
-        self._persist(room)
+        self._membership.persist(room)
         self.node.emit("topic", room=room.name, topic=t.topic,
                        by={"id": t.by, "nick": clean_received_nick(t.nick, t.by,
                                                                    source="room")})
@@ -264,12 +279,13 @@ class Gossip:
 
     def _members_changed(self, room: Room, change: Change, reason: str) -> None:
         own = self.node.node_id
+        view = self._membership.member
         for member in sorted(change.joined - {own}):
-            self.node.emit("member_joined", room=room.name, member=self._member(room, member))
+            self.node.emit("member_joined", room=room.name, member=view(room, member))
         for member in sorted(change.left - {own}):
             s = room.statements.get(member)
             why = "part" if s is not None and not s.joined else reason
-            self.node.emit("member_left", room=room.name, member=self._member(room, member),
+            self.node.emit("member_left", room=room.name, member=view(room, member),
                            reason=why)
 
     def ask_gap(self, room_name: str, author: str) -> None:
