@@ -1,7 +1,8 @@
 """The transfer extension: a small facade over the parts that each own their state.
 
 The parts (docs/ARCHITECTURE.md, "Files"), built at `start`:
-- `TransferBook` (book.py): every record and which stream moves it; the one lock;
+- `TransferBook` (book.py): every record and which stream moves it, under one lock;
+  it writes the records through its `Recorder` (recorder.py: the save lock, the throttle);
 - `ControlThread` (control.py): the thread that runs control messages and the tick;
 - `OfferControl` (offers.py): offers, answers, cancels, expiry, resume retries; its own
   state is touched only on the control thread;
@@ -11,7 +12,7 @@ The parts (docs/ARCHITECTURE.md, "Files"), built at `start`:
 Threads: the node's loop only queues control messages (`on_message`), the event thread
 only queues peer changes (`on_event`); public methods run on the caller's thread (never
 the loop: they touch the disk), stream callbacks on stream threads. No part holds a lock
-while it calls another part; the book's lock is the only one that guards shared state.
+while it calls another part; shared transfer state is guarded by the book's lock alone.
 """
 
 from __future__ import annotations
