@@ -183,3 +183,19 @@ def test_a_repeated_offer_restarts_the_receive_only_when_nothing_moves_it(
     assert current and again  # the stream that dropped is started again
     parts.offer("t1", port=4002)
     assert parts.receiving.started == ["t1"]
+
+
+def test_once_stopping_no_stream_may_claim_a_transfer(parts: Parts, tmp_path: Path) -> None:
+    parts.offer("t1")
+    t = parts.book.get("t1")
+    assert t is not None
+    parts.book.add(t.with_(state=State.ACCEPTED, dest_dir=str(tmp_path)))
+    parts.book.add(Transfer("o1", "out", OTHER, "bob", "a.bin", 10, (Item("a.bin", 10),)))
+    claimed = parts.book.start_receive("t1")
+    assert claimed is not None and parts.book.wanted("t1", claimed[1])
+    parts.book.stop_moving()
+    assert not parts.book.wanted("t1", claimed[1])  # the stream stops at its next chunk
+    assert parts.book.start_receive("t1") is None
+    assert parts.book.claim_receive("t1", PEER) == "the node is stopping"
+    assert parts.book.claim_send("o1", OTHER) == "the node is stopping"
+    assert parts.book.get("o1").state is State.OFFERED  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ from lanchat.transfer.records import RecordStore, State, Transfer, TransferError
 MAX_FINISHED_PER_PEER = 64  # finished incoming records kept per peer; older ones go
 
 GUARDED = frozenset({"_transfers", "_numbers", "_active", "_senders", "_reoffered",
-                     "_autoaccept", "_counters"})
+                     "_autoaccept", "_counters", "_stopping"})
 
 
 class TransferBook:
@@ -51,6 +51,7 @@ class TransferBook:
         self._reoffered: set[str] = set()  # offered again while a stream moved it
         self._autoaccept: set[str] = set(autoaccept) | records.autoaccept()
         self._counters: dict[str, int] = {}
+        self._stopping = False  # the node stops: no stream may claim a transfer now
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -273,7 +274,8 @@ class TransferBook:
         with self._lock:
             t = self._transfers.get(transfer_id)
             sender = self._senders.get(transfer_id)
-            if t is None or sender is None or transfer_id in self._active:
+            if (t is None or sender is None or transfer_id in self._active
+                    or self._stopping):
                 return None
             generation = self._claim_locked(transfer_id)
             self._reoffered.discard(transfer_id)
@@ -290,6 +292,8 @@ class TransferBook:
                 return f"transfer is {t.state.value}"
             if transfer_id in self._active:
                 return "transfer is already moving"
+            if self._stopping:
+                return "the node is stopping"
             return t, self._claim_locked(transfer_id)
 
     def claim_send(self, transfer_id: str, peer: str) -> tuple[Transfer, int] | str:
@@ -301,6 +305,8 @@ class TransferBook:
                 return "no such transfer offered to you"
             if t.state.finished and t.state is not State.DONE:
                 return f"transfer is {t.state.value}"
+            if self._stopping:
+                return "the node is stopping"
             # DONE: the receiver missed our answer and confirms what it has
             generation = self._claim_locked(transfer_id)
             accepted = t.state is State.OFFERED
@@ -323,8 +329,9 @@ class TransferBook:
         return generation
 
     def stop_moving(self) -> None:
-        """Every stream stops at its next chunk (the node stops)."""
+        """Every stream stops at its next chunk, and none may start (the node stops)."""
         with self._lock:
+            self._stopping = True
             self._active.clear()
 
     def file_published(self, transfer_id: str, generation: int, index: int, final: str,
