@@ -174,6 +174,7 @@ def client(args: argparse.Namespace) -> None:
             import cProfile
             prof = cProfile.Profile()
             prof.enable()
+        cpu0 = time.process_time()  # every thread of this process: the sender's CPU
         t0 = clock()
         if args.flood_api == "public":
             send = node.send
@@ -192,8 +193,9 @@ def client(args: argparse.Namespace) -> None:
             out({"kind": "flood", "error": f"only {w.flood_count} of {n} delivered"})
         else:
             secs = w.flood_last - t0
+            cpu_us = (time.process_time() - cpu0) / n * 1e6
             out({"kind": "flood", "api": args.flood_api, "n": n, "seconds": secs,
-                 "send_seconds": t_sent - t0, "rate": n / secs,
+                 "send_seconds": t_sent - t0, "rate": n / secs, "cpu_us_per_msg": cpu_us,
                  "counters": node.stats()["counters"]})
     node.close()
     out({"kind": "done"})

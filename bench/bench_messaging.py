@@ -313,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{base['raw_pingpong']['p99_us']:.0f} µs, one-way {base['raw_stream']['rate']:,.0f} msg/s",
         f"SQLite WAL synchronous=FULL single-row commit (the disk floor under each durable "
         f"hop): p50 {floor['p50_us']:.0f} µs, p99 {floor['p99_us']:.0f} µs",
+        "the sender's CPU per message (all its threads; steadier than the rates on a busy "
+        "machine): " + ", ".join(
+            f"{label} {lc[key].get('cpu_us_per_msg', 0):.0f} µs" for key, label in (
+                ("flood_public", "public send()"), ("flood_queue", "internal queue"),
+                ("flood_headless", "into run --json"))),
         f"public send(): the caller's loop took {lc['flood_public'].get('send_seconds', 0):.2f}"
         f" s of {lc['flood_public'].get('seconds', 0):.2f} s",
         f"swarm process hosting the {mem['sessions']} peer nodes: "
