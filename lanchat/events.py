@@ -59,10 +59,15 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+# One encoder for every line (`json.dumps` with options builds a new one per call; `run
+# --json` writes a line per message).
+_to_line = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str).encode
+
+
 def json_line(obj: Any) -> str:
     """One line of ASCII JSON that is valid UTF-8 JSON to any reader: non-ASCII and control
     characters escaped, lone surrogates (from a peer or a plugin) replaced by U+FFFD."""
-    line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str)
+    line = _to_line(obj)
     if "\\ud" in line and _LONE_SURROGATE.search(line):
-        line = json.dumps(_scrub(obj), ensure_ascii=True, separators=(",", ":"), default=str)
+        line = _to_line(_scrub(obj))
     return line
