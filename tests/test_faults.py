@@ -11,17 +11,18 @@ import pytest
 
 from lanchat.events import Event
 from lanchat.node import EVENTS_HIGH_WATER
-from tests.nodes import make_node
+from tests.nodes import Peers, make_node
 from tests.proxy import FaultProxy, random_plan
 
 
 @pytest.mark.loop_may_block(
     "a flood of 100,000 messages holds the loop for seconds on a loaded machine (known)")
 def test_a_flood_is_slowed_to_what_the_listener_takes_and_nothing_is_lost(
-        tmp_path: Path) -> None:
+        peers: Peers) -> None:
     """Alice floods 100,000 messages at bob, whose screen is slow: bob's backlog stays
     bounded (he stops reading), and every message still arrives once, in order."""
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    b = peers("bob")
+    bob = b.node
     seen: list[str] = []
     done = threading.Event()
     n = 100_000
@@ -34,21 +35,18 @@ def test_a_flood_is_slowed_to_what_the_listener_takes_and_nothing_is_lost(
             if len(seen) == n:
                 done.set()
     bob.subscribe(slow_screen)
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        alice_log.wait("peer_joined")
-        for i in range(n):
-            alice.send("bob", f"flood {i}")
-        assert done.wait(120), f"only {len(seen)} of {n} arrived"
-        assert seen == [f"flood {i}" for i in range(n)]
-        counters = bob.stats()["counters"]
-        assert counters["max_event_backlog"] < EVENTS_HIGH_WATER + 20_000
-        # Bob still answers at once while alice's flood drains.
-        reply = bob.send("alice", "still here")
-        alice_log.wait("message", lambda e: e["id"] == reply, timeout=30)
-    finally:
-        alice.close()
-        bob.close()
+    a = peers("alice", to=[b])
+    alice, alice_log = a.node, a.log
+    alice_log.wait("peer_joined")
+    for i in range(n):
+        alice.send("bob", f"flood {i}")
+    assert done.wait(120), f"only {len(seen)} of {n} arrived"
+    assert seen == [f"flood {i}" for i in range(n)]
+    counters = bob.stats()["counters"]
+    assert counters["max_event_backlog"] < EVENTS_HIGH_WATER + 20_000
+    # Bob still answers at once while alice's flood drains.
+    reply = bob.send("alice", "still here")
+    alice_log.wait("message", lambda e: e["id"] == reply, timeout=30)
 
 
 def test_a_thousand_silent_connections_leave_the_node_serving(tmp_path: Path) -> None:
@@ -108,9 +106,8 @@ def test_messages_survive_a_proxy_that_drops_holes_delays_and_trickles(
         bob.close()
 
 
-def test_a_plugin_stuck_in_a_hook_does_not_hold_back_acks(tmp_path: Path) -> None:
+def test_a_plugin_stuck_in_a_hook_does_not_hold_back_acks(peers: Peers) -> None:
     """Bob's plugin blocks on every message; alice still gets every ack meanwhile."""
-    from lanchat.assembly import plugin_bridge
     from lanchat.hookspecs import hookimpl
     from lanchat.plugins import Plugins
 
@@ -121,16 +118,11 @@ def test_a_plugin_stuck_in_a_hook_does_not_hold_back_acks(tmp_path: Path) -> Non
         def lanchat_message_received(self, node: object, message: dict) -> None:
             release.wait(30)
 
-    bob, _ = make_node(tmp_path / "bob", "bob")
-    bob.subscribe(plugin_bridge(bob, Plugins(None, entry_points=False, extra=[Stuck()])))
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    a, _ = peers.pair(bob={"plugins": Plugins(None, entry_points=False, extra=[Stuck()])})
     try:
-        alice_log.wait("peer_joined")
-        ids = {alice.send("bob", f"hello {i}") for i in range(3)}
-        acks = alice_log.wait("delivered", lambda e: e["id"] in ids, count=3, timeout=15)
+        ids = {a.node.send("bob", f"hello {i}") for i in range(3)}
+        acks = a.log.wait("delivered", lambda e: e["id"] in ids, count=3, timeout=15)
         assert {e["id"] for e in acks} == ids
         assert not release.is_set()
     finally:
         release.set()
-        alice.close()
-        bob.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from lanchat.commands import CommandError, CommandRegistry, Context, execute
@@ -13,7 +11,7 @@ from lanchat.naming import AmbiguousName, NameIndex, display_name, resolve
 from lanchat.notices import Notices
 from lanchat.shell.completer import ShellCompleter
 from lanchat.shell.state import PeerView, ShellState
-from nodes import make_node
+from nodes import Peers
 
 ALICE = "k3f9" + "a" * 48
 MALLORY = "q7zz" + "m" * 48
@@ -104,34 +102,27 @@ def test_warnings_are_said_once_then_at_most_hourly() -> None:
     assert notices.outstanding(5000.0) == []
 
 
-def test_a_new_key_taking_a_known_name_warns_once_and_msg_refuses(tmp_path: Path) -> None:
+def test_a_new_key_taking_a_known_name_warns_once_and_msg_refuses(peers: Peers) -> None:
     """Bob knows alice; a second key calling itself alice connects: a warning naming both
     fingerprints, and /msg alice is refused while /msg alice#<id> goes through."""
-    bob, bob_log = make_node(tmp_path / "b", "bob")
-    alice, _ = make_node(tmp_path / "a", "alice", peers=[f"127.0.0.1:{bob.port}"])
-    try:
-        bob_log.wait("peer_joined")
-        registry = CommandRegistry()
-        builtins(registry)
-        doctor_command(registry)
-        ctx = Context(bob, registry)
-        execute(ctx, f"/verify {alice.node_id} yes")
-        alice.close()
-        bob_log.wait("peer_left")
-        fake, _ = make_node(tmp_path / "f", "alice", peers=[f"127.0.0.1:{bob.port}"])
-        try:
-            warning = bob_log.wait("warning", lambda e: e["code"] == "name_taken")[0]
-            assert warning["peer"] == fake.node_id and warning["known"] == alice.node_id
-            assert alice.node_id[:4] in warning["message"].replace(" ", "")
-            with pytest.raises(CommandError, match="2 known peers go by 'alice'"):
-                execute(ctx, "/msg alice the password is hunter2")
-            out = execute(ctx, f"/msg alice#{alice.node_id[:6]} for you only")
-            assert out is not None and out.data["to"] == alice.node_id
-            assert len(bob_log.named("warning")) == 1
-            assert execute(ctx, "/doctor") is None  # it answers with an output event
-            report = bob_log.wait("output", lambda e: e["command"] == "/doctor")[0]
-            assert "name_taken" in {w["code"] for w in report["data"]["warnings"]}
-        finally:
-            fake.close()
-    finally:
-        bob.close()
+    a, b = peers.pair()
+    alice, bob, bob_log = a.node, b.node, b.log
+    registry = CommandRegistry()
+    builtins(registry)
+    doctor_command(registry)
+    ctx = Context(bob, registry)
+    execute(ctx, f"/verify {alice.node_id} yes")
+    a.close()
+    bob_log.wait("peer_left")
+    fake = peers("alice", home=peers.root / "fake", to=[b]).node
+    warning = bob_log.wait("warning", lambda e: e["code"] == "name_taken")[0]
+    assert warning["peer"] == fake.node_id and warning["known"] == alice.node_id
+    assert alice.node_id[:4] in warning["message"].replace(" ", "")
+    with pytest.raises(CommandError, match="2 known peers go by 'alice'"):
+        execute(ctx, "/msg alice the password is hunter2")
+    out = execute(ctx, f"/msg alice#{alice.node_id[:6]} for you only")
+    assert out is not None and out.data["to"] == alice.node_id
+    assert len(bob_log.named("warning")) == 1
+    assert execute(ctx, "/doctor") is None  # it answers with an output event
+    report = bob_log.wait("output", lambda e: e["command"] == "/doctor")[0]
+    assert "name_taken" in {w["code"] for w in report["data"]["warnings"]}

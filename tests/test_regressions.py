@@ -17,7 +17,7 @@ import pytest
 from lanchat import protocol as p
 from lanchat.events import Event
 from lanchat.identity import Identity
-from tests.nodes import make_node, wait_until
+from tests.nodes import Peers, make_node, wait_until
 
 
 def _tls(port: int) -> ssl.SSLSocket:
@@ -95,23 +95,24 @@ def test_peer_given_as_id_prefix_does_not_reconnect_forever(tmp_path: Path) -> N
 
 @pytest.mark.loop_may_block(
     "a flood of 24,000 messages holds the loop for seconds on a loaded machine (known)")
-def test_a_throttled_session_is_not_killed_as_silent(tmp_path: Path,
+def test_a_throttled_session_is_not_killed_as_silent(peers: Peers,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A session whose reading bob paused (his listener lags) is not declared dead."""
     monkeypatch.setenv("LANCHAT_HEARTBEAT_S", "0.3")
     monkeypatch.setenv("LANCHAT_DEAD_AFTER_S", "1.0")
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
+    b = peers("bob")
+    bob, bob_log = b.node, b.log
     gate = threading.Event()
 
     def stuck(event: Event) -> None:
         if event.name == "message":
             gate.wait(30)
     bob.subscribe(stuck)
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    a = peers("alice", to=[b])
+    alice = a.node
     n = 24_000
     try:
-        alice_log.wait("peer_joined")
-        bob_log.wait("peer_joined")
+        a.meets(b)
         for i in range(n):
             alice.send("bob", f"m{i}")
         wait_until(lambda: bob.counters.get("throttled", 0) > 0, "setup: bob throttled", 20)
@@ -122,8 +123,6 @@ def test_a_throttled_session_is_not_killed_as_silent(tmp_path: Path,
         assert not left, [e["reason"] for e in left]
     finally:
         gate.set()
-        alice.close()
-        bob.close()
 
 
 class _FreezableProxy:
@@ -224,10 +223,10 @@ def test_text_from_peers_reaches_the_log_escaped(tmp_path: Path,
         bob.close()
 
 
-def test_acks_lost_to_a_store_failure_are_not_lost_for_good(tmp_path: Path) -> None:
+def test_acks_lost_to_a_store_failure_are_not_lost_for_good(peers: Peers) -> None:
     """Acks in a group commit that failed are kept and applied once the disk works."""
-    bob, bob_log = make_node(tmp_path / "bob", "bob")
-    alice, alice_log = make_node(tmp_path / "alice", "alice", peers=[f"127.0.0.1:{bob.port}"])
+    a, b = peers.pair()
+    alice, alice_log, bob_log = a.node, a.log, b.log
     assert alice.store is not None
     real = alice.store.commit_batch
     failed = []
@@ -238,15 +237,10 @@ def test_acks_lost_to_a_store_failure_are_not_lost_for_good(tmp_path: Path) -> N
             raise OSError("disk I/O error (injected)")
         return real(incoming, outgoing, acked, before_commit)
     alice.store.commit_batch = flaky  # type: ignore[method-assign]
-    try:
-        alice_log.wait("peer_joined")
-        msg = alice.send("bob", "hello")
-        bob_log.wait("message", lambda e: e["id"] == msg)
-        alice_log.wait("error", lambda e: e["code"] == "store_failed")
-        alice_log.wait("delivered", lambda e: e["id"] == msg, timeout=5)
-    finally:
-        alice.close()
-        bob.close()
+    msg = alice.send("bob", "hello")
+    bob_log.wait("message", lambda e: e["id"] == msg)
+    alice_log.wait("error", lambda e: e["code"] == "store_failed")
+    alice_log.wait("delivered", lambda e: e["id"] == msg, timeout=5)
 
 
 def test_a_session_refused_as_duplicate_is_not_redialled_in_a_tight_loop(
