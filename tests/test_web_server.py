@@ -17,6 +17,7 @@ pytest.importorskip("aiohttp")
 from lanchat.web import server_of, start_on  # noqa: E402
 from lanchat.web.live import Feed  # noqa: E402
 from lanchat.web.security import content_disposition  # noqa: E402
+from nodes import Peers  # noqa: E402
 from transfer_peers import Peer, open_pair, random_file  # noqa: E402
 
 
@@ -282,45 +283,32 @@ def test_slash_commands_typed_in_the_page_run_like_in_the_shell(
     assert web.json("POST", "/api/command", {"line": "hello"})[0] == 400
 
 
-def test_a_room_is_a_conversation_of_the_page(tmp_path: Path) -> None:
+def test_a_room_is_a_conversation_of_the_page(peers: Peers) -> None:
     """Joined from the page's command line, posted to as `room:#name`, its history and
     the state list it (with the rooms extension, when it is there)."""
     pytest.importorskip("lanchat.rooms")
-    from lanchat.assembly import open_node
-    from lanchat.config import Config
-    from nodes import EventLog
+    from lanchat import rooms, transfer
 
-    def node(name: str, peers: list[str]) -> tuple[Any, EventLog]:
-        n = open_node(Config(home=tmp_path / name, nick=name, port=0,
-                             interfaces=["127.0.0.1"], peers=peers, mdns=False, beacon=False))
-        log = EventLog()
-        n.subscribe(log)
-        n.start()
-        return n, log
+    assembled = {"extensions": {"files": transfer.attach, "rooms": rooms.attach}}
+    a, b = peers.pair(alice=assembled, bob=assembled)
+    alice, alice_log, bob, bob_log = a.node, a.log, b.node, b.log
+    web = Browserless(start_on(bob).url)
+    web.login()
+    bob_log.wait("peer_joined")
+    assert web.json("POST", "/api/command", {"line": "/join #ops"})[0] == 200
+    bob_log.wait("room_joined", lambda e: e["room"] == "#ops")
+    from lanchat.rooms import rooms_of
 
-    alice, alice_log = node("alice", [])
-    bob, bob_log = node("bob", [f"127.0.0.1:{alice.port}"])
-    try:
-        web = Browserless(start_on(bob).url)
-        web.login()
-        bob_log.wait("peer_joined")
-        assert web.json("POST", "/api/command", {"line": "/join #ops"})[0] == 200
-        bob_log.wait("room_joined", lambda e: e["room"] == "#ops")
-        from lanchat.rooms import rooms_of
-
-        rooms_of(alice).join("#ops")
-        bob_log.wait("member_joined", lambda e: e["room"] == "#ops")
-        status, sent = web.json("POST", "/api/send", {"conv": "room:#ops", "text": "hi room"})
-        assert status == 200, sent
-        got = alice_log.wait("message", lambda e: e["id"] == sent["id"])[0]
-        assert got["room"] == "#ops" and got["text"] == "hi room"
-        status, page = web.json("GET", "/api/history?conv=room:%23ops")
-        assert [m["text"] for m in page["messages"]] == ["hi room"]
-        status, state = web.json("GET", "/api/state")
-        assert [r["room"] for r in state["rooms"]] == ["#ops"]
-    finally:
-        bob.close()
-        alice.close()
+    rooms_of(alice).join("#ops")
+    bob_log.wait("member_joined", lambda e: e["room"] == "#ops")
+    status, sent = web.json("POST", "/api/send", {"conv": "room:#ops", "text": "hi room"})
+    assert status == 200, sent
+    got = alice_log.wait("message", lambda e: e["id"] == sent["id"])[0]
+    assert got["room"] == "#ops" and got["text"] == "hi room"
+    status, page = web.json("GET", "/api/history?conv=room:%23ops")
+    assert [m["text"] for m in page["messages"]] == ["hi room"]
+    status, state = web.json("GET", "/api/state")
+    assert [r["room"] for r in state["rooms"]] == ["#ops"]
 
 
 def test_lanchat_web_prints_its_address_and_quits_on_quit(tmp_path: Path) -> None:
