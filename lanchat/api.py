@@ -228,6 +228,11 @@ class DurableHandler(DurableKind, Protocol):
         that are not this kind's (they get the plain `delivered` event)."""
         ...
 
+    def stored_out(self, out: list[tuple[list[str], Message]]) -> None:
+        """After the commit: (peers, frame) this node queued to send are stored; emit a
+        `sent` event for each the user posted (not for copies relayed or sent again)."""
+        ...
+
     def store_failed(self) -> None:
         """The commit failed: drop state that assumed it would succeed."""
         ...

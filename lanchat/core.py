@@ -17,6 +17,7 @@ from typing import Any
 from lanchat.api import (
     Capability,
     CloseReason,
+    DurableHandler,
     Extension,
     NodeHost,
     PeerKind,
@@ -29,10 +30,10 @@ from lanchat.dialing import Dialer
 from lanchat.identity import Identity, fingerprint
 from lanchat.limits import MIN_SLOW_DOWN_S, Guard, Limits, store_full_message
 from lanchat.naming import AmbiguousName
-from lanchat.nicks import replaced_nicks
+from lanchat.nicks import placeholder, replaced_nicks
 from lanchat.notices import Warnings
 from lanchat.presence import Presence
-from lanchat.protocol import FileAnswer, FileOffer, Message, NickChange, SlowDown
+from lanchat.protocol import Chat, FileAnswer, FileOffer, Message, NickChange, SlowDown
 from lanchat.runtime import Runtime
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store
@@ -57,6 +58,7 @@ class Core:
         self.closing = False
         self._talked: set[str] = set()  # peers a message or file went to or came from
         self._watchers = watchers  # called each time a session speaks for its peer
+        self._kinds: dict[type[Message], DurableHandler] = {}  # durable frames' capabilities
         self.identity = Identity.load_or_create(config.home)
         self.store = Store(config.home / "lanchat.db")
         try:
@@ -66,6 +68,7 @@ class Core:
                                      runtime.backlog, runtime.when_drained,
                                      exchanged=self.exchanged)
             self.delivery.ignored = frozenset(self.store.peers.ignored())
+            self.delivery.stored_out = self.stored_out
             self.presence = Presence(self.identity.node_id, self.store, runtime,
                                      connected=self.sessions.connected,
                                      queued=self.delivery.queued, dial=self.dial,
@@ -127,6 +130,35 @@ class Core:
             session.set_nick(nick)
         for ext in self.extensions:
             ext.set_nick(nick)
+
+    def add_durable_kind(self, handler: DurableHandler) -> None:
+        """Carry a capability's frames like chat messages; it hears what was stored."""
+        self.delivery.add_kind(handler)
+        for cls in handler.types:
+            self._kinds[cls] = handler
+
+    def stored_out(self, out: list[tuple[list[str], Message, bytes]]) -> None:
+        """After a commit: one `sent` event per chat message stored in the outbox, whichever
+        face, command or plugin queued it (a broadcast: one naming every recipient), so
+        every face draws its own lines from it; other frames go to their kind."""
+        emit, peers_of = self.runtime.emit, self.presence.table.get
+        own = self.node_id
+        kinds: dict[int, tuple[DurableHandler, list[tuple[list[str], Message]]]] = {}
+        for peers, msg, _ in out:
+            if not isinstance(msg, Chat):
+                kind = self._kinds[type(msg)]
+                kinds.setdefault(id(kind), (kind, []))[1].append((peers, msg))
+                continue
+            recipients = []
+            for peer_id in peers:
+                peer = peers_of(peer_id)
+                recipients.append({"id": peer_id,
+                                   "nick": peer.nick if peer else placeholder(peer_id)})
+            emit("sent", id=msg.msg_id, **{"from": {"id": own, "nick": msg.nick}},
+                 to="broadcast" if msg.broadcast else "direct", room=None,
+                 recipients=recipients, text=msg.text, sent=msg.ts)
+        for kind, items in kinds.values():
+            kind.stored_out(items)
 
     def check_room(self) -> None:
         """Raise ValueError while the store is at its size bound (any thread)."""

@@ -87,6 +87,7 @@ class Delivery:
         # Peers on /ignore (the node replaces the set): their messages are stored and
         # acked, never emitted.
         self.ignored: frozenset[str] = frozenset()
+        self.stored_out: Callable[[list[tuple[list[str], Message, bytes]]], None] = lambda o: None
 
     # -- what waits for whom (loop thread) ------------------------------------------------
 
@@ -227,6 +228,7 @@ class Delivery:
         count = self.runtime.count
         count("commits")
         count("duplicates", len(incoming) - len(fresh))
+        self.stored_out(outbound)
         for session, chats in inbound:
             session.ack([getattr(c, "msg_id") for c in chats])  # noqa: B009 - durable
         emit = self.runtime.emit

@@ -249,7 +249,7 @@ class Node:
 
     def add_durable_kind(self, handler: DurableHandler) -> None:
         """Carry a capability's frames like chat messages (loop thread, in `start`)."""
-        self._running.delivery.add_kind(handler)
+        self._running.add_durable_kind(handler)
 
     def queue_frame(self, peers: list[str], message: Message) -> None:
         """Queue a durable frame of a registered kind to these peers (any thread)."""

@@ -31,10 +31,18 @@ def test_every_event_matches_the_contract(lab2: Lab, tmp_path: Path) -> None:
     alice.wait_event("peer_joined", peer={"nick": "bob"})
     bob.wait_event("peer_joined", peer={"nick": "alice"})
     alice.command("/msg bob hello")
-    bob.wait_event("message", text="hello")
-    alice.wait_event("delivered")
+    got = bob.wait_event("message", text="hello")
+    # the line comes back as `sent` (every face of alice's node draws it from that), then ✓
+    sent = alice.wait_event("sent", id=got["id"])
+    bob_id = bob.events_named("ready")[0]["id"]
+    assert (sent["to"], sent["room"], sent["text"], sent["recipients"], sent["from"]["nick"]
+            ) == ("direct", None, "hello", [{"id": bob_id, "nick": "bob"}], "alice")
+    delivered = alice.wait_event("delivered", id=got["id"])
+    assert alice.snapshot().index(sent) < alice.snapshot().index(delivered)
     bob.command("/all hi all")
     alice.wait_event("message", text="hi all", to="broadcast")
+    everyone = bob.wait_event("sent", to="broadcast", text="hi all")  # one, naming all
+    assert [r["nick"] for r in everyone["recipients"]] == ["alice"]
     alice.command("/msg nobody hi")
     alice.command("/frobnicate")
     alice.command('/msg "unclosed')
@@ -52,6 +60,9 @@ def test_every_event_matches_the_contract(lab2: Lab, tmp_path: Path) -> None:
     events = json_lines(sent.stdout)
     got = bob.wait_event("message", text="from a script")
     assert any(e["event"] == "delivered" and e["id"] == got["id"] for e in events)
+    assert [(e["id"], e["to"], e["text"], [r["nick"] for r in e["recipients"]])
+            for e in events if e["event"] == "sent"] == [
+        (got["id"], "direct", "from a script", ["bob"])]
 
     # ... and a file with `send --file --json`: progress events, then verified.
     bob.command("/autoaccept on script")
@@ -95,7 +106,7 @@ def test_every_event_matches_the_contract(lab2: Lab, tmp_path: Path) -> None:
     events = alice.snapshot()
     assert all(isinstance(e["ts"], float) for e in events)
     names = {e["event"] for e in events}
-    assert {"ready", "peer_joined", "message", "delivered", "output", "error",
+    assert {"ready", "peer_joined", "message", "sent", "delivered", "output", "error",
             "peer_left"} <= names
     errors = [e for e in events if e["event"] == "error"]
     assert len(errors) == 3, "each bad line is one error event and the node goes on"

@@ -46,6 +46,7 @@ class Rooms:
         self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
         self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
         self._post_lock = threading.Lock()
+        self._posted: set[str] = set()  # own posts queued, not yet stored (under _post_lock)
 
     # -- extension interface (loop thread) --------------------------------------------
 
@@ -143,6 +144,21 @@ class Rooms:
     def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Count members' acks of own messages; relayed copies need no event."""
         return self.messages.acked(done)
+
+    def stored_out(self, out: list[tuple[list[str], Message]]) -> None:
+        """Own posts are in the outbox: one `sent` event each (not for catch-up copies)."""
+        for peers, m in out:
+            assert isinstance(m, RoomMsg)
+            with self._post_lock:
+                if m.msg_id not in self._posted:
+                    continue
+                self._posted.discard(m.msg_id)
+            room = self.rooms.get(m.room)
+            members = [views.member(room, p, self.node.presence.table) for p in peers] \
+                if room is not None else []
+            self.node.emit("sent", id=m.msg_id, **{"from": {"id": m.author, "nick": m.nick}},
+                           to="room", room=m.room, recipients=members, text=m.text,
+                           sent=m.ts / 1000)
 
     def store_failed(self) -> None:
         """The commit failed: read the marks back from the database."""
@@ -275,6 +291,7 @@ class Rooms:
             msg = self.author.message(canonical, seq, text)
             if peers:
                 self.messages.expect_acks(msg.msg_id, canonical, len(peers))
+            self._posted.add(msg.msg_id)
             self.node.queue_frame(list(peers), msg)
         return {"id": msg.msg_id, "room": canonical, "to": canonical, "members": list(peers),
                 "text": text}
