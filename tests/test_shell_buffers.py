@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -421,3 +422,49 @@ def test_read_markers_and_delivery_marks_in_the_model(tmp_path: object) -> None:
     damaged = Buffers(home)
     assert [v.name for v in damaged.views] == ["lanchat", "all"]
     assert damaged.unread_by_key() == {}
+
+
+def _texts(run: ShellRun, key: str) -> list[str]:
+    """The lines of one buffer as plain text."""
+    buf = run.shell.buffers.get(key)
+    return [] if buf is None else ["".join(t for _, t in ln.render()) for ln in buf.lines]
+
+
+def test_own_lines_are_drawn_once_from_the_node_whichever_face_sent_them(
+        alice_shell: Callable[..., ShellRun], bob: tuple[Node, EventLog]) -> None:
+    """What another face of alice's node sends (the web window calls `Node.send` and
+    `Rooms.post` from its own thread; so may a plugin) shows in her shell's buffer live,
+    with its mark, once; a line typed in the shell shows once too, and echoed where it was
+    typed when that is another buffer."""
+    run = alice_shell(record=True)
+    node, bob_id = run.shell.node, bob[0].node_id
+    run.type("/chat bob\r")
+    run.wait_for(lambda: run.shell.buffers.current == bob_id, "bob's buffer")
+    at = mark(run)
+    threading.Thread(target=node.send, args=(bob_id, "from another face")).start()
+    bob[1].wait("message", lambda e: e["text"] == "from another face")
+    run.wait_for(lambda: "from another face ✓" in plain(screen_after(run, at))
+                 or "✓ delivered to bob" in plain(screen_after(run, at)), "the line, ✓")
+    run.type("typed in the shell\r")
+    bob[1].wait("message", lambda e: e["text"] == "typed in the shell")
+    run.wait_for(lambda: "typed in the shell ✓" in plain(screen_after(run, at))
+                 or plain(screen_after(run, at)).count("✓ delivered to bob") == 2, "✓")
+    mine = [t for t in _texts(run, bob_id) if "<alice>" in t]
+    assert [t.split("> ", 1)[1] for t in mine] == ["from another face ✓", "typed in the shell ✓"]
+    # a room post from another face; a direct line typed in the room's buffer
+    alice_rooms, bob_rooms = rooms.rooms_of(node), rooms.rooms_of(bob[0])
+    assert alice_rooms is not None and bob_rooms is not None
+    bob_rooms.join("#ops")
+    run.type("/join #ops\r")
+    run.wait_for(lambda: run.shell.buffers.current == "#ops", "the room's buffer")
+    run.wait_for(lambda: any(m["id"] == bob_id for m in alice_rooms.info("#ops")["members"]),
+                 "bob in alice's view of #ops")
+    threading.Thread(target=alice_rooms.post, args=("#ops", "posted elsewhere")).start()
+    bob[1].wait("message", lambda e: e["text"] == "posted elsewhere" and e["room"] == "#ops")
+    run.type("/msg bob from the room\r")
+    bob[1].wait("message", lambda e: e["text"] == "from the room")
+    run.wait_for(lambda: any("[alice -> bob] from the room" in t
+                             for t in _texts(run, "#ops")), "the echo in #ops")
+    assert sum("posted elsewhere" in t for t in _texts(run, "#ops")) == 1
+    assert sum("from the room" in t for t in _texts(run, bob_id)) == 1
+    assert sum("from the room" in t for t in _texts(run, "#ops")) == 1

@@ -14,8 +14,9 @@ from lanchat.commands.registry import (
     Output,
     TargetSender,
     build_registry,
+    queued_id,
 )
 
 __all__ = ["Command", "CommandError", "CommandRegistry", "Context", "Handler", "Output",
            "TargetSender", "build_registry", "execute", "first_word",
-           "lanchat_register_commands", "split_words"]
+           "lanchat_register_commands", "queued_id", "split_words"]

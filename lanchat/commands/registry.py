@@ -26,6 +26,20 @@ class Output:
     text: str
     data: Any = None
 
+    @property
+    def queued(self) -> str:
+        """The id of the message this command queued, or "": see `queued_id`."""
+        return queued_id(self.data)
+
+
+def queued_id(data: Any) -> str:
+    """The id of the message a command queued, from its answer's `data` (an `output`
+    event's too), or "". Faces draw that message from the node's `sent` event, not from
+    this answer."""
+    if isinstance(data, dict) and data.get("id") and "to" in data:
+        return str(data["id"])
+    return ""
+
 
 @dataclass
 class Context:

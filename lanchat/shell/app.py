@@ -75,11 +75,11 @@ class Shell:
         self.printer.app = self.session.app
         self.navigator = Navigator(self.node, self.ctx, self.state, self.buffers,
                                    self.printer, self.session)
-        self.input = InputLine(self.node, self.ctx, self.state, self.buffers, self.printer,
-                               self.navigator)
-        add_shell_commands(self.registry, self.navigator)
         self.router = Router(self.state, self.buffers, self.printer, self._redraw,
                              self.navigator.save_soon)
+        self.input = InputLine(self.node, self.ctx, self.state, self.buffers, self.printer,
+                               self.navigator, self.router.typed)
+        add_shell_commands(self.registry, self.navigator)
         self.node.subscribe(self.router.on_event)
         self.node.subscribe(plugin_bridge(self.node, self.plugins))
         self._banner = Line([])

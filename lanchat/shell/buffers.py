@@ -146,14 +146,16 @@ class Buffers:
             self.close(min(quiet, key=lambda b: b.touched).key)
 
     def load(self, key: str, kind: Kind, name: str, line: Line, *, incoming_id: str = "",
-             level: Level = Level.MESSAGE) -> None:
+             own_id: str = "", level: Level = Level.MESSAGE) -> None:
         """Add a line read from the store at start, oldest first; incoming lines after the
-        saved read marker count as unread (on the very first run, nothing is unread)."""
+        saved read marker count as unread (on the very first run, nothing is unread).
+        `own_id`: the id of an own message (shown once, whether read or sent meanwhile)."""
         with self.lock:
-            if incoming_id and incoming_id in self._live_ids:
+            seen = incoming_id or own_id
+            if seen and seen in self._live_ids:
                 return  # arrived as an event while the store was read: shown once
-            if incoming_id:
-                self._stored_ids.add(incoming_id)
+            if seen:
+                self._stored_ids.add(seen)
             buf = self.ensure(key, kind, name)
             line.buffer = key
             buf.stored.append(line)
@@ -190,19 +192,21 @@ class Buffers:
     # -- the event thread --------------------------------------------------------------
 
     def add(self, key: str, kind: Kind, name: str, line: Line, *, incoming_id: str = "",
-            level: Level = Level.MESSAGE) -> bool:
-        """Append a line; return whether it is in the current buffer (to be written)."""
+            own_id: str = "", level: Level = Level.MESSAGE) -> bool:
+        """Append a line; return whether it is in the current buffer (to be written).
+        `own_id`: an own message's id (its `sent` event), kept out of the read marker."""
         with self.lock:
-            if incoming_id and incoming_id in self._stored_ids:
+            seen = incoming_id or own_id
+            if seen and seen in self._stored_ids:
                 return False  # read from the store already; its event came after
             buf = self.ensure(key, kind, name)
             line.buffer = key
             buf.lines.append(line)
             buf.touched = time.time()
+            if seen and self.loading:
+                self._live_ids.add(seen)
             if incoming_id:
                 buf.last_in = incoming_id
-                if self.loading:
-                    self._live_ids.add(incoming_id)
             if line.sent is not None:
                 self._marks.track(line)
             if key == self.current:

@@ -61,7 +61,7 @@ def _load_rows(rows: Iterable[dict[str, Any]], buffers: Buffers, state: ShellSta
         level = (Level.HIGHLIGHT if incoming and mentions(text, state.own_nick)
                  else Level.PRIVATE if kind is Kind.DIRECT else Level.MESSAGE)
         buffers.load(key, kind, name, line, incoming_id=str(row["id"]) if incoming else "",
-                     level=level)
+                     own_id="" if incoming else str(row["id"]), level=level)
 
 
 def load_scrollback(node: Any, buffers: Buffers, state: ShellState) -> None:
@@ -104,7 +104,7 @@ def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, ignored: set[
                                              state.own_nick, text)
                 sent = Sent(str(row["id"]), (), group=True, key=room, text=text,
                             total=int(row.get("of", 0)), acked_before=int(row.get("acked", 0)))
-                buffers.load(room, Kind.ROOM, room, Line(fragments, sent))
+                buffers.load(room, Kind.ROOM, room, Line(fragments, sent), own_id=sent.msg_id)
                 continue
             if sender_id in ignored:
                 continue

@@ -1,33 +1,32 @@
 """One line typed at the prompt: run it as a command or a message, and show the answer
-in the current buffer; our own messages wait briefly for their delivery mark (UI thread)."""
+in the current buffer (UI thread). Our own messages are drawn by the router from the node's
+`sent` event, like those sent by any other face."""
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 
 from lanchat.commands import CommandError, Context, execute
 from lanchat.commands import Output as CommandOutput
 from lanchat.node import Node
 from lanchat.shell import render
-from lanchat.shell.buffers import EVERYONE, Buffers, Kind, Line, Sent
+from lanchat.shell.buffers import Buffers, Kind, Line
 from lanchat.shell.navigation import Navigator
 from lanchat.shell.printer import Printer
 from lanchat.shell.state import ShellState
 
 log = logging.getLogger(__name__)
 
-# An outgoing line waits this long for its delivery mark before it is written without it
-# (a LAN delivery takes a few ms); later marks follow as a "delivered" line.
-DELIVERY_WAIT_S = 0.3
-
 
 class InputLine:
     """Runs typed lines and writes what they answer."""
 
     def __init__(self, node: Node, ctx: Context, state: ShellState, buffers: Buffers,
-                 printer: Printer, navigator: Navigator) -> None:
+                 printer: Printer, navigator: Navigator,
+                 echo: Callable[[str, str], None]) -> None:
         self.node = node
+        self.echo = echo  # Router.typed: (message id, buffer it was typed in)
         self.ctx = ctx
         self.state = state
         self.buffers = buffers
@@ -79,34 +78,11 @@ class InputLine:
                 self.printer.put(line)
 
     def _sent(self, out: CommandOutput) -> bool:
-        """Our own message as a chat line in its buffer, waiting briefly for its mark."""
-        data = out.data
-        if not isinstance(data, dict) or "id" not in data or "to" not in data:
+        """A message was queued: its line comes with the node's `sent` event (the router
+        draws it, as for a line sent from the web window or a plugin); typed in another
+        buffer than its own, it is echoed here too."""
+        msg_id = out.queued
+        if not msg_id:
             return False
-        if not data["id"]:
-            return False
-        to = str(data["to"])
-        text = str(data.get("text", out.text))
-        listed = data.get("peers", data.get("members"))  # everyone's or a room's
-        recipients = [str(p) for p in listed] if isinstance(listed, list) else [to]
-        if to == "all":
-            key, kind, name, group = EVERYONE, Kind.EVERYONE, EVERYONE, True
-        elif to.startswith("#"):
-            key, kind, name, group = to, Kind.ROOM, to, True
-        else:
-            peer = self.state.peer(to)
-            name = self.state.names.display(peer) if peer else to[:8]
-            key, kind, group = to, Kind.DIRECT, False
-        sent = Sent(str(data["id"]), recipients, group=group, key=key, text=text)
-        hold = time.monotonic() + DELIVERY_WAIT_S
-        own = render.chat_line(time.time(), self.state.own_id, self.node.nick, text)
-        line = Line(own, sent, hold)
-        with self.buffers.lock:
-            shown = self.buffers.add(key, kind, name, line)
-            if shown:
-                self.printer.put(line)
-        if not shown:  # sent from another buffer: show it here too, as `[me -> bob] text`
-            echo = render.message_line(time.time(), self.state.own_id, self.node.nick,
-                                       text, direct=True, to_nick=name)
-            self.answer(Line(echo, sent, hold))
+        self.echo(msg_id, self.buffers.current)
         return True

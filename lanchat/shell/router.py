@@ -7,17 +7,23 @@ to the notices buffer and, so they are never missed, above the prompt wherever y
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from lanchat.events import Event
 from lanchat.shell import render
-from lanchat.shell.buffers import EVERYONE, NOTICES, Buffers, Kind, Level, Line, mentions
+from lanchat.shell.buffers import EVERYONE, NOTICES, Buffers, Kind, Level, Line, Sent, mentions
 from lanchat.shell.printer import Printer
 from lanchat.shell.state import ShellState
 from lanchat.text import safe_line
 
 NOTE_CHARS = 40  # of a message quoted in a late "delivered" line
+# An outgoing line waits this long for its delivery mark before it is written without it
+# (a LAN delivery takes a few ms); later marks follow as a "delivered" line.
+DELIVERY_WAIT_S = 0.3
+ECHOES_KEPT = 64  # own lines typed here whose echo waits for (or came with) its event
 ROOM_EVENTS = ("room_joined", "room_left", "member_joined", "member_left", "topic")
 
 
@@ -32,6 +38,10 @@ class Router:
         self.printer = printer
         self.redraw = redraw  # the toolbar changed (thread-safe)
         self.save_soon = save_soon  # read markers moved (saved now and then)
+        # Under the buffers lock: message id -> the buffer it was typed in (its `sent`
+        # event not seen yet), or -> its line (the event came before the command returned).
+        self._typed: OrderedDict[str, str] = OrderedDict()
+        self._drawn: OrderedDict[str, tuple[str, Line]] = OrderedDict()
 
     def on_event(self, event: Event) -> None:
         """Render the event (before the state forgets old nicks), then update the state."""
@@ -45,11 +55,11 @@ class Router:
             self.redraw()
 
     def add(self, key: str, kind: Kind, name: str, line: Line, *, incoming_id: str = "",
-            level: Level = Level.MESSAGE, bell: bool = False) -> bool:
+            own_id: str = "", level: Level = Level.MESSAGE, bell: bool = False) -> bool:
         """Put a line in a buffer; write it if that buffer is on screen."""
         with self.buffers.lock:  # one step, so a switch or repaint sees it once
             shown = self.buffers.add(key, kind, name, line, incoming_id=incoming_id,
-                                     level=level)
+                                     own_id=own_id, level=level)
             if shown and not self.buffers.loading:
                 self.printer.put(line, bell=bell)
         if shown:  # written with its batch, which redraws the prompt and toolbar once
@@ -64,6 +74,8 @@ class Router:
         name, f = event.name, event.fields
         if name == "message":
             self._message(event)
+        elif name == "sent":
+            self._sent(event)
         elif name == "delivered":
             self._delivered(str(f["id"]), str(f["to"]))
         elif name in ("peer_joined", "peer_left", "peer_updated"):
@@ -113,6 +125,61 @@ class Router:
         line = Line(render.chat_line(event.ts, sender_id, nick, text))
         bell = self.state.bell and (kind is Kind.DIRECT or mentioned)
         self.add(key, kind, title, line, incoming_id=str(f["id"]), level=level, bell=bell)
+
+    def _sent(self, event: Event) -> None:
+        """Our own message, whichever face or plugin sent it: its line, with the pending
+        mark, in its conversation's buffer (the only place the shell draws it)."""
+        f = event.fields
+        msg_id, text, to = str(f["id"]), str(f["text"]), f["to"]
+        recipients = [str(r["id"]) for r in f["recipients"]]
+        if to == "room" and f.get("room"):
+            key, kind, name = str(f["room"]), Kind.ROOM, str(f["room"])
+        elif to == "broadcast":
+            key, kind, name = EVERYONE, Kind.EVERYONE, EVERYONE
+        elif recipients:
+            first = f["recipients"][0]
+            key, kind = recipients[0], Kind.DIRECT
+            name = self.state.display(key, str(first.get("nick") or key[:8]))
+        else:
+            return
+        ts = float(f.get("sent") or event.ts)
+        sent = Sent(msg_id, recipients, group=kind is not Kind.DIRECT, key=key, text=text,
+                    ts=ts)
+        line = Line(render.chat_line(ts, self.state.own_id, str(f["from"]["nick"]), text),
+                    sent, time.monotonic() + DELIVERY_WAIT_S)
+        with self.buffers.lock:
+            self.add(key, kind, name, line, own_id=msg_id, level=Level.NONE)
+            typed_in = self._typed.pop(msg_id, None)
+            if typed_in is None:
+                self._keep(self._drawn, msg_id, (name, line))
+            else:
+                self._echo(typed_in, name, line)
+
+    def typed(self, msg_id: str, where: str) -> None:
+        """A message was typed in buffer `where`: if its line goes to another buffer, an
+        echo (`[me -> bob] text`) shows here too (UI thread; the event may come first)."""
+        with self.buffers.lock:
+            drawn = self._drawn.pop(msg_id, None)
+            if drawn is None:
+                self._keep(self._typed, msg_id, where)
+            else:
+                self._echo(where, *drawn)
+
+    def _echo(self, where: str, name: str, line: Line) -> None:
+        buf = self.buffers.get(where)
+        if buf is None or where == line.buffer or line.sent is None:
+            return
+        sent = line.sent
+        echo = render.message_line(sent.ts, self.state.own_id, self.state.own_nick,
+                                   sent.text, direct=True, to_nick=name)
+        self.add(where, buf.kind, buf.name, Line(echo, sent, line.hold_until),
+                 level=Level.NONE)
+
+    @staticmethod
+    def _keep(recent: OrderedDict[str, Any], key: str, value: Any) -> None:
+        recent[key] = value
+        while len(recent) > ECHOES_KEPT:
+            recent.popitem(last=False)
 
     def _delivered(self, msg_id: str, peer_id: str) -> None:
         found = self.buffers.delivered(msg_id, peer_id)
