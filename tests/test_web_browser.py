@@ -136,6 +136,10 @@ def test_a_message_typed_in_the_page_reaches_the_peer(web: Web) -> None:
     web.browser.call("press", selector="#input", key="Enter")
     got = web.alice.wait_event("message", since=mark, text="line one\nline two")
     assert got["to"] == "broadcast" and got["from"]["nick"] == "bob"
+    # the node says it sent it (its other faces and scripts draw the line from that)
+    sent = web.bob.wait_event("sent", id=got["id"])
+    assert sent["to"] == "broadcast" and sent["text"] == "line one\nline two"
+    assert [r["id"] for r in sent["recipients"]] == [web.alice_id]
     web.browser.wait("(id) => lanchat.shown.get(id)?.querySelector('.ack.done')", got["id"])
     assert web.browser.eval("() => document.querySelector('#input').value") == ""
     web.browser.call("type", selector="#input", text="/help")
@@ -332,6 +336,61 @@ def test_a_message_shown_live_while_the_history_loads_is_kept(web: Web) -> None:
     assert web.texts()[-1:] == ["stored after the history was read"]
 
 
+def carol_shell(web: Web, term: Any, tmp_path: Path) -> None:
+    """Carol's shell in `term` (a test_shell_tmux.Tmux) beside the browser, knowing alice."""
+    from test_shell_tmux import shell_argv
+
+    term.start(shell_argv(web.lab[0], web.lab, tmp_path / "carol", "carol",
+                          f"{web.alice.host.ip}:{web.alice.port}"))
+    term.wait_text("lanchat: you are carol")
+    term.wait_text("[1] is here")
+
+
+def test_the_shell_and_its_web_window_show_each_others_lines_once(web: Web,
+                                                                  tmp_path: Path) -> None:
+    """Carol's shell (in tmux, beside the browser) opens its own window with /web: a line
+    typed in the page shows in the shell's buffer, and one typed in the shell shows in the
+    page live; each once, with its delivered mark."""
+    from test_shell_tmux import TMUX, Tmux
+
+    if TMUX is None:
+        pytest.skip("tmux is not installed")
+    term = Tmux(tmp_path, width=160, height=30)
+    try:
+        carol_shell(web, term, tmp_path)
+        term.type("/web --no-browser")
+        term.key("Enter")
+        screen = term.wait_text("lanchat web: http://127.0.0.1:")
+        url = re.search(r"lanchat web: (http://127\.0\.0\.1:\d+/\?token=\S+)", screen)
+        assert url is not None, screen
+        web.browser.call("open", url=url.group(1))
+        mark = web.alice.mark()
+        web.browser.call("type", selector="#input", text="typed in the page")
+        web.browser.call("press", selector="#input", key="Enter")
+        from_page = web.alice.wait_event("message", since=mark, text="typed in the page")
+        assert from_page["from"]["nick"] == "carol"
+        web.browser.wait("(id) => lanchat.shown.get(id)?.querySelector('.ack.done')",
+                         from_page["id"])
+        screen = term.wait_for(lambda s: "<carol> typed in the page 1/1 ✓" in s
+                               or "✓ delivered to 1 of 1" in s, "the page's line in the shell")
+        assert sum("<carol> typed in the page" in ln for ln in screen.splitlines()) == 1, screen
+        term.type("typed in the shell")
+        term.key("Enter")
+        from_shell = web.alice.wait_event("message", since=mark, text="typed in the shell")
+        web.wait_text("typed in the shell")
+        web.browser.wait("(id) => lanchat.shown.get(id)?.querySelector('.ack.done')",
+                         from_shell["id"])
+        texts = web.texts()
+        assert texts.count("typed in the page") == texts.count("typed in the shell") == 1, texts
+        term.type("/quit")
+        term.key("Enter")
+        term.wait_for(lambda s: term.dead(), "the shell exiting")
+        web.alice.wait_event("peer_left", peer={"nick": "carol"}, reason="bye")
+    finally:
+        term.close()
+        web.browser.call("open", url=web.url.split("?", 1)[0])  # bob's page again
+
+
 def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
     """With LANCHAT_SCREENSHOTS=DIR: the web window, and the shell in tmux (its screen
     with colours, captured by tmux and shown by the same browser), as PNG files."""
@@ -341,7 +400,7 @@ def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
     from rich.console import Console
     from rich.terminal_theme import MONOKAI
     from rich.text import Text
-    from test_shell_tmux import TMUX, Tmux, shell_argv
+    from test_shell_tmux import TMUX, Tmux
 
     out = Path(folder).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -361,10 +420,7 @@ def test_screenshots_for_the_readme(web: Web, tmp_path: Path) -> None:
         pytest.skip("tmux is not installed: no shell screenshot")
     term = Tmux(tmp_path, width=100, height=24)
     try:
-        term.start(shell_argv(web.lab[0], web.lab, tmp_path / "carol", "carol",
-                              f"{web.alice.host.ip}:{web.alice.port}"))
-        term.wait_text("lanchat: you are carol")
-        term.wait_text("[1] is here")
+        carol_shell(web, term, tmp_path)
         web.alice.command("/all Slides are up: /file coming in a minute")
         term.wait_text("Slides are up")
         term.type("/list")

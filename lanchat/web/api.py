@@ -208,10 +208,7 @@ async def send(request: web.Request) -> web.StreamResponse:
         result = await _off_loop(queue)
     except (LookupError, ValueError) as exc:
         raise _error(400, str(exc).strip("'\"")) from None
-    if "id" in result:
-        server.feed.publish("sent", {"id": result["id"], "conv": conv, "text": result["text"],
-                                     "nick": node.nick}, time.time())
-    return web.json_response(result)
+    return web.json_response(result)  # the line comes back as the node's `sent` event
 
 
 REFUSED_COMMANDS = frozenset({"quit"})  # the node ends from its terminal, not a page

@@ -29,9 +29,9 @@ function applyEvents(events) {
         }
         break;
       }
-      case "sent": {
-        const m = { id: ev.id, nick: ev.nick, direction: "out", text: ev.text, ts: ev.ts, live: true };
-        if (ev.conv === state.active) live.push(m);
+      case "sent": {  // ours, from this page or any other face of the node: drawn here only
+        const m = { id: ev.id, nick: ev.from.nick, direction: "out", text: ev.text, ts: ev.sent || ev.ts, live: true };
+        if (convOfSent(ev) === state.active) live.push(m);
         break;
       }
       case "delivered": {

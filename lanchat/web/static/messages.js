@@ -8,6 +8,11 @@ function convOfMessage(ev) {
   if (ev.to === "broadcast") return "all";
   return "peer:" + ev.from.id;
 }
+function convOfSent(ev) {
+  if (ev.room) return "room:" + ev.room;
+  if (ev.to === "broadcast") return "all";
+  return ev.recipients.length ? "peer:" + ev.recipients[0].id : "";
+}
 function ensureConv(key, fields) {
   let c = state.convs.get(key);
   if (!c) {
