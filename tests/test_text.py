@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -61,3 +62,24 @@ def test_log_lines_show_peer_text_harmlessly() -> None:
     line = SafeLogFormatter("%(name)s: %(message)s").format(record)
     assert "\x1b" not in line and "\x07" not in line
     assert line == "lanchat.x: refused by ev^[il: ^[]0;pwned^G"
+
+
+def test_text_mode_shows_own_lines_once_from_sent_events() -> None:
+    """`run` without --json writes our message once, from its `sent` event (whichever face
+    sent it), escaped; the answer of the command that queued it is not written too."""
+    from lanchat.headless.contract import TextPrinter
+
+    out = io.StringIO()
+    printer = TextPrinter(out)
+    bob = {"id": "b" * 52, "nick": "b\x1bob"}
+    printer.event(Event.make("output", command="/msg bob hi", text="-> bob: hi",
+                             data={"id": "m1", "to": "b" * 52, "text": "hi"}))
+    printer.event(Event.make("sent", id="m1", **{"from": {"id": "a" * 52, "nick": "alice"}},
+                             to="direct", room=None, recipients=[bob], text="hi\x1b[2J\nyou",
+                             sent=1.0))
+    printer.event(Event.make("sent", id="m2", **{"from": {"id": "a" * 52, "nick": "alice"}},
+                             to="room", room="#ops", recipients=[bob, bob], text="all",
+                             sent=1.0))
+    printer.event(Event.make("output", command="/list", text="no peers", data=[]))
+    printer.flush()
+    assert out.getvalue() == "-> b^[ob: hi^[[2J\n    | you\n-> #ops (2): all\nno peers\n"

@@ -23,7 +23,7 @@ from lanchat.assembly import (
     print_json_events,
     started_node,
 )
-from lanchat.commands import CommandError, Context, build_registry, execute
+from lanchat.commands import CommandError, Context, build_registry, execute, queued_id
 from lanchat.config import Config
 from lanchat.events import Event, json_line
 from lanchat.identity import Identity, fingerprint, short_id
@@ -47,6 +47,12 @@ def describe(event: Event) -> str | None:
         if text.startswith("/me "):
             return f"* {sender}{where} {text[4:]}"
         return f"<{sender}>{where} {text}"
+    if event.name == "sent":  # ours, from any face, command or plugin of this node
+        to = f["recipients"]
+        where = {"direct": safe_line(to[0]["nick"]) if to else "?",
+                 "broadcast": f"all ({len(to)})"}.get(
+            f["to"], f"{safe_line(str(f.get('room')))} ({len(to)})")
+        return f"-> {where}: " + safe_text(f["text"]).replace("\n", "\n    | ")
     if event.name in ("peer_joined", "peer_left"):
         p = f["peer"]
         verb = "is here" if event.name == "peer_joined" else f"left ({f['reason']})"
@@ -74,7 +80,10 @@ class TextPrinter(JsonPrinter):
     """Human lines for a plain terminal or a pipe."""
 
     def event(self, event: Event) -> None:
-        """Write the event's line, if it has one."""
+        """Write the event's line, if it has one (a message queued by a command shows
+        once, as its `sent` event, not also as the command's answer)."""
+        if event.name == "output" and queued_id(event.fields.get("data")):
+            return
         line = describe(event)
         if line is not None:
             self.out.write(line + "\n")
