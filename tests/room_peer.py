@@ -1,9 +1,9 @@
 """A lanchat node that misbehaves in rooms, run inside a lab host by the room lab tests.
 
-    python room_peer.py MODE HOME ROOM VICTIM_ID MEMBER_ID@HOST:PORT...
+    python room_peer.py MODE HOME ROOM_ID VICTIM_ID MEMBER_ID@HOST:PORT...
 
-MODE `intrude`: a peer that is not on a private room's list but knows its name dials
-every member, claims to be in the room, asks for its history and posts to it.
+MODE `intrude`: a peer that is not on a private room's list but knows its id (name and
+creator) dials every member, claims to be in the room, asks for its history and posts to it.
 MODE `forge`: a member of an open room relays to the others a message that names VICTIM_ID
 as its author but is not signed by the victim's key.
 It prints one JSON line when its frames are acked ({"acked": n}), then on stdin EOF one
@@ -28,6 +28,7 @@ from lanchat.events import Event  # noqa: E402
 from lanchat.node import Node  # noqa: E402
 from lanchat.protocol import Message  # noqa: E402
 from lanchat.rooms import Rooms  # noqa: E402
+from lanchat.rooms.names import split_id  # noqa: E402
 from lanchat.rooms.wire import RoomMember, RoomMsg, RoomSync, sign  # noqa: E402
 
 WAIT_S = 30.0
@@ -42,18 +43,19 @@ class Watching(Rooms):
         self.frames = 0
 
     def on_message(self, session: PeerSession, message: Message) -> bool:
-        if getattr(message, "room", None) == self.watched:
+        if getattr(message, "rid", None) == self.watched:
             self.frames += 1
         return super().on_message(session, message)
 
     def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
-        self.frames += sum(1 for f in frames if getattr(f, "room", None) == self.watched)
+        self.frames += sum(1 for f in frames if getattr(f, "rid", None) == self.watched)
         return super().admit(peer_id, frames)
 
 
 def main(argv: list[str]) -> int:
-    mode, home, room, victim, *addresses = argv
-    rooms = Watching(room)
+    mode, home, rid, victim, *addresses = argv
+    room, creator = split_id(rid)
+    rooms = Watching(rid)
     node = Node(Config(home=Path(home), nick=mode, port=0, peers=addresses, mdns=False))
     discovery.attach(node)  # it joins the LAN like anyone: the beacon announces it
     node.add_extension(rooms)
@@ -77,12 +79,12 @@ def main(argv: list[str]) -> int:
     frames: list[RoomMsg] = []
     if mode == "intrude":
         claim = sign(RoomMember(room, ident.node_id, ident.key_b64, "private", True,
-                                1 << 40, "intruder"), ident.sign)
+                                1 << 40, "intruder", creator=creator), ident.sign)
         for peer in members:
             node.send_control(peer, claim)
-            node.send_control(peer, RoomSync(room, (), None))
+            node.send_control(peer, RoomSync(room, (), None, creator))
         frames.append(sign(RoomMsg(room, new_message_id(), ident.node_id, ident.key_b64, 1,
-                                   0, "intruder", "let me in"), ident.sign))
+                                   0, "intruder", "let me in", creator=creator), ident.sign))
     else:
         rooms.join(room)
         key = _key_of(node, rooms, room, victim)
@@ -99,7 +101,7 @@ def main(argv: list[str]) -> int:
     sys.stdin.read()
     received = node.store.read(lambda db: db.execute(
         "SELECT count(*) FROM room_log WHERE room=? AND author!=?",
-        (room, ident.node_id)).fetchone()[0])
+        (rid, ident.node_id)).fetchone()[0])
     print(json.dumps({"frames": rooms.frames, "messages": received}), flush=True)
     node.close()
     return 0

@@ -196,6 +196,9 @@ def test_a_private_room_lets_no_outsider_in_and_a_kick_is_final(lab3: Lab) -> No
     alice.wait_event("room_joined", room="#secret", reason="created")
     for p in (bob, carol):
         alice.command(f"/invite {own_id(p)} #secret")
+        p.wait_event("room_invited", room="#secret", by={"id": own_id(alice),
+                                                          "nick": "alice"}, timeout=30)
+        p.command("/join #secret")  # nothing is joined before the user says yes
         p.wait_event("room_joined", room="#secret", reason="invited", timeout=30)
     everyone = {own_id(p) for p in (alice, bob, carol)}
     for p in (alice, bob, carol):
@@ -204,8 +207,8 @@ def test_a_private_room_lets_no_outsider_in_and_a_kick_is_final(lab3: Lab) -> No
     assert wait_texts(alice, "#secret", bob, 1) == ["hello secret"]
     assert wait_texts(carol, "#secret", bob, 1) == ["hello secret"]
 
-    intruder, acked = run_peer(lab3[2], "intrude", lab3.base_dir / "intruder", "#secret",
-                               "-", [alice, bob])
+    intruder, acked = run_peer(lab3[2], "intrude", lab3.base_dir / "intruder",
+                               f"#secret@{own_id(alice)}", "-", [alice, bob])
     assert acked["acked"] >= 2  # its post reached both members, who dropped it
     post(alice, "#secret", ["after the intruder"])
     assert wait_texts(bob, "#secret", alice, 1) == ["after the intruder"]

@@ -17,7 +17,7 @@ from test_rooms_nodes import Member
 from lanchat.delivery import new_message_id
 from lanchat.identity import node_id_from_spki
 from lanchat.protocol import Message, ProtocolError
-from lanchat.rooms import gossip
+from lanchat.rooms import gossip, invites
 from lanchat.rooms.wire import (
     MAX_ROOM_MEMBERS,
     MAX_SEQ,
@@ -78,12 +78,21 @@ def test_a_stranger_cannot_grow_an_open_room_past_its_member_limit(victim: Membe
 
 
 def test_a_stranger_cannot_invite_the_node_into_unbounded_rooms(victim: Member) -> None:
+    """Invitations wait for consent, and what waits is bounded per inviter and in all."""
     stranger = Key()
-    rosters = [sign(RoomRoster(f"#p{i}", stranger.node_id, stranger.key_b64, 1,
-                               (stranger.node_id, victim.id)), stranger.sign)
-               for i in range(gossip.MAX_ROOMS + 20)]
-    feed(victim, stranger, rosters)  # type: ignore[arg-type]
-    assert len(victim.rooms.joined()) <= gossip.MAX_ROOMS
+
+    def invite(who: Key, name: str) -> RoomRoster:
+        return sign(RoomRoster(name, who.node_id, who.key_b64, 1, (who.node_id, victim.id)),
+                    who.sign)
+    feed(victim, stranger, [invite(stranger, f"#p{i}") for i in range(20)])
+    assert victim.rooms.joined() == []
+    assert len(victim.rooms.invitations()) == invites.MAX_INVITES_PER_INVITER
+    many = [Key() for _ in range(invites.MAX_INVITES + 5)]
+    for k in many:
+        feed(victim, k, [invite(k, "#q")])
+    assert len(victim.rooms.invitations()) == invites.MAX_INVITES
+    assert victim.rooms.joined() == []
+    assert victim.node.stats()["counters"]["room_refused"] >= 20
 
 
 def test_repeated_catch_up_requests_are_answered_once_while_in_flight(
@@ -153,16 +162,21 @@ def test_parting_a_private_room_sticks_when_its_creator_changes_the_list(
     def roster(ver: int, *members: str) -> RoomRoster:
         return sign(RoomRoster("#p", creator.node_id, creator.key_b64, ver,
                                (creator.node_id, *members)), creator.sign)
+    rid = f"#p@{creator.node_id}"
     feed(victim, creator, [roster(1, victim.id)])
-    assert victim.rooms.joined() == ["#p"]
+    assert victim.rooms.joined() == []  # an invitation waits for the user's word
+    victim.rooms.join("#p")
+    assert victim.rooms.joined() == [rid]
     victim.rooms.part("#p")
     feed(victim, creator, [roster(2, victim.id, other.node_id)])
-    assert victim.rooms.joined() == []
+    assert victim.rooms.joined() == [] and victim.rooms.invitations() == []
     victim.rooms.join("#p")  # still listed: it may come back by itself
-    assert victim.rooms.joined() == ["#p"]
+    assert victim.rooms.joined() == [rid]
     feed(victim, creator, [roster(3, other.node_id)])  # kicked
     feed(victim, creator, [roster(4, victim.id, other.node_id)])  # invited again
-    assert victim.rooms.joined() == ["#p"]
+    assert [i["room_id"] for i in victim.rooms.invitations()] == [rid]
+    victim.rooms.join("#p")
+    assert victim.rooms.joined() == [rid]
 
 
 def test_relayed_copies_still_queued_are_known_as_relayed_after_a_restart(

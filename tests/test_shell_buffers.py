@@ -18,7 +18,7 @@ from lanchat.config import Config
 from lanchat.events import Event
 from lanchat.node import Node
 from lanchat.shell import render
-from lanchat.shell.buffers import Buffers, Kind, Level, Line, Sent
+from lanchat.shell.buffers import NOTICES, Buffers, Kind, Level, Line, Sent
 from lanchat.shell.paste import PasteGuardParser
 from lanchat.shell.state import ShellState, TransferView
 from nodes import EventLog
@@ -349,6 +349,39 @@ def test_two_peers_called_bob_get_buffers_told_apart_by_id() -> None:
     names = [v.name for v in buffers.views if v.kind is Kind.DIRECT]
     assert len(names) == 2 and all(n.startswith("bob#") for n in names)
     assert names[0] != names[1]
+
+
+def test_two_rooms_of_one_name_get_two_buffers_and_an_invitation_is_a_notice() -> None:
+    """Rooms are keyed by id: two #team rooms are two buffers, titled with whose each is;
+    an invitation is a notice naming the inviter with its trust mark, joining nothing."""
+    from prompt_toolkit.output import DummyOutput
+    from prompt_toolkit.styles import Style
+
+    from lanchat.shell.printer import Printer
+    from lanchat.shell.router import Router
+
+    state = ShellState("a" * 52, "alice")
+    buffers = Buffers()
+    router = Router(state, buffers, Printer(DummyOutput(), Style([])), lambda: None)
+    bob, carol = "b" * 52, "c" * 52
+    for creator, nick in ((bob, "bob"), (carol, "carol")):
+        router.on_event(Event.make(
+            "room_joined", room=f"#team ({nick}#{creator[:4]})", room_id=f"#team@{creator}",
+            kind="private", creator=creator, topic="", reason="invited", members=[]))
+        router.on_event(Event.make(
+            "message", id=nick, to="room", room=f"#team ({nick}#{creator[:4]})",
+            room_id=f"#team@{creator}", text="hi", **{"from": {"id": creator, "nick": nick}}))
+    rooms = {v.key: v.name for v in buffers.views if v.kind is Kind.ROOM}
+    assert rooms == {f"#team@{bob}": "#team (bob#bbbb)", f"#team@{carol}": "#team (carol#cccc)"}
+    router.on_event(Event.make(
+        "room_invited", room="#plans", room_id=f"#plans@{bob}", kind="private", creator=bob,
+        by={"id": bob, "nick": "bob"}, trust="verified", members=3, expires=0.0))
+    notices = buffers.get(NOTICES)
+    assert notices is not None
+    text = "".join(t for line in notices.lines for _, t in line.fragments)
+    assert "bob\u2713 [bbbbbbbb] invites you to the private room #plans" in text
+    assert "/join #plans" in text
+    assert len([v for v in buffers.views if v.kind is Kind.ROOM]) == 2
 
 
 def test_transfer_endings_are_said_in_words() -> None:

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from lanchat.delivery import new_message_id
 from lanchat.identity import Identity
 from lanchat.rooms.model import Room
+from lanchat.rooms.names import split_id
 from lanchat.rooms.wire import RoomMember, RoomMsg, RoomRoster, RoomTopic, sign
 
 
-class RoomError(Exception):
+class RoomError(ValueError):
     """A room command cannot be done; the message says why."""
 
 
@@ -33,7 +34,7 @@ class Author:
         held = room.statements.get(self.identity.node_id)
         ident = self.identity
         s = RoomMember(room.name, ident.node_id, ident.key_b64, room.kind, joined,
-                       version(held.ver if held else 0), self._nick())
+                       version(held.ver if held else 0), self._nick(), creator=room.owner)
         return sign(s, ident.sign)
 
     def new_room(self, name: str, private: bool) -> Room:
@@ -63,10 +64,13 @@ class Author:
         ident = self.identity
         old = room.topic.ver if room.topic else 0
         return sign(RoomTopic(room.name, ident.node_id, ident.key_b64, version(old),
-                              self._nick(), text), ident.sign)
+                              self._nick(), text, creator=room.owner), ident.sign)
 
-    def message(self, room: str, seq: int, text: str) -> RoomMsg:
-        """This node's `seq`th message in a room."""
+    def message(self, rid: str, seq: int, text: str) -> RoomMsg:
+        """This node's `seq`th message in the room of id `rid`."""
         ident = self.identity
-        return sign(RoomMsg(room, new_message_id(), ident.node_id, ident.key_b64, seq,
-                            int(time.time() * 1000), self._nick(), text), ident.sign)
+        name, creator = split_id(rid)
+        return sign(RoomMsg(name, new_message_id(), ident.node_id, ident.key_b64, seq,
+                            int(time.time() * 1000), self._nick(), text, creator=creator),
+                    ident.sign)
+

@@ -8,7 +8,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lanchat.api import NodeHost
@@ -29,8 +29,10 @@ class RoomMessages:
     """Own messages members have not all acked, others' copies relayed and not yet acked,
     and the gaps asked about; the gap timer."""
 
-    def __init__(self, node: NodeHost, log: RoomLog, rooms: Mapping[str, Room]) -> None:
+    def __init__(self, node: NodeHost, log: RoomLog, rooms: Mapping[str, Room], *,
+                 label: Callable[[str], str] = str) -> None:
         self.node = node
+        self._label = label  # room id -> the room as shown
         self.log = log
         self._rooms = rooms
         self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
@@ -58,23 +60,23 @@ class RoomMessages:
 
     def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
         """Keep the copies that came from their author, or that a member relayed signed
-        by their author, for a room this node is in, by an author allowed to post there;
-        drop (and count) the rest."""
+        by their author, for a room this node is in, by an author allowed to post there
+        (a member: `Room.may_post`); drop (and count) the rest."""
         kept: list[Message] = []
         for m in frames:
             assert isinstance(m, RoomMsg)
-            room = self._rooms.get(m.room)
+            room = self._rooms.get(m.rid)
             if room is None or not room.joined:
                 self._count("room_not_joined")
-                continue
-            if room.kind == "private" and (peer_id not in room.members()
-                                           or not room.listed(m.author)):
-                self._count("room_refused")
                 continue
             # The author's own session proved its key (TLS and the in-channel proof), as
             # for a direct message; a copy relayed by anyone else must carry the author's
             # signature. Copies are checked again before this node relays them.
             from_author = m.author == peer_id and signing.is_key_of(m.author, m.key)
+            if ((room.kind == "private" and peer_id not in room.members())
+                    or not room.may_post(m.author, m.ts, from_author)):
+                self._count("room_refused")
+                continue
             if not from_author and not m.verified():
                 self._count("room_forged")
                 log.info("dropped a room message that %s relayed: bad signature", peer_id[:16])
@@ -100,7 +102,8 @@ class RoomMessages:
         nick = clean_received_nick(m.nick, m.author, source="room",
                                    counters=self.node.runtime.counters)
         self.node.emit("message", id=m.msg_id, **{"from": {"id": m.author, "nick": nick}},
-                       to="room", room=m.room, text=m.text, sent=m.ts / 1000)
+                       to="room", room=self._label(m.rid), room_id=m.rid, text=m.text,
+                       sent=m.ts / 1000)
 
     def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Count members' acks of own messages; relayed copies need no event."""
@@ -109,7 +112,8 @@ class RoomMessages:
             entry = self.pending.get(msg_id)
             if entry is not None:
                 entry[2] += 1
-                self.node.emit("delivered", id=msg_id, to=peer_id, room=entry[0],
+                self.node.emit("delivered", id=msg_id, to=peer_id,
+                               room=self._label(entry[0]), room_id=entry[0],
                                acked=entry[2], of=entry[1])
                 if entry[2] >= entry[1]:
                     del self.pending[msg_id]

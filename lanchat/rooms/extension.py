@@ -20,10 +20,13 @@ from lanchat.rooms import views
 from lanchat.rooms.authoring import Author, RoomError
 from lanchat.rooms.durable import RoomMessages
 from lanchat.rooms.gossip import Gossip
+from lanchat.rooms.invites import Invites
+from lanchat.rooms.joining import Joining, RoomNames
+from lanchat.rooms.labels import RoomRef
 from lanchat.rooms.model import Room
-from lanchat.rooms.names import check_room
+from lanchat.rooms.names import parse_ref
 from lanchat.rooms.storage import SCHEMA, RoomLog
-from lanchat.rooms.wire import CONTROL_TYPES, RoomMember, RoomMsg, register
+from lanchat.rooms.wire import CONTROL_TYPES, RoomMember, RoomMsg, RoomRoster, register
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,8 +46,13 @@ class Rooms:
         self.rooms: dict[str, Room] = {}
         self.messages: RoomMessages = cast(RoomMessages, None)
         self.gossip: Gossip = cast(Gossip, None)
-        self._my_seq: dict[str, int] = {}  # own last seq per room (under _post_lock)
+        self.invites = Invites()
+        self.names: RoomNames = cast(RoomNames, None)
+        self.joining: Joining = cast(Joining, None)
+        # Rooms are keyed by id (names.room_id). Under _post_lock, for `post`:
+        self._my_seq: dict[str, int] = {}  # own last seq per joined room
         self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
+        self._joined: dict[str, RoomRef] = {}  # joined rooms, to resolve typed names
         self._post_lock = threading.Lock()
         self._posted: set[str] = set()  # own posts queued, not yet stored (under _post_lock)
 
@@ -55,16 +63,19 @@ class Rooms:
         self.node = node
         self.author = Author(node.identity, lambda: node.nick)
         self.log = RoomLog(node.node_id)
-        self.messages = RoomMessages(node, self.log, self.rooms)
+        self.names = RoomNames(node, self.rooms, self.invites, lambda: self.gossip.directory)
+        self.messages = RoomMessages(node, self.log, self.rooms, label=self.names.label)
         self.gossip = Gossip(node, self.log, self.rooms, self.messages, self)
+        self.joining = Joining(node, self.rooms, self.gossip, self.invites, self.names, self)
         node.add_durable_kind(self)
         node.watch_sessions(self.gossip.session_ready)
         node.subscribe(self._on_event)
         for room in node.store.read(self.log.load):
-            self.rooms[room.name] = room
+            self.rooms[room.key] = room
             if room.joined:
-                self._members[room.name] = tuple(sorted(room.members() - {node.node_id}))
-                self._my_seq[room.name] = self.log.own_seq(room.name)
+                self._members[room.key] = tuple(sorted(room.members() - {node.node_id}))
+                self._joined[room.key] = self.names.ref(room)
+                self._my_seq[room.key] = self.log.own_seq(room.key)
         own = node.node_id
         self.messages.start()
         for room in self.rooms.values():
@@ -78,6 +89,8 @@ class Rooms:
         """Event thread: a member came online; reach it on the loop."""
         if event.name == "peer_joined":
             self.node.runtime.call_soon(self._peer_online, event["peer"]["id"])
+        if event.name in ("peer_joined", "peer_updated"):
+            self.names.changed()  # a creator's name may have changed
 
     def _peer_online(self, peer_id: str) -> None:
         """Greet a member that is back: the session this opens brings the rooms up to
@@ -103,9 +116,10 @@ class Rooms:
 
     def stats(self) -> dict[str, Any]:
         """Rooms, members and held messages, for doctor and tests."""
-        return {"rooms": {r.name: {"kind": r.kind, "joined": r.joined,
-                                   "members": len(r.members())}
+        return {"rooms": {r.key: {"kind": r.kind, "joined": r.joined,
+                                  "members": len(r.members())}
                           for r in self.rooms.values()},
+                "invites": len(self.invites.pending),
                 "held": sum(len(h) for h in self.log.held.values()),
                 "pending": len(self.pending), "late": self.log.late}
 
@@ -129,8 +143,8 @@ class Rooms:
 
     def stored(self, fresh: list[tuple[str, Message]]) -> None:
         """Show new room messages; ask for what comes before an early one."""
-        for room_name, author in self.messages.stored(fresh):
-            self.gossip.ask_gap(room_name, author)
+        for rid, author in self.messages.stored(fresh):
+            self.gossip.ask_gap(rid, author)
 
     def on_message(self, session: PeerSession, message: Message) -> bool:
         """Room control frames (statements, lists, topics, catch-up): see Gossip."""
@@ -153,12 +167,12 @@ class Rooms:
                 if m.msg_id not in self._posted:
                     continue
                 self._posted.discard(m.msg_id)
-            room = self.rooms.get(m.room)
+            room = self.rooms.get(m.rid)
             members = [views.member(room, p, self.node.presence.table) for p in peers] \
                 if room is not None else []
             self.node.emit("sent", id=m.msg_id, **{"from": {"id": m.author, "nick": m.nick}},
-                           to="room", room=m.room, recipients=members, text=m.text,
-                           sent=m.ts / 1000)
+                           to="room", room=self.label(m.rid), room_id=m.rid,
+                           recipients=members, text=m.text, sent=m.ts / 1000)
 
     def store_failed(self) -> None:
         """The commit failed: read the marks back from the database."""
@@ -166,21 +180,30 @@ class Rooms:
 
     # -- helpers (loop thread) -----------------------------------------------------------
 
-    def persist(self, room: Room, *statements: RoomMember) -> None:
-        """Write a room's state, and refresh the members `post` reads."""
+    def persist(self, room: Room, *statements: RoomMember,
+                forget: RoomMember | None = None) -> None:
+        """Write a room's state (and these statements; drop `forget`'s row), and refresh
+        the members `post` reads."""
         own = self.node.node_id
+        if room.key not in self.rooms:
+            self.rooms[room.key] = room
+            self.names.changed()
         with self._post_lock:
             if room.joined:
-                self._members[room.name] = tuple(sorted(room.members() - {own}))
-                self._my_seq[room.name] = max(self._my_seq.get(room.name, 0),
-                                              self.log.own_seq(room.name))
+                self._members[room.key] = tuple(sorted(room.members() - {own}))
+                self._joined[room.key] = self.names.ref(room)
+                self._my_seq[room.key] = max(self._my_seq.get(room.key, 0),
+                                             self.log.own_seq(room.key))
             else:
-                self._members.pop(room.name, None)
+                self._members.pop(room.key, None)
+                self._joined.pop(room.key, None)
 
         def write(db: Any) -> None:
             RoomLog.save_room(db, room)
             for s in statements:
                 RoomLog.save_statement(db, s)
+            if forget is not None:
+                RoomLog.drop_statement(db, forget)
         self.node.store.transact(write)
 
     def member(self, room: Room, node_id: str) -> dict[str, str]:
@@ -189,20 +212,61 @@ class Rooms:
     def own_statement(self, room: Room, joined: bool) -> RoomMember:
         return self.author.statement(room, joined)
 
-    def announce_joined(self, room: Room, reason: str) -> None:
-        self.node.emit("room_joined", room=room.name, kind=room.kind, creator=room.creator,
-                       topic=room.topic.topic if room.topic else "", reason=reason,
-                       members=[self.member(room, m) for m in sorted(room.members())])
+    def emit(self, event: str, room: Room | str, **fields: object) -> None:
+        """A room event: `room` as shown (whose, if the name is shared) and its id."""
+        rid = room if isinstance(room, str) else room.key
+        self.node.emit(event, room=self.label(rid), room_id=rid, **fields)
 
-    def _room(self, name: str) -> Room:
+    def announce_joined(self, room: Room, reason: str) -> None:
+        self.emit("room_joined", room, kind=room.kind, creator=room.creator,
+                  topic=room.topic.topic if room.topic else "", reason=reason,
+                  members=[self.member(room, m) for m in sorted(room.members())])
+
+    def invited(self, r: RoomRoster) -> None:
+        """A private room's list newly names this node: see Joining.invited."""
+        self.joining.invited(r)
+
+    def uninvited(self, r: RoomRoster) -> None:
+        """A newer list no longer names this node: see Joining.uninvited."""
+        self.joining.uninvited(r)
+
+    def known_changed(self) -> None:
+        """A room name was heard of: how rooms are shown may change."""
+        self.names.changed()
+
+    def new_room(self, name: str, private: bool) -> Room:
+        """A room this node makes."""
+        room = self.author.new_room(name, private)
+        self.rooms[room.key] = room
+        self.names.changed()
+        return room
+
+    def label(self, rid: str) -> str:
+        """How room `rid` is shown: its name, or `#name (alice#k3f9)` / `#name (open)`
+        when another known room has that name."""
+        return self.names.label(rid)
+
+    def _room(self, ref: str, exact: bool = False) -> Room:
+        """The joined room `ref` names (loop thread)."""
+        with self._post_lock:
+            rid = self._resolve(ref, exact)
+        return self.rooms[rid]
+
+    def _resolve(self, ref: str, exact: bool) -> str:
+        """The id of the joined room `ref` names (under the post lock); `exact`: `ref` may
+        be a room id as the shell and the web page keep it."""
+        if exact and ref in self._members:
+            return ref
         try:
-            canonical = check_room(name)
+            return self.names.find(ref, list(self._joined.values())).id
         except ValueError as exc:
             raise RoomError(str(exc)) from None
-        room = self.rooms.get(canonical)
-        if room is None or not room.joined:
-            raise RoomError(f"you are not in {canonical}; /join {canonical} first")
-        return room
+        except LookupError as exc:
+            name = ref.strip().partition("@")[0].partition(" ")[0]
+            if name in {r.name for r in self._joined.values()}:
+                raise RoomError(str(exc)) from None
+            raise RoomError(f"you are not in {ref.strip()}; /join {ref.strip()} "
+                            "first") from None
 
     def _call(self, fn: Callable[[], T]) -> T:
         result: T = self.node.runtime.call(fn)
@@ -211,51 +275,27 @@ class Rooms:
     # -- public API (any thread) -------------------------------------------------------
 
     def join(self, name: str, private: bool = False) -> dict[str, Any]:
-        """Join an open room (created if nobody is in it), or create a private room."""
+        """Join an open room (created if nobody is in it), accept an invitation to a
+        private room, or create a private room."""
         try:
-            canonical = check_room(name)
+            canonical, who = parse_ref(name)
         except ValueError as exc:
             raise RoomError(str(exc)) from None
-        return self._call(lambda: self._join(canonical, private))
+        if private and who is not None:
+            raise RoomError("usage: /join #ROOM private (a new room of yours)")
+        return self._call(lambda: self.joining.join(name, canonical, who, private))
 
-    def _join(self, name: str, private: bool) -> dict[str, Any]:
-        own = self.node.node_id
-        room = self.rooms.get(name)
-        if room is not None and room.joined:
-            raise RoomError(f"you are already in {name}")
-        if room is not None and room.kind == "private" and (
-                room.roster is None or own not in room.roster.members):
-            raise RoomError(f"{name} is private; its creator can /invite you")
-        created = room is None or (private and room.kind == "open"
-                                   and not room.members() - {own})
-        if room is None or created:
-            room = self._new_room(name, private)
-        elif private and room.kind == "open":
-            raise RoomError(f"{name} is an open room with members; pick another name")
-        if room.kind == "open":
-            for s in list(self.directory.get(name, {}).values()):
-                room.accept_statement(s)
-        reason = "created" if created and not room.members() - {own} else "joined"
-        room.joined = True
-        mine = self.own_statement(room, True)
-        room.accept_statement(mine)
-        self.persist(room, mine, *room.statements.values())
-        self.announce_joined(room, reason)
-        if room.kind == "open":
-            self.gossip.announce(mine)
-        for member in room.members() - {own}:
-            self.gossip.send(member, mine)
-            self.gossip.welcome(room, member)
-        return self._view(room)
+    def decline(self, name: str) -> dict[str, Any]:
+        """Decline an invitation: its creator and members are told this node left."""
+        return self._call(lambda: self.joining.decline(name))
 
-    def _new_room(self, name: str, private: bool) -> Room:
-        room = self.author.new_room(name, private)
-        self.rooms[name] = room
-        return room
+    def invitations(self) -> list[dict[str, Any]]:
+        """Pending invitations: the room, who made it (with trust), members, expiry."""
+        return self._call(self.joining.invitations)
 
-    def part(self, name: str) -> dict[str, Any]:
+    def part(self, name: str, exact: bool = False) -> dict[str, Any]:
         """Leave a room; members are told."""
-        return self._call(lambda: self._part(self._room(name)))
+        return self._call(lambda: self._part(self._room(name, exact)))
 
     def _part(self, room: Room) -> dict[str, Any]:
         members = room.members()
@@ -267,34 +307,31 @@ class Rooms:
             self.gossip.send(member, mine)
         if room.kind == "open":
             self.gossip.announce(mine)
-        self.gossip.forget_sync(room.name)
-        self.node.emit("room_left", room=room.name, reason="part")
-        return {"room": room.name}
+        self.gossip.forget_sync(room.key)
+        self.emit("room_left", room, reason="part")
+        return {"room": self.label(room.key), "room_id": room.key}
 
-    def post(self, name: str, text: str) -> dict[str, Any]:
+    def post(self, name: str, text: str, exact: bool = False) -> dict[str, Any]:
         """Sign a message and queue it to every member; return its id and recipients.
 
         Runs on the caller's thread (no loop round trip): the members come from the
         snapshot the loop keeps, and one lock keeps the author's order and the queue's
-        order the same."""
+        order the same. `exact`: `name` may be the room's id (the shell's and the web
+        page's target)."""
         check_text(text)
-        try:
-            canonical = check_room(name)
-        except ValueError as exc:
-            raise RoomError(str(exc)) from None
         with self._post_lock:
-            peers = self._members.get(canonical)
-            if peers is None:
-                raise RoomError(f"you are not in {canonical}; /join {canonical} first")
-            seq = self._my_seq.get(canonical, 0) + 1
-            self._my_seq[canonical] = seq
-            msg = self.author.message(canonical, seq, text)
+            rid = self._resolve(name, exact)
+            peers = self._members[rid]
+            seq = self._my_seq.get(rid, 0) + 1
+            self._my_seq[rid] = seq
+            msg = self.author.message(rid, seq, text)
             if peers:
-                self.messages.expect_acks(msg.msg_id, canonical, len(peers))
+                self.messages.expect_acks(msg.msg_id, rid, len(peers))
             self._posted.add(msg.msg_id)
             self.node.queue_frame(list(peers), msg)
-        return {"id": msg.msg_id, "room": canonical, "to": canonical, "members": list(peers),
-                "text": text}
+        shown = self.label(rid)
+        return {"id": msg.msg_id, "room": shown, "room_id": rid, "to": shown,
+                "members": list(peers), "text": text}
 
     def invite(self, peer_ref: str, name: str) -> dict[str, Any]:
         """Private rooms (the creator): add a peer to the signed list. Open rooms: tell
@@ -303,17 +340,18 @@ class Rooms:
         return self._call(lambda: self._invite(self._room(name), peer))
 
     def _invite(self, room: Room, peer: dict[str, Any]) -> dict[str, Any]:
+        done = {"room": self.label(room.key), "room_id": room.key, "peer": peer["id"]}
         if room.kind == "open":
             mine = room.statements[self.node.node_id]
             self.gossip.send(peer["id"], mine)
-            return {"room": room.name, "peer": peer["id"]}
+            return done
         roster = self.author.roster(room, add=peer["id"])
         room.accept_roster(roster)
         self.persist(room)
-        self.gossip.tell_members(room, roster)
-        self.node.emit("member_joined", room=room.name,
-                       member={"id": peer["id"], "nick": peer["nick"]})
-        return {"room": room.name, "peer": peer["id"]}
+        # The invitee gets the list even if it declined before (then it is no member).
+        self.gossip.tell_members(room, roster, also=frozenset({peer["id"]}))
+        self.emit("member_joined", room, member={"id": peer["id"], "nick": peer["nick"]})
+        return done
 
     def kick(self, peer_ref: str, name: str) -> dict[str, Any]:
         """Private rooms, the creator only: drop a peer from the signed list."""
@@ -331,50 +369,52 @@ class Rooms:
         room.accept_roster(roster)
         self.persist(room)
         self.gossip.tell_members(room, roster, also=before - room.members())
-        self.node.emit("member_left", room=room.name, reason="kicked",
-                       member={"id": peer["id"], "nick": peer["nick"]})
-        return {"room": room.name, "peer": peer["id"]}
+        self.emit("member_left", room, reason="kicked",
+                  member={"id": peer["id"], "nick": peer["nick"]})
+        return {"room": self.label(room.key), "room_id": room.key, "peer": peer["id"]}
 
-    def set_topic(self, name: str, text: str) -> dict[str, Any]:
+    def set_topic(self, name: str, text: str, exact: bool = False) -> dict[str, Any]:
         """Set a room's topic; every member is told."""
-        return self._call(lambda: self._set_topic(self._room(name), text))
+        return self._call(lambda: self._set_topic(self._room(name, exact), text))
 
     def _set_topic(self, room: Room, text: str) -> dict[str, Any]:
         t = self.author.topic(room, text)
         room.accept_topic(t)
         self.persist(room)
         self.gossip.tell_members(room, t)
-        self.node.emit("topic", room=room.name, topic=text,
-                       by={"id": self.node.node_id, "nick": self.node.nick})
-        return {"room": room.name, "topic": text}
+        self.emit("topic", room, topic=text,
+                  by={"id": self.node.node_id, "nick": self.node.nick})
+        return {"room": self.label(room.key), "room_id": room.key, "topic": text}
 
-    def info(self, name: str) -> dict[str, Any]:
+    def info(self, name: str, exact: bool = False) -> dict[str, Any]:
         """A joined room: kind, creator, topic and members with their nicks."""
-        return self._call(lambda: self._view(self._room(name)))
+        return self._call(lambda: self.view(self._room(name, exact)))
 
-    def _view(self, room: Room) -> dict[str, Any]:
+    def view(self, room: Room) -> dict[str, Any]:
+        """A joined room as the API shows it (loop thread)."""
         table = self.node.presence.table
         online = {p.id for p in table.online()} | {self.node.node_id}
-        return views.room(room, online, table)
+        return views.room(room, online, table, self.label(room.key))
 
     def joined(self) -> list[str]:
-        """The rooms this node is in."""
-        return self._call(lambda: sorted(r.name for r in self.rooms.values() if r.joined))
+        """The ids of the rooms this node is in."""
+        return self._call(lambda: sorted(r.key for r in self.rooms.values() if r.joined))
 
     def listing(self) -> list[dict[str, Any]]:
         """Open rooms announced on the LAN (and rooms this node is in), by name."""
-        return self._call(lambda: views.listing(self.directory, list(self.rooms.values())))
+        return self._call(lambda: views.listing(self.directory, list(self.rooms.values()),
+                                                self.label))
 
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """The last `limit` messages of a room, oldest first (scrollback): id, from, text,
         sent, and for own messages how many members have acked it (`acked` of `of`)."""
-        canonical = check_room(name)
-        rows = self.node.store.read(lambda db: RoomLog.history(db, canonical, limit))
+        rid = self._call(lambda: name if name in self.rooms else self._room(name).key)
+        rows = self.node.store.read(lambda db: RoomLog.history(db, rid, limit))
 
         def marks() -> dict[str, list[Any]]:
             return {r.msg.msg_id: list(self.pending[r.msg.msg_id]) for r in rows
                     if r.msg.msg_id in self.pending}
-        return views.history(rows, self._call(marks), self.node.node_id)
+        return views.history(rows, self._call(marks), self.node.node_id, self.label(rid))
 
 
 __all__ = ["CONTROL_TYPES", "RoomError", "Rooms"]

@@ -16,7 +16,7 @@ from lanchat.api import NodeHost, PeerSession
 from lanchat.nicks import clean_received_nick
 from lanchat.protocol import Message
 from lanchat.rooms.durable import RoomMessages
-from lanchat.rooms.model import Change, Room, Verdict
+from lanchat.rooms.model import Change, Room, Verdict, oldest_parted
 from lanchat.rooms.storage import RoomLog
 from lanchat.rooms.wire import (
     MAX_ROOM_MEMBERS,
@@ -29,7 +29,6 @@ from lanchat.rooms.wire import (
 
 log = logging.getLogger(__name__)
 
-MAX_ROOMS = 128  # rooms this node knows; past it invitations are refused (/join is not capped)
 MAX_DIRECTORY_ROOMS = 256  # open rooms not joined, kept from LAN announcements
 # Topic versions are their setter's clock in ms; one further ahead than this would win
 # over every later topic (and the next version would not fit the wire's bound).
@@ -39,8 +38,21 @@ MAX_TOPIC_AHEAD_MS = 24 * 3600 * 1000
 class Membership(Protocol):
     """What gossip asks of the rooms extension (`extension.Rooms`)."""
 
-    def persist(self, room: Room, *statements: RoomMember) -> None:
-        """Store a room's state (and these statements)."""
+    def persist(self, room: Room, *statements: RoomMember,
+                forget: RoomMember | None = None) -> None:
+        """Store a room's state (and these statements; drop `forget`'s row)."""
+
+    def emit(self, event: str, room: Room | str, **fields: object) -> None:
+        """A room event, with the room as shown and its id."""
+
+    def invited(self, r: RoomRoster) -> None:
+        """A list that newly names this node: keep it for the user to answer."""
+
+    def uninvited(self, r: RoomRoster) -> None:
+        """A newer list no longer names this node: a pending invitation is gone."""
+
+    def known_changed(self) -> None:
+        """The set of rooms known by name changed (how rooms are shown may change)."""
 
     def member(self, room: Room, node_id: str) -> dict[str, str]:
         """A member's id and nick, as events show them."""
@@ -59,7 +71,7 @@ class Gossip:
                  messages: RoomMessages, membership: Membership) -> None:
         self.node = node
         self.log = log
-        self.rooms = rooms  # the extension's: an invitation adds one
+        self.rooms = rooms  # the extension's, by room id
         self.messages = messages
         self._membership = membership
         self.directory: dict[str, dict[str, RoomMember]] = {}  # open rooms heard of
@@ -69,9 +81,9 @@ class Gossip:
         """Add to a node counter (shown by doctor)."""
         self.node.runtime.count(key, n)
 
-    def forget_sync(self, room_name: str) -> None:
+    def forget_sync(self, rid: str) -> None:
         """This node left the room: ask for everything again when it is back."""
-        self._synced.discard(room_name)
+        self._synced.discard(rid)
 
     # -- sending --------------------------------------------------------------------
 
@@ -106,14 +118,14 @@ class Gossip:
     def sync_request(self, room: Room, peer_id: str) -> RoomSync:
         """What to ask a member for: everything, once per room after start or join;
         then what its own messages and those of members now offline may have added."""
-        heads = tuple(self.log.heads(room.name).items())
-        if room.name not in self._synced:
-            self._synced.add(room.name)
-            return RoomSync(room.name, heads, None)
+        heads = tuple(self.log.heads(room.key).items())
+        if room.key not in self._synced:
+            self._synced.add(room.key)
+            return RoomSync(room.name, heads, None, room.owner)
         online = {p.id for p in self.node.presence.table.online()}
         offline = sorted(m for m in room.members() if m not in online
                          and m != self.node.node_id)
-        return RoomSync(room.name, heads, (peer_id, *offline))
+        return RoomSync(room.name, heads, (peer_id, *offline), room.owner)
 
     # -- receiving ------------------------------------------------------------------
 
@@ -151,7 +163,7 @@ class Gossip:
             return
         if s.kind == "open":
             self._remember_open(s)
-        room = self.rooms.get(s.room)
+        room = self.rooms.get(s.rid)
         if room is None or not room.joined:
             return
         verdict, change = room.accept_statement(s)
@@ -160,7 +172,7 @@ class Gossip:
             return
         if verdict is Verdict.STALE:
             return
-        self._membership.persist(room, s)
+        self._membership.persist(room, s, forget=change.evicted)
         self._members_changed(room, change, "part")
         if change:
             self.tell_members(room, s, skip=frozenset({peer_id, s.member}))
@@ -175,10 +187,14 @@ class Gossip:
                 self.count("room_refused")
                 return
             seen = self.directory[s.room] = {}
+            self._membership.known_changed()
         held = seen.get(s.member)
         if held is None and len(seen) >= MAX_ROOM_MEMBERS:
-            self.count("room_refused")
-            return
+            evicted = oldest_parted(seen.values())  # as in Room.accept_statement
+            if evicted is None:
+                self.count("room_refused")
+                return
+            del seen[evicted.member]
         if held is None or held.ver < s.ver:
             seen[s.member] = s
 
@@ -187,17 +203,26 @@ class Gossip:
             self.count("room_forged")
             return
         own = self.node.node_id
-        room = self.rooms.get(r.room)
-        if room is None:
-            if own not in r.members or len(self.rooms) >= MAX_ROOMS:
+        room = self.rooms.get(r.rid)
+        if room is None or not room.joined:
+            # Listed already but not in: this node parted, and only its own /join brings
+            # it back. A list that newly names this node is an invitation: kept until the
+            # user accepts (/join) or declines it, never joined by itself.
+            parted = room is not None and room.roster is not None and own in room.roster.members
+            if own in r.members and not parted:
+                self._membership.invited(r)
+                return
+            if own not in r.members:
+                self._membership.uninvited(r)
+            if room is None:
                 self.count("room_refused")
                 return
-            room = Room(r.room, "private", r.creator)
-            self.rooms[r.room] = room
-        was_member = room.joined and own in room.members()
-        # Listed already but not in: this node parted, and only its own /join brings it
-        # back; a new list is an invitation only when it newly names this node.
-        parted = not room.joined and room.roster is not None and own in room.roster.members
+            verdict, _ = room.accept_roster(r)
+            if verdict is Verdict.REFUSED:
+                self.count("room_refused")
+            elif verdict is Verdict.ACCEPTED:
+                self._membership.persist(room)
+            return
         before = room.members()
         verdict, change = room.accept_roster(r)
         if verdict is Verdict.REFUSED:
@@ -207,34 +232,19 @@ class Gossip:
             return
         removed = before - room.members()
         if own not in r.members:
+            room.joined = False
             self._membership.persist(room)
-            if was_member:
-                room.joined = False
-                self._membership.persist(room)
-                self.node.emit("room_left", room=room.name, reason="kicked")
+            self._membership.emit("room_left", room, reason="kicked")
             return
-        if parted:
-            self._membership.persist(room)
-            return
-        if not room.joined or not was_member:
-            room.joined = True
-            mine = self._membership.own_statement(room, True)
-            room.accept_statement(mine)
-            self._membership.persist(room, mine)
-            self._membership.announce_joined(room, "invited")
-            for member in room.members() - {own}:
-                self.send(member, mine)
-                self.welcome(room, member)
-        else:
-            self._membership.persist(room)
-            self._members_changed(room, change, "kicked")
+        self._membership.persist(room)
+        self._members_changed(room, change, "kicked")
         self.tell_members(room, r, also=removed, skip=frozenset({peer_id}))
 
     def _on_topic(self, t: RoomTopic) -> None:
         if not t.verified():
             self.count("room_forged")
             return
-        room = self.rooms.get(t.room)
+        room = self.rooms.get(t.rid)
         if room is None or not room.joined:
             return
         if t.ver > time.time() * 1000 + MAX_TOPIC_AHEAD_MS:
@@ -246,20 +256,19 @@ class Gossip:
         if verdict is not Verdict.ACCEPTED:
             return
         self._membership.persist(room)
-        self.node.emit("topic", room=room.name, topic=t.topic,
-                       by={"id": t.by, "nick": clean_received_nick(t.nick, t.by,
-                                                                   source="room")})
+        self._membership.emit("topic", room, topic=t.topic, by={
+            "id": t.by, "nick": clean_received_nick(t.nick, t.by, source="room")})
         self.tell_members(room, t, skip=frozenset({t.by}))
 
     def _on_sync(self, peer_id: str, y: RoomSync) -> None:
-        room = self.rooms.get(y.room)
+        room = self.rooms.get(y.rid)
         if room is None or not room.joined:
             return
         if peer_id not in room.members():
             self.count("room_refused")
             return
         found = self.node.store.read(
-            lambda db: RoomLog.window(db, room.name, dict(y.heads), y.authors, time.time()))
+            lambda db: RoomLog.window(db, room.key, dict(y.heads), y.authors, time.time()))
         own = self.node.node_id
         # What is already on its way to this peer is not checked or queued again: a
         # member repeating "I have nothing" costs one answer until the peer acks it.
@@ -281,22 +290,22 @@ class Gossip:
         own = self.node.node_id
         view = self._membership.member
         for member in sorted(change.joined - {own}):
-            self.node.emit("member_joined", room=room.name, member=view(room, member))
+            self._membership.emit("member_joined", room, member=view(room, member))
         for member in sorted(change.left - {own}):
             s = room.statements.get(member)
             why = "part" if s is not None and not s.joined else reason
-            self.node.emit("member_left", room=room.name, member=view(room, member),
-                           reason=why)
+            self._membership.emit("member_left", room, member=view(room, member),
+                                  reason=why)
 
-    def ask_gap(self, room_name: str, author: str) -> None:
+    def ask_gap(self, rid: str, author: str) -> None:
         """An author's message came early: ask the members online for the ones before."""
-        room = self.rooms.get(room_name)
+        room = self.rooms.get(rid)
         if room is None:
             return
         online = {p.id for p in self.node.presence.table.online()}
-        heads = tuple(self.log.heads(room_name).items())
+        heads = tuple(self.log.heads(rid).items())
         for member in room.members() & online:
-            self.send(member, RoomSync(room_name, heads, (author,)))
+            self.send(member, RoomSync(room.name, heads, (author,), room.owner))
 
 
 __all__ = ["Gossip", "RoomMsg"]

@@ -23,3 +23,40 @@ def check_room(name: str) -> str:
 def is_room(ref: str) -> bool:
     """True if `ref` names a room rather than a peer."""
     return ref.startswith("#")
+
+
+# -- a room's id, and typed room names -----------------------------------------------
+#
+# An open room is its name. A private room is its name and its creator's key: two
+# private rooms of the same name from different creators are two rooms. Its id is
+# `#name@CREATORID`; '@' is never in a name.
+
+OPEN = "open"  # `#name@open`: the open room of that name
+
+
+def room_id(name: str, creator: str | None) -> str:
+    """A room's id: the name of an open room, `name@creator` of a private one."""
+    return f"{name}@{creator}" if creator else name
+
+
+def split_id(rid: str) -> tuple[str, str]:
+    """(name, creator) of a room id; creator '' for an open room."""
+    name, _, creator = rid.partition("@")
+    return name, creator
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """A typed room: `#name`, `#name@WHO` or the on-screen `#name (WHO)`, where WHO is the
+    creator (a nick, nick#prefix, an id or its prefix) or `open`. Returns the canonical
+    name and WHO (None if not given); raises ValueError for a bad name."""
+    ref = ref.strip()
+    who: str | None = None
+    if ref.endswith(")") and " (" in ref:
+        ref, _, who = ref[:-1].partition(" (")
+    elif "@" in ref:
+        ref, _, who = ref.partition("@")
+    if who is not None:
+        who = who.strip()
+        if not who:
+            raise ValueError("name the room's creator after '@', e.g. #team@alice")
+    return check_room(ref.strip()), who

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from lanchat.protocol import Message
 from lanchat.rooms.model import Room
+from lanchat.rooms.names import split_id
 from lanchat.rooms.wire import RoomMember, RoomMsg, RoomRoster, RoomTopic
 
 # Catch-up window: what a member sends another that missed it, per room.
@@ -25,7 +26,7 @@ WINDOW_S = 7 * 24 * 3600.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
-    name TEXT PRIMARY KEY,
+    name TEXT PRIMARY KEY,       -- the room's id (names.room_id)
     kind TEXT NOT NULL,
     creator TEXT,
     joined INTEGER NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS rooms (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS room_members (
-    room TEXT NOT NULL,
+    room TEXT NOT NULL,          -- the room's id, here and in room_log
     member TEXT NOT NULL,
     statement TEXT NOT NULL,     -- the member's own signed statement (JSON frame)
     PRIMARY KEY (room, member)
@@ -56,16 +57,27 @@ CREATE TABLE IF NOT EXISTS room_log (
     UNIQUE (room, author, aseq)
 );
 CREATE INDEX IF NOT EXISTS room_log_room ON room_log (room, seq);
+-- A private room is (name, creator): its rows are keyed by its id, `#name@CREATOR`.
+-- Rows written before that were keyed by the name alone (idempotent: runs at each start).
+UPDATE room_members SET room = room || '@' || (SELECT creator FROM rooms
+    WHERE rooms.name = room_members.room) WHERE room IN (SELECT name FROM rooms
+    WHERE kind = 'private' AND creator IS NOT NULL AND instr(name, '@') = 0);
+UPDATE room_log SET room = room || '@' || (SELECT creator FROM rooms
+    WHERE rooms.name = room_log.room) WHERE room IN (SELECT name FROM rooms
+    WHERE kind = 'private' AND creator IS NOT NULL AND instr(name, '@') = 0);
+UPDATE rooms SET name = name || '@' || creator
+    WHERE kind = 'private' AND creator IS NOT NULL AND instr(name, '@') = 0;
 """
 
 _COLS = "room, id, author, key, aseq, ts, nick, text, sig"
-Key = tuple[str, str]  # (room, author)
+Key = tuple[str, str]  # (room id, author)
 
 
 def _msg(row: Sequence[object]) -> RoomMsg:
     r = list(row)
-    return RoomMsg(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(str(r[4])),
-                   int(str(r[5])), str(r[6]), str(r[7]), str(r[8]))
+    name, creator = split_id(str(r[0]))
+    return RoomMsg(name, str(r[1]), str(r[2]), str(r[3]), int(str(r[4])),
+                   int(str(r[5])), str(r[6]), str(r[7]), str(r[8]), creator)
 
 
 @dataclass(frozen=True)
@@ -91,18 +103,18 @@ class RoomLog:
     def load(self, db: sqlite3.Connection) -> list[Room]:
         """Read rooms, statements and the hold-back state."""
         rooms: dict[str, Room] = {}
-        for name, kind, creator, joined, roster, topic in db.execute(
+        for rid, kind, creator, joined, roster, topic in db.execute(
                 "SELECT name, kind, creator, joined, roster, topic FROM rooms"):
-            room = Room(name, kind, creator, bool(joined))
+            room = Room(split_id(rid)[0], kind, creator, bool(joined))
             if roster:
                 room.roster = RoomRoster.from_dict(json.loads(roster))
             if topic:
                 room.topic = RoomTopic.from_dict(json.loads(topic))
-            rooms[name] = room
-        for name, statement in db.execute("SELECT room, statement FROM room_members"):
-            if name in rooms:
+            rooms[rid] = room
+        for rid, statement in db.execute("SELECT room, statement FROM room_members"):
+            if rid in rooms:
                 s = RoomMember.from_dict(json.loads(statement))
-                rooms[name].statements[s.member] = s
+                rooms[rid].statements[s.member] = s
         self.next.clear()
         self.held.clear()
         for room, author, top in db.execute(
@@ -130,7 +142,7 @@ class RoomLog:
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind=excluded.kind,"
             " creator=excluded.creator, joined=excluded.joined, roster=excluded.roster,"
             " topic=excluded.topic",
-            (room.name, room.kind, room.creator, int(room.joined),
+            (room.key, room.kind, room.creator, int(room.joined),
              json.dumps(room.roster.to_dict()) if room.roster else None,
              json.dumps(room.topic.to_dict()) if room.topic else None, time.time()))
 
@@ -138,12 +150,12 @@ class RoomLog:
     def save_statement(db: sqlite3.Connection, s: RoomMember) -> None:
         """Write a member's latest statement."""
         db.execute("INSERT OR REPLACE INTO room_members (room, member, statement)"
-                   " VALUES (?, ?, ?)", (s.room, s.member, json.dumps(s.to_dict())))
+                   " VALUES (?, ?, ?)", (s.rid, s.member, json.dumps(s.to_dict())))
 
     @staticmethod
-    def drop_room(db: sqlite3.Connection, name: str) -> None:
-        """Forget a room's member statements (its messages stay as history)."""
-        db.execute("DELETE FROM room_members WHERE room=?", (name,))
+    def drop_statement(db: sqlite3.Connection, s: RoomMember) -> None:
+        """Forget a member's statement (a parted member, to make room for a new one)."""
+        db.execute("DELETE FROM room_members WHERE room=? AND member=?", (s.rid, s.member))
 
     # -- the durable path (inside the group commit) ----------------------------------
 
@@ -154,13 +166,13 @@ class RoomLog:
         touched: set[Key] = set()
         for peer, m in items:
             assert isinstance(m, RoomMsg)
-            key = (m.room, m.author)
+            key = (m.rid, m.author)
             nxt = self.next.get(key, 1)
             show = m.seq <= nxt
             cur = db.execute(
                 f"INSERT OR IGNORE INTO room_log ({_COLS}, shown, stored)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (m.room, m.msg_id, m.author, m.key, m.seq, m.ts, m.nick, m.text, m.sig,
+                (m.rid, m.msg_id, m.author, m.key, m.seq, m.ts, m.nick, m.text, m.sig,
                  int(show), now))
             if cur.rowcount != 1:
                 continue
@@ -213,9 +225,9 @@ class RoomLog:
         for peers, m in items:
             assert isinstance(m, RoomMsg)
             if m.author == self.own_id:
-                key = (m.room, m.author)
+                key = (m.rid, m.author)
                 self.next[key] = max(self.next.get(key, 1), m.seq + 1)
-                rows.append((m.room, m.msg_id, m.author, m.key, m.seq, m.ts, m.nick, m.text,
+                rows.append((m.rid, m.msg_id, m.author, m.key, m.seq, m.ts, m.nick, m.text,
                              m.sig, 1, len(peers), now))
         if rows:
             db.executemany(f"INSERT OR IGNORE INTO room_log ({_COLS}, shown, recipients,"

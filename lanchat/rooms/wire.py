@@ -22,7 +22,7 @@ from lanchat.protocol import (
     register_message,
 )
 from lanchat.rooms import signing
-from lanchat.rooms.names import check_room
+from lanchat.rooms.names import check_room, room_id
 
 MAX_ROOM_MEMBERS = 256
 MAX_TOPIC_CHARS = 512
@@ -44,6 +44,19 @@ def _room(d: dict[str, Any]) -> str:
     if room != raw:
         raise ProtocolError("field 'room' is not in canonical form")
     return room
+
+
+def _creator(d: dict[str, Any]) -> str:
+    """A private room's creator (its id is part of the room's), '' for an open room."""
+    if d.get("creator") is None:
+        return ""
+    return read_ident(d, "creator")
+
+
+def _with_creator(out: dict[str, Any], creator: str) -> dict[str, Any]:
+    if creator:
+        out["creator"] = creator
+    return out
 
 
 def _nick(d: dict[str, Any]) -> str:
@@ -78,6 +91,12 @@ class RoomMsg(Message):
     nick: str
     text: str
     sig: str = ""
+    creator: str = ""  # a private room's creator: the room is (room, creator)
+
+    @property
+    def rid(self) -> str:
+        """The room's id (names.room_id)."""
+        return room_id(self.room, self.creator)
 
     def __post_init__(self) -> None:
         if len(self.text) > MAX_TEXT_CHARS:
@@ -85,7 +104,7 @@ class RoomMsg(Message):
 
     def signed(self) -> bytes:
         """The bytes its author signs."""
-        return signing.payload(signing.MSG_CONTEXT, self.room, self.msg_id, self.author,
+        return signing.payload(signing.MSG_CONTEXT, self.rid, self.msg_id, self.author,
                                self.seq, self.ts, self.nick, self.text)
 
     def verified(self) -> bool:
@@ -93,16 +112,18 @@ class RoomMsg(Message):
         return signing.verify(self.author, self.key, self.sig, self.signed())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"room": self.room, "id": self.msg_id, "author": self.author, "key": self.key,
-                "seq": self.seq, "ts": self.ts, "nick": self.nick, "text": self.text,
-                "sig": self.sig}
+        return _with_creator(
+            {"room": self.room, "id": self.msg_id, "author": self.author, "key": self.key,
+             "seq": self.seq, "ts": self.ts, "nick": self.nick, "text": self.text,
+             "sig": self.sig}, self.creator)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoomMsg:
         return cls(_room(d), read_ident(d, "id"), read_ident(d, "author"),
                    read_str(d, "key", MAX_KEY_CHARS), read_int(d, "seq", 1, MAX_SEQ),
                    read_int(d, "ts", 0, MAX_SEQ), _nick(d),
-                   read_str(d, "text", MAX_TEXT_CHARS), read_str(d, "sig", MAX_SIG_CHARS))
+                   read_str(d, "text", MAX_TEXT_CHARS), read_str(d, "sig", MAX_SIG_CHARS),
+                   _creator(d))
 
 
 @dataclass(frozen=True)
@@ -118,10 +139,16 @@ class RoomMember(Message):
     ver: int
     nick: str
     sig: str = ""
+    creator: str = ""  # a private room's creator
+
+    @property
+    def rid(self) -> str:
+        """The room's id (names.room_id)."""
+        return room_id(self.room, self.creator)
 
     def signed(self) -> bytes:
         """The bytes the member signs."""
-        return signing.payload(signing.MEMBER_CONTEXT, self.room, self.member, self.kind,
+        return signing.payload(signing.MEMBER_CONTEXT, self.rid, self.member, self.kind,
                                self.joined, self.ver, self.nick)
 
     def verified(self) -> bool:
@@ -129,17 +156,23 @@ class RoomMember(Message):
         return signing.verify(self.member, self.key, self.sig, self.signed())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"room": self.room, "member": self.member, "key": self.key, "kind": self.kind,
-                "joined": self.joined, "ver": self.ver, "nick": self.nick, "sig": self.sig}
+        return _with_creator(
+            {"room": self.room, "member": self.member, "key": self.key, "kind": self.kind,
+             "joined": self.joined, "ver": self.ver, "nick": self.nick, "sig": self.sig},
+            self.creator)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoomMember:
         kind = d.get("kind")
         if kind not in KINDS:
             raise ProtocolError("field 'kind' must be 'open' or 'private'")
+        creator = _creator(d)
+        if bool(creator) != (kind == "private"):
+            raise ProtocolError("a private room's statement names its creator; an open "
+                                "room's does not")
         return cls(_room(d), read_ident(d, "member"), read_str(d, "key", MAX_KEY_CHARS),
                    str(kind), _bool(d, "joined"), read_int(d, "ver", 0, MAX_SEQ), _nick(d),
-                   read_str(d, "sig", MAX_SIG_CHARS))
+                   read_str(d, "sig", MAX_SIG_CHARS), creator)
 
 
 @dataclass(frozen=True)
@@ -153,6 +186,11 @@ class RoomRoster(Message):
     ver: int
     members: tuple[str, ...]
     sig: str = ""
+
+    @property
+    def rid(self) -> str:
+        """The room's id (names.room_id)."""
+        return room_id(self.room, self.creator)
 
     def signed(self) -> bytes:
         """The bytes the creator signs."""
@@ -191,10 +229,16 @@ class RoomTopic(Message):
     nick: str
     topic: str
     sig: str = ""
+    creator: str = ""  # a private room's creator
+
+    @property
+    def rid(self) -> str:
+        """The room's id (names.room_id)."""
+        return room_id(self.room, self.creator)
 
     def signed(self) -> bytes:
         """The bytes the setter signs."""
-        return signing.payload(signing.TOPIC_CONTEXT, self.room, self.by, self.ver, self.nick,
+        return signing.payload(signing.TOPIC_CONTEXT, self.rid, self.by, self.ver, self.nick,
                                self.topic)
 
     def verified(self) -> bool:
@@ -202,15 +246,16 @@ class RoomTopic(Message):
         return signing.verify(self.by, self.key, self.sig, self.signed())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"room": self.room, "by": self.by, "key": self.key, "ver": self.ver,
-                "nick": self.nick, "topic": self.topic, "sig": self.sig}
+        return _with_creator(
+            {"room": self.room, "by": self.by, "key": self.key, "ver": self.ver,
+             "nick": self.nick, "topic": self.topic, "sig": self.sig}, self.creator)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoomTopic:
         return cls(_room(d), read_ident(d, "by"), read_str(d, "key", MAX_KEY_CHARS),
                    read_int(d, "ver", 0, MAX_SEQ), _nick(d),
                    read_str(d, "topic", MAX_TOPIC_CHARS, empty=True),
-                   read_str(d, "sig", MAX_SIG_CHARS))
+                   read_str(d, "sig", MAX_SIG_CHARS), _creator(d))
 
 
 @dataclass(frozen=True)
@@ -223,10 +268,17 @@ class RoomSync(Message):
     room: str
     heads: tuple[tuple[str, int], ...]
     authors: tuple[str, ...] | None = None
+    creator: str = ""  # a private room's creator
+
+    @property
+    def rid(self) -> str:
+        """The room's id (names.room_id)."""
+        return room_id(self.room, self.creator)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"room": self.room, "heads": dict(self.heads),
-                "authors": None if self.authors is None else list(self.authors)}
+        return _with_creator(
+            {"room": self.room, "heads": dict(self.heads),
+             "authors": None if self.authors is None else list(self.authors)}, self.creator)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoomSync:
@@ -240,7 +292,7 @@ class RoomSync(Message):
             if not isinstance(authors_raw, list) or len(authors_raw) > MAX_SYNC_AUTHORS:
                 raise ProtocolError("field 'authors' must be null or a list of ids")
             authors = tuple(read_ident({"a": a}, "a") for a in authors_raw)
-        return cls(_room(d), heads, authors)
+        return cls(_room(d), heads, authors, _creator(d))
 
 
 F = TypeVar("F", RoomMsg, RoomMember, RoomRoster, RoomTopic)

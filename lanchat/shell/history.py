@@ -94,7 +94,9 @@ def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, ignored: set[
             rows = rooms.history(room, SCROLLBACK_LINES)
         except ValueError:  # a room name that is no longer valid
             continue
-        buffers.ensure(room, Kind.ROOM, room)
+        title = rooms.label(room)  # the id's name, and whose it is if another has it
+        buffers.ensure(room, Kind.ROOM, title)
+        buffers.rename(room, title)
         for row in rows:
             sender = row.get("from") or {}
             sender_id = str(sender.get("id", ""))
@@ -104,12 +106,12 @@ def _load_rooms(rooms: Rooms, buffers: Buffers, state: ShellState, ignored: set[
                                              state.own_nick, text)
                 sent = Sent(str(row["id"]), (), group=True, key=room, text=text,
                             total=int(row.get("of", 0)), acked_before=int(row.get("acked", 0)))
-                buffers.load(room, Kind.ROOM, room, Line(fragments, sent), own_id=sent.msg_id)
+                buffers.load(room, Kind.ROOM, title, Line(fragments, sent), own_id=sent.msg_id)
                 continue
             if sender_id in ignored:
                 continue
             nick = state.display(sender_id, str(sender.get("nick", "")))
             fragments = render.chat_line(float(row.get("sent", 0.0)), sender_id, nick, text)
             level = Level.HIGHLIGHT if mentions(text, state.own_nick) else Level.MESSAGE
-            buffers.load(room, Kind.ROOM, room, Line(fragments), incoming_id=str(row["id"]),
+            buffers.load(room, Kind.ROOM, title, Line(fragments), incoming_id=str(row["id"]),
                          level=level)

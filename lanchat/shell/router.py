@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lanchat.events import Event
+from lanchat.rooms.render import invitation_line
 from lanchat.shell import render
 from lanchat.shell.buffers import EVERYONE, NOTICES, Buffers, Kind, Level, Line, Sent, mentions
 from lanchat.shell.printer import Printer
@@ -88,6 +89,8 @@ class Router:
             self._notice(line)
         elif name in ("file_offer", "file_done", "file_failed"):
             self._file(event)
+        elif name == "room_invited":  # a notice: nothing is joined until /join
+            self._notice(render.notice(invitation_line(f), event.ts))
         elif name in ROOM_EVENTS:
             self._room(event)
         elif name == "output":  # a command that answers later (e.g. /doctor)
@@ -113,8 +116,8 @@ class Router:
         sender_id, text = str(sender["id"]), str(f["text"])
         nick = self.state.display(sender_id, str(sender["nick"]))
         room = f.get("room")
-        if room:
-            key, kind, title = str(room), Kind.ROOM, str(room)
+        if room:  # a room's buffer is its id; its name says whose it is if shared
+            key, kind, title = str(f.get("room_id") or room), Kind.ROOM, str(room)
         elif f["to"] == "broadcast":
             key, kind, title = EVERYONE, Kind.EVERYONE, EVERYONE
         else:
@@ -133,7 +136,7 @@ class Router:
         msg_id, text, to = str(f["id"]), str(f["text"]), f["to"]
         recipients = [str(r["id"]) for r in f["recipients"]]
         if to == "room" and f.get("room"):
-            key, kind, name = str(f["room"]), Kind.ROOM, str(f["room"])
+            key, kind, name = str(f.get("room_id") or f["room"]), Kind.ROOM, str(f["room"])
         elif to == "broadcast":
             key, kind, name = EVERYONE, Kind.EVERYONE, EVERYONE
         elif recipients:
@@ -245,14 +248,16 @@ class Router:
 
     def _room(self, event: Event) -> None:
         f = event.fields
-        room = str(f.get("room") or "")
-        if not room:
+        title = str(f.get("room") or "")
+        if not title:
             return
+        room = str(f.get("room_id") or title)
         line = render.room_line(event, self.state)
         if event.name == "room_joined":
-            self.buffers.ensure(room, Kind.ROOM, room)
+            self.buffers.ensure(room, Kind.ROOM, title)
+            self.buffers.rename(room, title)
             self.buffers.set_parted(room, False)
         level = Level.MESSAGE if event.name == "topic" else Level.LOW
-        self.add(room, Kind.ROOM, room, Line(line), level=level)
+        self.add(room, Kind.ROOM, title, Line(line), level=level)
         if event.name == "room_left":
             self.buffers.set_parted(room, True)

@@ -57,7 +57,8 @@ def room_rows(rooms: Any, name: str, limit: int) -> list[dict[str, Any]]:
     rooms keep their own log)."""
     return [{"id": r["id"], "peer": r["from"]["id"], "nick": r["from"]["nick"],
              "direction": r.get("direction", "in"), "to": "room", "room": r.get("room", name),
-             "text": r["text"], "ts": r.get("sent", 0.0), "seq": 0}
+             "room_id": r.get("room_id", name), "text": r["text"], "ts": r.get("sent", 0.0),
+             "seq": 0}
             for r in rooms.history(name, limit)]
 
 
@@ -116,7 +117,7 @@ async def state(request: web.Request) -> web.StreamResponse:
 
 
 def parse_conv(conv: str) -> tuple[str, str]:
-    """('all', ''), ('peer', id) or ('room', '#name'); ValueError otherwise."""
+    """('all', ''), ('peer', id) or ('room', ROOM_ID); ValueError otherwise."""
     if conv == "all":
         return "all", ""
     kind, _, name = conv.partition(":")
@@ -197,7 +198,7 @@ async def send(request: web.Request) -> web.StreamResponse:
             if rooms is None:
                 raise ValueError("rooms are not available in this lanchat")
             try:
-                msg_id = rooms.post(name, final)["id"]
+                msg_id = rooms.post(name, final, exact=True)["id"]  # name: the room's id
             except (LookupError, ValueError):
                 raise
             except Exception as exc:  # noqa: BLE001 - the rooms' own error: say it

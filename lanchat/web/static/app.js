@@ -51,17 +51,20 @@ function applyEvents(events) {
         peerConv(Object.assign({}, ev.peer, ev.event === "peer_left" ? { online: false } : {}));
         convsChanged = true;
         break;
-      case "room_joined":
-        ensureConv("room:" + ev.room, { title: ev.room, topic: ev.topic || "", kind: ev.kind === "private" ? "private" : "" });
+      case "room_joined":  // a room's conversation is its id; its title says whose it is if shared
+        ensureConv(roomKey(ev), { title: ev.room, topic: ev.topic || "", kind: ev.kind === "private" ? "private" : "" });
         convsChanged = true;
         break;
       case "room_left":
-        state.convs.delete("room:" + ev.room);
-        if (state.active === "room:" + ev.room) { state.active = "all"; loadLatest(); }
+        state.convs.delete(roomKey(ev));
+        if (state.active === roomKey(ev)) { state.active = "all"; loadLatest(); }
         convsChanged = true;
         break;
+      case "room_invited":  // nothing is joined until the user accepts (/join in the shell)
+        notice(ev.by.nick + (TRUST_MARKS[ev.trust] || (ev.trust ? "" : " (never met)")) + " [" + ev.creator.slice(0, 8) + "] invites you to the private room " + ev.room + " (" + ev.members + " listed): /join to accept, /invites decline to say no");
+        break;
       case "topic":
-        ensureConv("room:" + ev.room, { topic: ev.topic || "" });
+        ensureConv(roomKey(ev), { topic: ev.topic || "" });
         convsChanged = true;
         break;
       case "member_joined": case "member_left":
@@ -116,7 +119,7 @@ async function reload() {
   $("me").textContent = visible("you are " + s.me.nick);
   ensureConv("all", { title: "Everyone", online: true });
   for (const p of s.peers) peerConv(p);
-  for (const r of s.rooms || []) ensureConv("room:" + r.room, { title: r.room, topic: r.topic || "", kind: r.kind === "private" ? "private" : "" });
+  for (const r of s.rooms || []) ensureConv(roomKey(r), { title: r.room, topic: r.topic || "", kind: r.kind === "private" ? "private" : "" });
   for (const t of s.transfers) transferRow(t);
   if (!state.convs.has(state.active)) state.active = "all";
   renderConvs();
@@ -158,7 +161,7 @@ async function search(q) {
       const li = el("li"), b = el("button");
       b.type = "button";
       b.append(el("span", "time", clock(m.ts) + " "), el("b", "", (m.direction === "out" ? "→ " : "← ") + m.with + ": "), el("span", "text", m.text));
-      b.addEventListener("click", () => { $("results").hidden = true; openConv(m.room ? "room:" + m.room : m.broadcast || m.peer === "*" ? "all" : "peer:" + m.peer); });
+      b.addEventListener("click", () => { $("results").hidden = true; openConv(m.room ? roomKey(m) : m.broadcast || m.peer === "*" ? "all" : "peer:" + m.peer); });
       li.append(b);
       return li;
     });

@@ -3,13 +3,15 @@
 
 // -- conversations ----------------------------------------------------------------------
 
+const TRUST_MARKS = { verified: "\u2713", trusted: "\u2605" };  // as lanchat/naming.py
+function roomKey(ev) { return "room:" + (ev.room_id || ev.room); }
 function convOfMessage(ev) {
-  if (ev.room) return "room:" + ev.room;
+  if (ev.room) return roomKey(ev);
   if (ev.to === "broadcast") return "all";
   return "peer:" + ev.from.id;
 }
 function convOfSent(ev) {
-  if (ev.room) return "room:" + ev.room;
+  if (ev.room) return roomKey(ev);
   if (ev.to === "broadcast") return "all";
   return ev.recipients.length ? "peer:" + ev.recipients[0].id : "";
 }
