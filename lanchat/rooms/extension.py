@@ -255,18 +255,7 @@ class Rooms:
     def _resolve(self, ref: str, exact: bool) -> str:
         """The id of the joined room `ref` names (under the post lock); `exact`: `ref` may
         be a room id as the shell and the web page keep it."""
-        if exact and ref in self._members:
-            return ref
-        try:
-            return self.names.find(ref, list(self._joined.values())).id
-        except ValueError as exc:
-            raise RoomError(str(exc)) from None
-        except LookupError as exc:
-            name = ref.strip().partition("@")[0].partition(" ")[0]
-            if name in {r.name for r in self._joined.values()}:
-                raise RoomError(str(exc)) from None
-            raise RoomError(f"you are not in {ref.strip()}; /join {ref.strip()} "
-                            "first") from None
+        return self.names.joined(ref, self._joined, exact)
 
     def _call(self, fn: Callable[[], T]) -> T:
         result: T = self.node.runtime.call(fn)

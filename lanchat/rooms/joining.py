@@ -104,6 +104,22 @@ class RoomNames:
         """The one room of `among` that `ref` names (labels.find)."""
         return find(ref, among, self.node.presence.table.all())
 
+    def joined(self, ref: str, rooms: Mapping[str, RoomRef], exact: bool) -> str:
+        """The id of the joined room (of `rooms`, by id) that `ref` names, or RoomError;
+        `exact`: `ref` may be a room's id, as the shell and the web page keep it."""
+        if exact and ref in rooms:
+            return ref
+        try:
+            return self.find(ref, list(rooms.values())).id
+        except ValueError as exc:
+            raise RoomError(str(exc)) from None
+        except LookupError as exc:
+            if ref.strip().partition("@")[0].partition(" ")[0] in {
+                    r.name for r in rooms.values()}:
+                raise RoomError(str(exc)) from None
+            raise RoomError(f"you are not in {ref.strip()}; /join {ref.strip()} "
+                            "first") from None
+
 
 class Joining:
     """Coming into rooms and answering invitations (loop thread)."""
@@ -117,11 +133,15 @@ class Joining:
         self.names = names
         self._host = host
 
+    def _prune(self) -> None:
+        if self.invites.prune(time.time()):
+            self.names.changed()
+
     def join(self, ref: str, name: str, who: str | None, private: bool) -> dict[str, Any]:
         """Join an open room (created if nobody is in it), accept an invitation to a
         private room, or create a private room of this node's."""
         own = self.node.node_id
-        self.invites.prune(time.time())
+        self._prune()
         if private:
             mine = self.rooms.get(room_id(name, own)) or self._host.new_room(name, True)
             return self.enter(mine, "created" if not mine.members() - {own} else "joined")
@@ -200,7 +220,7 @@ class Joining:
 
     def decline(self, ref: str) -> dict[str, Any]:
         """Say no to an invitation: its members are told this node left."""
-        self.invites.prune(time.time())
+        self._prune()
         refs = [self.names.invited(rid, i.roster) for rid, i in self.invites.pending.items()]
         try:
             rid = self.names.find(ref, refs).id
@@ -217,7 +237,7 @@ class Joining:
 
     def invitations(self) -> list[dict[str, Any]]:
         """Pending invitations: the room, who made it (with trust), members, expiry."""
-        self.invites.prune(time.time())
+        self._prune()
         return [{"room": self.names.label(rid), "room_id": rid, "creator": i.roster.creator,
                  "by": {"id": i.roster.creator,
                         "nick": self.names.creator_nick(i.roster.creator)},
