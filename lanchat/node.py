@@ -140,8 +140,11 @@ class Node:
         if self._runtime.running and self._parts is not None:
             try:
                 self._runtime.submit(self._parts.close()).result(CALL_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("close: peers and extensions not done after %.0f s; stopping "
+                            "the loop anyway", CALL_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - closing must go on
-                log.warning("close: %s", exc)
+                log.warning("close: %r", exc)
         self._runtime.stop()
         if self._parts is not None:
             self._parts.store.close()
