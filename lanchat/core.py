@@ -141,22 +141,22 @@ class Core:
         """After a commit: one `sent` event per chat message stored in the outbox, whichever
         face, command or plugin queued it (a broadcast: one naming every recipient), so
         every face draws its own lines from it; other frames go to their kind."""
-        emit, peers_of = self.runtime.emit, self.presence.table.get
-        own = self.node_id
+        emit, own = self.runtime.emit, self.node_id
+        who: dict[str, dict[str, str]] = {}  # one lookup per peer and commit (a flood)
         kinds: dict[int, tuple[DurableHandler, list[tuple[list[str], Message]]]] = {}
         for peers, msg, _ in out:
             if not isinstance(msg, Chat):
                 kind = self._kinds[type(msg)]
                 kinds.setdefault(id(kind), (kind, []))[1].append((peers, msg))
                 continue
-            recipients = []
             for peer_id in peers:
-                peer = peers_of(peer_id)
-                recipients.append({"id": peer_id,
-                                   "nick": peer.nick if peer else placeholder(peer_id)})
+                if peer_id not in who:
+                    peer = self.presence.table.get(peer_id)
+                    who[peer_id] = {"id": peer_id,
+                                    "nick": peer.nick if peer else placeholder(peer_id)}
             emit("sent", id=msg.msg_id, **{"from": {"id": own, "nick": msg.nick}},
                  to="broadcast" if msg.broadcast else "direct", room=None,
-                 recipients=recipients, text=msg.text, sent=msg.ts)
+                 recipients=[who[p] for p in peers], text=msg.text, sent=msg.ts)
         for kind, items in kinds.values():
             kind.stored_out(items)
 
