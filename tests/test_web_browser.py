@@ -250,6 +250,23 @@ def test_rooms_and_peer_kinds_show_from_their_events(web: Web) -> None:
                      "room: '#ops'}])")
     web.browser.wait("() => lanchat.active === 'all' && "
                      "!document.querySelector(`#convs button[data-conv='room:#ops']`)")
+    # two rooms of one name are two conversations (by room_id), each titled with whose;
+    # an invitation is a notice naming the inviter with its trust mark, joining nothing
+    a, b = "a" * 52, "b" * 52
+    web.browser.eval("""([n, a, b]) => applyEvents([
+        {event: 'room_joined', n: n, ts: 4, room: '#team (ann#aaaa)', room_id: '#team@' + a,
+         kind: 'private'},
+        {event: 'room_joined', n: n + 1, ts: 4, room: '#team (bo#bbbb)', room_id: '#team@' + b,
+         kind: 'private'},
+        {event: 'room_invited', n: n + 2, ts: 4, room: '#plans', room_id: '#plans@' + a,
+         kind: 'private', creator: a, by: {id: a, nick: 'ann'}, trust: 'verified', members: 3,
+         expires: 9}])""", [n + 6, a, b])
+    titles = web.browser.wait("""() => [...document.querySelectorAll(
+        "#convs button[data-conv^='room:#team@']")].map(e => e.textContent).join('|')""")
+    assert "#team (ann#aaaa)" in titles and "#team (bo#bbbb)" in titles
+    note = web.browser.eval("() => document.querySelector('#notice').textContent")
+    assert note.startswith("ann\u2713 [aaaaaaaa] invites you to the private room #plans")
+    assert "/join #plans" in note
     web.browser.eval("(n) => { lanchat.lastSeq = n; }", real)  # back to the server's count
 
 

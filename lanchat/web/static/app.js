@@ -60,9 +60,11 @@ function applyEvents(events) {
         if (state.active === roomKey(ev)) { state.active = "all"; loadLatest(); }
         convsChanged = true;
         break;
-      case "room_invited":  // nothing is joined until the user accepts (/join in the shell)
-        notice(ev.by.nick + (TRUST_MARKS[ev.trust] || (ev.trust ? "" : " (never met)")) + " [" + ev.creator.slice(0, 8) + "] invites you to the private room " + ev.room + " (" + ev.members + " listed): /join to accept, /invites decline to say no");
+      case "room_invited": {  // nothing is joined until the user accepts: /join here or in the shell
+        const typed = ev.room.includes(" (") ? ev.room.split(" (")[0] + "@" + ev.creator.slice(0, 8) : ev.room;
+        notice(ev.by.nick + (TRUST_MARKS[ev.trust] || (ev.trust ? "" : " (never met)")) + " [" + ev.creator.slice(0, 8) + "] invites you to the private room " + ev.room + " (" + ev.members + " listed): /join " + typed + " to accept, /invites decline " + typed + " to say no");
         break;
+      }
       case "topic":
         ensureConv(roomKey(ev), { topic: ev.topic || "" });
         convsChanged = true;
