@@ -101,7 +101,7 @@ class Core:
         """Stop dialling, commit, say bye to every peer and stop the extensions."""
         self.closing = True
         await self.dialer.stop()
-        self.delivery.flush()
+        self.delivery.flush_all()
         self.dialer.close_listeners()
         # Peers hear bye first: no extension's stop (a probe still under way, threads to
         # join) may keep them from it, nor cut it short when close runs out of time.

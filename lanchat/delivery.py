@@ -271,6 +271,13 @@ class Delivery:
             elif ready not in sent_from:
                 self.pump(ready)
 
+    def flush_all(self) -> None:
+        """Store everything queued, in commits of at most FLUSH_MAX_OUT each (at close: the
+        loop stops after it, so a flush scheduled for the rest would never run)."""
+        self.flush()
+        while self._out:
+            self.flush()
+
     def _received(self, inbound: list[tuple[PeerSession, list[Message]]]) -> list[Received]:
         """What arrived, named by the session's proven peer and nick (a frame's own `nick`
         is never read); a send time outside the sane window becomes the receive time.

@@ -139,3 +139,49 @@ def test_a_flood_queued_at_once_is_stored_in_bounded_commits(duo: Any) -> None:
     assert [e["id"] for e in got] == sent
     alice_log.wait("delivered", count=n, timeout=60.0)
     assert max(sizes) == FLUSH_MAX_OUT and sum(sizes) == n and len(sizes) >= 3
+
+
+def test_close_stores_every_queued_message_of_a_flood(
+        duo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood queued just before close is stored whole, though one commit takes at most
+    FLUSH_MAX_OUT (close stored one batch, the loop stopped before the next ones ran, and
+    the rest were lost though each send had returned an id)."""
+    from lanchat import delivery
+    from lanchat.store import Store
+
+    monkeypatch.setattr(delivery, "FLUSH_MAX_OUT", 8)  # many batches, each quick
+    alice, _, bob, bob_log = duo
+    alice.close()
+    bob_log.wait("peer_left")
+    n = 50 * delivery.FLUSH_MAX_OUT + 5
+    held, queued, submitted = threading.Event(), threading.Event(), threading.Event()
+    runtime = bob._runtime
+    real_submit = runtime.submit
+
+    def submit(coro: Any) -> Any:
+        future = real_submit(coro)
+        submitted.set()
+        return future
+
+    def hold_loop() -> None:
+        held.set()
+        queued.wait(5.0)  # released once the flood and close are queued behind it
+
+    runtime.submit = submit
+    bob.runtime.call_soon(hold_loop)
+    assert held.wait(5.0)
+    closer = threading.Thread(target=bob.close)
+    try:
+        sent = [bob.send("alice", f"flood {i}") for i in range(n)]
+        closer.start()
+        assert submitted.wait(5.0)
+    finally:
+        queued.set()
+    closer.join(30.0)
+    assert not closer.is_alive()
+    store = Store(bob.config.home / "lanchat.db")
+    try:
+        assert [r.id for r in store.history(limit=n + 1) if r.direction == "out"] == sent
+        assert store.outbox_peers() == {alice.node_id: n}
+    finally:
+        store.close()
