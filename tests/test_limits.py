@@ -168,3 +168,27 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert limits.max_peers == 12 and limits.stranger_msgs_per_s == Limits().stranger_msgs_per_s
 
 
+
+
+def test_bench_trusts_checks_off_reaches_what_the_node_runs() -> None:
+    """bench_trust's baseline (`--checks off`) patches the guard, the send-time window and
+    the store-size check where the running node calls them (it patched names the node
+    module no longer has, and the baseline run died on an AttributeError)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from bench._trust_driver import checks_off\n"
+        "checks_off()\n"
+        "from lanchat import core, delivery, limits\n"
+        "from lanchat.protocol import Chat\n"
+        "g = limits.Guard(limits.Limits(stranger_msg_burst=1), trust_of=lambda _: None,\n"
+        "                 stored_today=lambda _p, _s: 0, store_size=lambda: 0)\n"
+        "assert g.chats('p', [Chat(f'i{n}', 1.0, 'x') for n in range(50)], 0.0).accepted"
+        " == 50\n"
+        "assert delivery.accepted_time(1.0, 1e9) == 1.0\n"
+        "assert core.Core.check_room(None) is None  # type: ignore[arg-type]\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
