@@ -3,7 +3,8 @@
 `Core` exists only while a node runs (`Node.start` makes it): it builds the store,
 `SessionRegistry`, `Delivery`, `Presence`, `Dialer` and `Guard`, and implements
 `api.SessionOwner`, routing what each session reports to the part that owns that state.
-Everything here runs on the loop thread.
+Everything here runs on the loop thread, but for what `Node.send`, `broadcast` and `ignore`
+ask on the caller's thread (`check_room`, `chat_peer`, `everyone`, `ignore`: each says so).
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class Core:
 
     def everyone(self) -> list[str]:
         """Who a broadcast goes to: every lanchat node; a Bonjour chat peer (unencrypted)
-        gets direct messages only, a LocalSend device no chat at all."""
+        gets direct messages only, a LocalSend device no chat at all (any thread)."""
         return [p.id for p in self.presence.table.all() if p.kind == "lanchat"]
 
     def ignored(self) -> list[dict[str, Any]]:
@@ -197,7 +198,8 @@ class Core:
         return out
 
     def ignore(self, peer_id: str, on: bool) -> bool:
-        """Put a peer on /ignore or take it off; True if that changed anything."""
+        """Put a peer on /ignore or take it off; True if that changed anything (any
+        thread)."""
         changed = self.store.peers.set_ignored(peer_id, on)
         self.delivery.ignored = frozenset(self.store.peers.ignored())  # replaced whole
         return changed
