@@ -271,3 +271,43 @@ def test_a_multi_line_message_cannot_forge_lines_in_text_mode() -> None:
     assert line is not None
     lines = line.split("\n")
     assert all(not ln.startswith(("<", "-- ", "!! ", "* ")) for ln in lines[1:]), lines
+
+
+def test_close_does_not_wait_for_a_dial_whose_cancel_was_dropped(tmp_path: Path) -> None:
+    """Python 3.11's wait_for can return a connect that lands together with the cancel and
+    drop the cancel. The dial loop then waited on its new session's close, which the node's
+    close only reached after the dial loops ended: close hung for CALL_TIMEOUT_S and left
+    the file threads running (seen as a teardown error in the transfer tests)."""
+    import asyncio
+
+    node, _ = make_node(tmp_path / "a", "a")
+    dialer = node._parts.dialer  # type: ignore[union-attr]
+    dialing = threading.Event()
+    never_closes: Any = None
+
+    async def dial_dropping_the_cancel(key: str) -> Any:
+        nonlocal never_closes
+        never_closes = SimpleSession(asyncio.get_running_loop().create_future())
+        dialing.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # what wait_for does when the connection is made as the cancel comes
+        return never_closes
+
+    dialer._dial_once = dial_dropping_the_cancel
+    dialer._wanted = lambda key: key == "somebody"
+    node.call(lambda: dialer.ensure("somebody"))
+    assert dialing.wait(5)
+    closing = threading.Thread(target=node.close, name="test-close")
+    closing.start()
+    closing.join(CLOSE_LIMIT_S)
+    assert not closing.is_alive(), "close waited on the dial loop"
+
+
+CLOSE_LIMIT_S = 8.0  # below CALL_TIMEOUT_S (10 s): a hung close waits all of it
+
+
+class SimpleSession:
+    def __init__(self, closed: Any) -> None:
+        self.closed = closed
