@@ -1,13 +1,18 @@
 """CPU time of the shell's start, in-process (steadier than wall time on a busy machine).
 
     python -m bench.bench_shell_start [--runs 10] [--before DIR] [--stored 10000]
-                                      [--paste-mib 2]
+                                      [--paste-mib 2] [--new-home]
 
 Each sample is a fresh Python process that imports the shell, builds it over a node on
 127.0.0.1 (no discovery, port 0) and starts it, on a pipe input and a dummy terminal; it
-reports the CPU seconds of each step. Beside it in the same run: a bare prompt-toolkit
-`PromptSession` built the same way, and with `--before DIR` the same steps with the
-lanchat in DIR (a checkout from before a change), runs interleaved. Last, with buffers:
+reports the CPU seconds of each step. As a user starts it every day: the home exists
+(made by one untimed start first; `--new-home` times a first start instead, which makes
+the key and certificate) and the modules are compiled (an untimed warm-up writes the
+bytecode under a cache of the run's own, even where PYTHONDONTWRITEBYTECODE is set: an
+installed package has its .pyc, so the bare prompt-toolkit run has them too). Beside it
+in the same run: a bare prompt-toolkit `PromptSession` built the same way, and with
+`--before DIR` the same steps with the lanchat in DIR (a checkout from before a change),
+runs interleaved. Last, with buffers:
 the scrollback read of a home holding `--stored` messages (it runs off the prompt's
 thread, after the prompt is drawn). And a bracketed paste of `--paste-mib` MiB fed in
 1 KiB reads (as a terminal delivers it) through prompt-toolkit's parser and through the
@@ -26,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PYCACHE = Path(tempfile.gettempdir()) / "bench-shell-start-pycache"
 
 BARE = """
 import json, time
@@ -111,11 +117,20 @@ def paste_cpu(mib: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def sample_env(tree: Path) -> dict[str, str]:
+    """The environment of a sample: `tree` first on the path, bytecode kept (in a cache of
+    the run's own)."""
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONPYCACHEPREFIX=str(PYCACHE))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def sample(code: str, tree: Path, *args: str) -> dict[str, float | None]:
     """One fresh process running `code` with `tree` first on the path."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
+    env = sample_env(tree)
+    # cwd: `python -c` puts it first on the path, ahead of PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=tree,
+                         capture_output=True, text=True, timeout=120, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -132,26 +147,34 @@ def main() -> int:
     parser.add_argument("--before", type=Path, default=None)
     parser.add_argument("--stored", type=int, default=10_000)
     parser.add_argument("--paste-mib", type=int, default=2)
+    parser.add_argument("--new-home", action="store_true",
+                        help="time a first start (a new home each sample)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-shell-start-"))
-    trees = [("buffers", REPO_ROOT)]
+    trees = [("this tree", REPO_ROOT)]
     if args.before is not None:
         trees.insert(0, ("before", args.before.resolve()))
     totals: dict[str, list[float]] = {"bare prompt-toolkit": []}
     steps: dict[str, dict[str, list[float]]] = {}
+    sample(BARE, REPO_ROOT)  # warm-up: bytecode written, homes made, untimed
+    for label, tree in trees:
+        sample(SHELL, tree, str(base / label))
     for i in range(args.runs):
         got = sample(BARE, REPO_ROOT)
         totals["bare prompt-toolkit"].append(sum(v or 0.0 for v in got.values()))
         for label, tree in trees:
-            got = sample(SHELL, tree, str(base / f"{label}-{i}"))
+            home = base / (f"{label}-{i}" if args.new_home else label)
+            got = sample(SHELL, tree, str(home))
             totals.setdefault(label, []).append(sum(v or 0.0 for v in got.values()))
             for step, value in got.items():
                 if value is not None:
                     steps.setdefault(label, {}).setdefault(step, []).append(value)
     subprocess.run([sys.executable, "-c", FILL, str(base / "stored"), str(args.stored)],
-                   env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), check=True, timeout=300)
+                   env=sample_env(REPO_ROOT), check=True, timeout=300)
     loads = [sample(SHELL, REPO_ROOT, str(base / "stored"), "load")["load"] or 0.0
              for _ in range(args.runs)]
+    which = "first start, new home" if args.new_home else "home made already"
+    print(f"\n{which}; bytecode compiled")
     rows = [(f"CPU to a started shell, {label} (ms)", ms(values))
             for label, values in totals.items()]
     for label, by_step in steps.items():

@@ -17,13 +17,13 @@ alike on screen (`аlice` with a Cyrillic a, `AIice`, `alice`).
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from collections import Counter
 from collections.abc import MutableMapping
 from functools import lru_cache
-
-import regex
+from typing import Any
 
 MAX_NICK_CHARS = 32  # characters (code points), after NFC
 MAX_NICK_BYTES = 64  # UTF-8 bytes, after NFC: fits a DNS label and a beacon
@@ -35,11 +35,25 @@ ID_SUFFIX_CHARS = 8  # id characters in a placeholder
 # Characters no nick may hold, by Unicode property (the regex module tracks the current
 # Unicode version): default-ignorable (U+200B, U+3164, U+FE0F, U+E0041 ...), bidi
 # controls, controls, surrogates, line/paragraph separators, private use, unassigned.
-_FORBIDDEN = regex.compile(
-    r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Cc}\p{Cs}\p{Zl}\p{Zp}"
-    r"\p{Co}\p{Cn}]")
-_SPACES = regex.compile(r"\p{Zs}+")
-_MARK_RUN = regex.compile(r"\p{M}{" + str(MAX_MARKS_IN_A_ROW + 1) + ",}")
+_FORBIDDEN = (r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Cc}\p{Cs}\p{Zl}\p{Zp}"
+              r"\p{Co}\p{Cn}]")
+_SPACES = r"\p{Zs}+"
+_MARK_RUN = r"\p{M}{" + str(MAX_MARKS_IN_A_ROW + 1) + ",}"
+# The same three rules for ASCII text, where they come down to: controls are forbidden,
+# the space is the one space, and there are no marks. Most nicks are ASCII: they are
+# checked without the regex module (tens of ms to import) ever being loaded.
+_ASCII_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_SPACES = re.compile(r" +")
+
+
+@lru_cache(maxsize=1)
+def _unicode_rules() -> tuple[Any, Any, Any]:
+    """(forbidden, spaces, mark run) compiled with the regex module, on first non-ASCII
+    text."""
+    import regex
+
+    return regex.compile(_FORBIDDEN), regex.compile(_SPACES), regex.compile(_MARK_RUN)
+
 
 _lock = threading.Lock()
 _replaced: Counter[str] = Counter()
@@ -50,7 +64,9 @@ class NickError(ValueError):
 
 
 def _normal(text: str) -> str:
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
+    if text.isascii():  # NFC leaves ASCII as it is
+        return _ASCII_SPACES.sub(" ", text).strip(" ")
+    return _unicode_rules()[1].sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 
 def nick_problem(text: object, *, what: str = "nick") -> str | None:
@@ -63,7 +79,8 @@ def nick_problem(text: object, *, what: str = "nick") -> str | None:
         text = _normal(text)
     except ValueError:  # lone surrogates cannot be normalised
         return f"a {what} cannot hold lone surrogates"
-    bad = _FORBIDDEN.search(text)
+    ascii_only = text.isascii()
+    bad = (_ASCII_FORBIDDEN if ascii_only else _unicode_rules()[0]).search(text)
     if bad is not None:
         return (f"a {what} cannot hold U+{ord(bad.group()):04X} (invisible, control or "
                 "direction characters)")
@@ -77,7 +94,7 @@ def nick_problem(text: object, *, what: str = "nick") -> str | None:
         return f"a {what} cannot hold lone surrogates"
     if size > MAX_NICK_BYTES:
         return f"a {what} has at most {MAX_NICK_BYTES} bytes of UTF-8 ({size} given)"
-    if _MARK_RUN.search(text):
+    if not ascii_only and _unicode_rules()[2].search(text):
         return f"a {what} has at most {MAX_MARKS_IN_A_ROW} accents on one letter"
     return None
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lanchat import nicks
 from lanchat.cli import main
 from lanchat.commands import CommandError, CommandRegistry, Context, execute
 from lanchat.commands import lanchat_register_commands as builtins
@@ -95,6 +96,23 @@ def test_any_text_is_a_nick_or_a_reason(text: str) -> None:
     assert nick_problem(nick) is None and check_nick(nick) == nick
     assert 0 < len(nick) <= MAX_NICK_CHARS and len(nick.encode()) <= MAX_NICK_BYTES
 
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+def test_ascii_nicks_get_the_same_answer_without_the_regex_module(text: str) -> None:
+    """ASCII text is checked with stdlib patterns (no regex import at start): the answer
+    is the one the Unicode rules give."""
+    forbidden, spaces, marks = nicks._unicode_rules()
+    normal = spaces.sub(" ", text).strip(" ")
+    bad = forbidden.search(normal)
+    assert nicks._normal(text) == normal
+    problem = nick_problem(text)
+    if bad is not None:
+        assert problem is not None and f"U+{ord(bad.group()):04X}" in problem
+    elif normal and len(normal) <= MAX_NICK_CHARS:
+        assert problem is None and marks.search(normal) is None
+    else:
+        assert problem is not None
 
 def test_look_alike_names_share_a_skeleton() -> None:
     """Cyrillic a, capital I for l, digit 1, case and 'rn' for 'm' look alike (TR 39)."""
