@@ -16,9 +16,12 @@ def open_node(config: Config, plugins: Plugins | None = None) -> Node:
     """Build a node with the configured discovery, file transfer, rooms and foreign peer
     kinds (Bonjour chat, LocalSend), not started."""
     from lanchat import rooms, transfer
-    from lanchat.discovery.interfaces import usable_interfaces
 
     def interface_addresses() -> list[str]:
+        # asked only when neither --interface nor discovery named any: a node without
+        # discovery does not import the package (its beacon modules) for nothing
+        from lanchat.discovery.interfaces import usable_interfaces
+
         try:
             return [i.ip for i in usable_interfaces()] or local_addresses()
         except (OSError, ValueError):
