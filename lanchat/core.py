@@ -37,7 +37,7 @@ from lanchat.presence import Presence
 from lanchat.protocol import Chat, FileAnswer, FileOffer, Message, NickChange, SlowDown
 from lanchat.runtime import Runtime
 from lanchat.sessions import SessionRegistry
-from lanchat.store import Store
+from lanchat.store import DB_FILE, Store
 
 log = logging.getLogger("lanchat.node")
 
@@ -61,7 +61,7 @@ class Core:
         self._watchers = watchers  # called each time a session speaks for its peer
         self._kinds: dict[type[Message], DurableHandler] = {}  # durable frames' capabilities
         self.identity = Identity.load_or_create(config.home)
-        self.store = Store(config.home / "lanchat.db")
+        self.store = Store(config.home / DB_FILE)
         try:
             self.store.peers.forget_silent()
             self.sessions = SessionRegistry(self.identity.node_id, runtime.loop.time)

@@ -341,10 +341,6 @@ class Node:
         node knows the probe for its own and neither handshakes nor reports it."""
         return self._running.dialer.probe_port(ip, timeout)
 
-    def keeps_peer(self, peer_id: str) -> bool:
-        """True for a peer the table must not forget: known from a session or queued for."""
-        return self.call(self._running.presence.keeps, peer_id)
-
     def stats(self) -> dict[str, Any]:
         """Counters and per-session figures, for doctor and tests."""
         return self.call(self._running.stats)

@@ -306,13 +306,6 @@ class Store:
             rows = self._db.execute("SELECT peer, count(*) FROM outbox GROUP BY peer").fetchall()
         return {str(p): int(n) for p, n in rows}
 
-    def drop_outbox(self, peer: str, msg_id: str) -> bool:
-        """Remove one queued message (given up on); True if it was there."""
-        with self._lock:
-            cur = self._db.execute("DELETE FROM outbox WHERE peer=? AND msg_id=?",
-                                   (peer, msg_id))
-        return cur.rowcount == 1
-
     def history(self, peer: str | None = None, limit: int = 50, *, before: int | None = None,
                 broadcast: bool | None = None) -> list[HistoryRow]:
         """Return the last `limit` messages, oldest first; with `peer`, only with that peer;

@@ -233,10 +233,6 @@ class RoomLog:
             db.executemany(f"INSERT OR IGNORE INTO room_log ({_COLS}, shown, recipients,"
                            " stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def store_own(self, db: sqlite3.Connection, m: RoomMsg, now: float) -> None:
-        """Store an own message that has nobody to go to."""
-        self.store_out(db, [((), m)], now)
-
     # -- reads ------------------------------------------------------------------------
 
     def heads(self, room: str) -> dict[str, int]:

@@ -289,10 +289,6 @@ class XmppKind:
             return
         self.streams.add(stream)
 
-    def is_xmpp(self, peer_id: str) -> bool:
-        """True for a peer of this kind."""
-        return peer_id in self.buddies
-
 
 class _ServerStream(XmppStream):
     """An inbound stream: it asks the kind before reading a byte."""
