@@ -70,9 +70,11 @@ def _worker(messages: int, peers: int) -> dict[str, Any]:
             batch = []
     if batch:
         store.commit_batch(batch, [])
+    # the peer store is `Store.peers` now; the base commit has `Store.remember_peer`
+    remember = store.peers.remember if hasattr(store, "peers") else store.remember_peer
     for _ in range(peers):
         pid = secrets.token_hex(26)[:52]
-        store.peers.remember(pid, f"peer{pid[:6]}", "", ["10.0.0.1"], 7000)
+        remember(pid, f"peer{pid[:6]}", "", ["10.0.0.1"], 7000)
     store.close()
 
     def config(home: Path, nick: str, peer: list[str]) -> Config:
