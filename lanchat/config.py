@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lanchat.home import write_atomic
 from lanchat.protocol import SESSION_DEAD_AFTER_S, SESSION_PING_AFTER_S
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,7 @@ def save_nick(home: Path, nick: str) -> None:
     try:
         if path.exists() and path.read_text(encoding="utf-8").strip() == nick:
             return
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(nick + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, (nick + "\n").encode())
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("could not keep the nick in %s: %s", path, exc)
 

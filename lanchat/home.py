@@ -1,4 +1,5 @@
-"""The node's home folder: made on start and locked to one running node."""
+"""The node's home folder: made on start and locked to one running node; files in it are
+written whole or not at all (`write_atomic`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,15 @@ class HomeLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (mode 0600) so a crash leaves the old or the new content,
+    never half: a temporary file beside it, flushed to disk, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

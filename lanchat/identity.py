@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lanchat.home import write_atomic
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -165,13 +167,7 @@ class Identity:
             pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-            tmp = key_path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, key_path)
+            write_atomic(key_path, pem)
         spki = _spki(key)
         node_id = node_id_from_spki(spki)
         if not cert_path.exists() or _cert_id(cert_path) != node_id:
@@ -227,10 +223,8 @@ def _cached(home: Path) -> tuple[bytes, str] | None:
 def _write_cache(home: Path, spki: bytes, node_id: str) -> None:
     data = {"id": node_id, "spki": base64.b64encode(spki).decode(),
             "files": _files_digest(home)}
-    tmp = home / f".{ID_CACHE_FILE}.tmp"
     try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, home / ID_CACHE_FILE)
+        write_atomic(home / ID_CACHE_FILE, json.dumps(data).encode())
     except OSError:
         pass  # only a cache: the next start reads the key again
 
@@ -258,6 +252,4 @@ def _write_cert(key: ed25519.Ed25519PrivateKey, node_id: str, path: Path) -> Non
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
             .sign(key, None))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(tmp, path)
+    write_atomic(path, cert.public_bytes(serialization.Encoding.PEM))

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from lanchat.transfer.records import write_atomic
+from lanchat.home import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lanchat.home import write_atomic
 from lanchat.protocol import SHA256
 
 log = logging.getLogger(__name__)
@@ -109,18 +110,6 @@ def digest_fields(alg: str, digest: str | None) -> dict[str, Any]:
     """The `file_done` fields that name the digest: `sha256` (null unless SHA-256 was used:
     the contract's field, never a digest of another kind), `hash`, `digest`."""
     return {"sha256": digest if alg == SHA256 else None, "hash": alg, "digest": digest}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a crash leaves the old or the new content, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class RecordStore:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from lanchat.home import write_atomic
 
 DIR = "localsend"
 CERT_FILE = "cert.pem"
@@ -76,11 +77,5 @@ def _make(cert_path: Path, key_path: Path) -> None:
     pem_key = key.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    tmp = key_path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem_key)
-    os.replace(tmp, key_path)
-    cert_tmp = cert_path.with_suffix(".tmp")
-    cert_tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(cert_tmp, cert_path)
+    write_atomic(key_path, pem_key)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
