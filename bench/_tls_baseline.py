@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from lanchat.session import client_context, tls_server_context
+from lanchat.tls import client_context, tls_server_context
 
 HEADER = struct.Struct(">I")
 START = struct.Struct(">cI")

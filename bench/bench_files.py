@@ -78,7 +78,7 @@ TLS_SERVER = """
 import socket, sys
 from pathlib import Path
 from lanchat.identity import Identity
-from lanchat.session import tls_server_context
+from lanchat.tls import tls_server_context
 ident = Identity.load_or_create(Path(sys.argv[4]))
 ctx = tls_server_context(str(ident.cert_path), str(ident.key_path))
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

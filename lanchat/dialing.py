@@ -20,10 +20,11 @@ from lanchat.errors import NodeError
 from lanchat.identity import Identity
 from lanchat.notices import Warnings, refusal_notice
 from lanchat.peers import PeerTable
-from lanchat.session import Session, client_context, server_context
+from lanchat.session import Session
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store
 from lanchat.text import safe_line
+from lanchat.tls import client_context, server_context
 
 log = logging.getLogger("lanchat.node")
 

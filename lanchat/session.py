@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Sequence
 
 from lanchat.api import LANCHAT_CAPABILITIES, CloseReason, SessionOwner
@@ -42,37 +41,12 @@ from lanchat.text import safe_line
 log = logging.getLogger(__name__)
 
 
-def server_context(identity: Identity) -> ssl.SSLContext:
-    """TLS 1.3 server context showing this node's certificate."""
-    return tls_server_context(str(identity.cert_path), str(identity.key_path))
-
-
-def tls_server_context(cert: str, key: str) -> ssl.SSLContext:
-    """lanchat's TLS 1.3 server settings for a certificate and key (also the benchmarks')."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(cert, key)
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.num_tickets = 0
-    return ctx
-
-
-def client_context() -> ssl.SSLContext:
-    """TLS 1.3 client context; the server's key is checked against its id, not a CA."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
 CLOSE_DEADLINE_S = 2.0  # a closing connection that does not finish is dropped
 
 
-__all__ = ["CloseReason", "Session", "SessionOwner", "client_context", "server_context",
-           "tls_server_context"]
+__all__ = ["CloseReason", "Session", "SessionOwner"]
 
 
 class Session(asyncio.Protocol):

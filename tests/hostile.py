@@ -44,7 +44,7 @@ from lanchat.protocol import (
     SlowDown,
     Welcome,
 )
-from lanchat.session import client_context
+from lanchat.tls import client_context
 
 BAD_NICKS = ["\u3164", "ali\u200bce", "bob\u202eevil", "\x1b[2Jx", "", "  ", "x" * 200]
 

@@ -31,7 +31,7 @@ from lanchat.protocol import (
     Hello,
     ProtocolError,
 )
-from lanchat.session import client_context
+from lanchat.tls import client_context
 from lanchat.transfer import names
 from lanchat.transfer.channel import TlsChannel
 from lanchat.transfer.hashing import Hasher, hash_prefix, new_hasher, tree_hash

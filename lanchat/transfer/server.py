@@ -25,7 +25,7 @@ from lanchat.protocol import (
     Hello,
     ProtocolError,
 )
-from lanchat.session import server_context
+from lanchat.tls import server_context
 from lanchat.transfer.channel import TlsChannel
 from lanchat.transfer.sender import FileStreamer, SendJob, SendOwner
 from lanchat.transfer.wire import (
