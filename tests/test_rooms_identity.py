@@ -52,7 +52,7 @@ def post(who: Key, name: str, seq: int, text: str, creator: str = "",
 
 
 def admitted(m: Member, sender: Key, frames: list[RoomMsg]) -> list[str]:
-    kept = m.rooms.node.runtime.call(lambda: m.rooms.admit(sender.node_id, list(frames)))
+    kept = m.rooms.node.runtime.call(lambda: m.rooms.messages.admit(sender.node_id, list(frames)))
     return [f.text for f in kept]
 
 

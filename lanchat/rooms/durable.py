@@ -1,12 +1,14 @@
-"""Room messages on the node's durable path: which copies are admitted, shown once
-stored, counted as members ack them, and how long an early one waits for the messages
-before it (loop thread)."""
+"""Room messages on the node's durable path (the rooms' `api.DurableHandler`, registered
+with the node): which copies are admitted, stored inside the group commit, shown once
+stored, announced as `sent` once this node's own post is in the outbox, counted as members
+ack them, and how long an early one waits for the messages before it (loop thread)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,9 +16,9 @@ from typing import Any
 from lanchat.api import NodeHost
 from lanchat.nicks import clean_received_nick
 from lanchat.protocol import Message
-from lanchat.rooms import signing
+from lanchat.rooms import signing, views
 from lanchat.rooms.model import Room
-from lanchat.rooms.storage import RoomLog
+from lanchat.rooms.storage import SCHEMA, RoomLog
 from lanchat.rooms.wire import RoomMsg
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,19 @@ class RoomMessages:
     """Own messages members have not all acked, others' copies relayed and not yet acked,
     and the gaps asked about; the gap timer."""
 
+    types: tuple[type[Message], ...] = (RoomMsg,)
+    schema = SCHEMA
+
     def __init__(self, node: NodeHost, log: RoomLog, rooms: Mapping[str, Room], *,
-                 label: Callable[[str], str] = str) -> None:
+                 label: Callable[[str], str] = str,
+                 ask_gap: Callable[[str, str], None] = lambda rid, author: None) -> None:
         self.node = node
         self._label = label  # room id -> the room as shown
+        self._ask_gap = ask_gap  # (room, author): ask members for what comes before
         self.log = log
         self._rooms = rooms
+        self._posted: set[str] = set()  # own posts queued, not yet stored (any thread)
+        self._posted_lock = threading.Lock()
         self.pending: dict[str, list[Any]] = {}  # own message id -> [room, of, acked]
         self.relayed: dict[str, set[str]] = {}  # peer -> others' messages relayed, unacked
         self._asked: set[tuple[str, str]] = set()  # authors whose gap was asked about
@@ -54,9 +63,15 @@ class RoomMessages:
         if self._timer is not None:
             self._timer.cancel()
 
-    def expect_acks(self, msg_id: str, room: str, members: int) -> None:
-        """An own message went to this many members (any thread, under the post lock)."""
-        self.pending[msg_id] = [room, members, 0]
+    def posted(self, msg_id: str, room: str, members: int) -> None:
+        """An own post was queued to this many members (any thread, under the post lock):
+        its `sent` event comes once it is stored; its acks are counted."""
+        if members:
+            self.pending[msg_id] = [room, members, 0]
+        with self._posted_lock:
+            self._posted.add(msg_id)
+
+    # -- api.DurableHandler -----------------------------------------------------------
 
     def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
         """Keep the copies that came from their author, or that a member relayed signed
@@ -84,19 +99,45 @@ class RoomMessages:
             kept.append(m)
         return kept
 
-    def stored(self, fresh: list[tuple[str, Message]]) -> list[tuple[str, str]]:
-        """Show new room messages; return the (room, author) pairs whose early message
-        is held and not asked about yet: ask the members for what comes before."""
+    def store_in(self, db: Any, items: list[tuple[str, Message]],
+                 now: float) -> list[tuple[str, Message]]:
+        """Inside the group commit: see RoomLog.store_in."""
+        return self.log.store_in(db, items, now)
+
+    def store_out(self, db: Any, items: list[tuple[Any, Message]], now: float) -> None:
+        """Inside the group commit: see RoomLog.store_out."""
+        self.log.store_out(db, items, now)
+
+    def stored(self, fresh: list[tuple[str, Message]]) -> None:
+        """Show new room messages; for an author whose early message is held and not
+        asked about yet, ask the members for what comes before."""
         for _, m in fresh:
             assert isinstance(m, RoomMsg)
             self._show(m)
         self._asked &= set(self.log.held)
-        ask = []
         for key in list(self.log.held):
             if key not in self._asked:
                 self._asked.add(key)
-                ask.append(key)
-        return ask
+                self._ask_gap(*key)
+
+    def stored_out(self, out: list[tuple[list[str], Message]]) -> None:
+        """Own posts are in the outbox: one `sent` event each (not for catch-up copies)."""
+        for peers, m in out:
+            assert isinstance(m, RoomMsg)
+            with self._posted_lock:
+                if m.msg_id not in self._posted:
+                    continue
+                self._posted.discard(m.msg_id)
+            room = self._rooms.get(m.rid)
+            members = [views.member(room, p, self.node.presence.table) for p in peers] \
+                if room is not None else []
+            self.node.emit("sent", id=m.msg_id, **{"from": {"id": m.author, "nick": m.nick}},
+                           to="room", room=self._label(m.rid), room_id=m.rid,
+                           recipients=members, text=m.text, sent=m.ts / 1000)
+
+    def store_failed(self) -> None:
+        """The commit failed: read the marks back from the database."""
+        self.node.store.read(self.log.load)
 
     def _show(self, m: RoomMsg) -> None:
         nick = clean_received_nick(m.nick, m.author, source="room",

@@ -25,8 +25,8 @@ from lanchat.rooms.joining import Joining, RoomNames
 from lanchat.rooms.labels import RoomRef
 from lanchat.rooms.model import Room
 from lanchat.rooms.names import parse_ref
-from lanchat.rooms.storage import SCHEMA, RoomLog
-from lanchat.rooms.wire import CONTROL_TYPES, RoomMember, RoomMsg, RoomRoster, register
+from lanchat.rooms.storage import RoomLog
+from lanchat.rooms.wire import CONTROL_TYPES, RoomMember, RoomRoster, register
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,9 +34,6 @@ T = TypeVar("T")
 
 class Rooms:
     """Node extension: rooms without a server. Public methods are thread-safe."""
-
-    types: tuple[type[Message], ...] = (RoomMsg,)
-    schema = SCHEMA
 
     def __init__(self) -> None:
         register()
@@ -54,7 +51,6 @@ class Rooms:
         self._members: dict[str, tuple[str, ...]] = {}  # joined rooms: the other members
         self._joined: dict[str, RoomRef] = {}  # joined rooms, to resolve typed names
         self._post_lock = threading.Lock()
-        self._posted: set[str] = set()  # own posts queued, not yet stored (under _post_lock)
 
     # -- extension interface (loop thread) --------------------------------------------
 
@@ -64,10 +60,11 @@ class Rooms:
         self.author = Author(node.identity, lambda: node.nick)
         self.log = RoomLog(node.node_id)
         self.names = RoomNames(node, self.rooms, self.invites, lambda: self.gossip.directory)
-        self.messages = RoomMessages(node, self.log, self.rooms, label=self.names.label)
+        self.messages = RoomMessages(node, self.log, self.rooms, label=self.names.label,
+                                     ask_gap=lambda rid, author: self.gossip.ask_gap(rid, author))
         self.gossip = Gossip(node, self.log, self.rooms, self.messages, self)
         self.joining = Joining(node, self.rooms, self.gossip, self.invites, self.names, self)
-        node.add_durable_kind(self)
+        node.add_durable_kind(self.messages)
         node.watch_sessions(self.gossip.session_ready)
         node.subscribe(self._on_event)
         for room in node.store.read(self.log.load):
@@ -126,25 +123,7 @@ class Rooms:
     def set_nick(self, nick: str) -> None:
         """Statements keep the nick they were signed with; the next one carries the new."""
 
-    # -- the durable path -----------------------------------------------------------
-
-    def admit(self, peer_id: str, frames: list[Message]) -> list[Message]:
-        """Keep the copies from their author, or relayed signed by it: see RoomMessages."""
-        return self.messages.admit(peer_id, frames)
-
-    def store_in(self, db: Any, items: list[tuple[str, Message]],
-                 now: float) -> list[tuple[str, Message]]:
-        """Inside the group commit: see RoomLog.store_in."""
-        return self.log.store_in(db, items, now)
-
-    def store_out(self, db: Any, items: list[tuple[Any, Message]], now: float) -> None:
-        """Inside the group commit: see RoomLog.store_out."""
-        self.log.store_out(db, items, now)
-
-    def stored(self, fresh: list[tuple[str, Message]]) -> None:
-        """Show new room messages; ask for what comes before an early one."""
-        for rid, author in self.messages.stored(fresh):
-            self.gossip.ask_gap(rid, author)
+    # -- gossip ---------------------------------------------------------------------
 
     def on_message(self, session: PeerSession, message: Message) -> bool:
         """Room control frames (statements, lists, topics, catch-up): see Gossip."""
@@ -154,29 +133,6 @@ class Rooms:
     def directory(self) -> dict[str, dict[str, RoomMember]]:
         """Open rooms heard of on the LAN: name -> member -> its statement."""
         return self.gossip.directory
-
-    def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Count members' acks of own messages; relayed copies need no event."""
-        return self.messages.acked(done)
-
-    def stored_out(self, out: list[tuple[list[str], Message]]) -> None:
-        """Own posts are in the outbox: one `sent` event each (not for catch-up copies)."""
-        for peers, m in out:
-            assert isinstance(m, RoomMsg)
-            with self._post_lock:
-                if m.msg_id not in self._posted:
-                    continue
-                self._posted.discard(m.msg_id)
-            room = self.rooms.get(m.rid)
-            members = [views.member(room, p, self.node.presence.table) for p in peers] \
-                if room is not None else []
-            self.node.emit("sent", id=m.msg_id, **{"from": {"id": m.author, "nick": m.nick}},
-                           to="room", room=self.label(m.rid), room_id=m.rid,
-                           recipients=members, text=m.text, sent=m.ts / 1000)
-
-    def store_failed(self) -> None:
-        """The commit failed: read the marks back from the database."""
-        self.node.store.read(self.log.load)
 
     # -- helpers (loop thread) -----------------------------------------------------------
 
@@ -314,9 +270,7 @@ class Rooms:
             seq = self._my_seq.get(rid, 0) + 1
             self._my_seq[rid] = seq
             msg = self.author.message(rid, seq, text)
-            if peers:
-                self.messages.expect_acks(msg.msg_id, rid, len(peers))
-            self._posted.add(msg.msg_id)
+            self.messages.posted(msg.msg_id, rid, len(peers))
             self.node.queue_frame(list(peers), msg)
         shown = self.label(rid)
         return {"id": msg.msg_id, "room": shown, "room_id": rid, "to": shown,
