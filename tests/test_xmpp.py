@@ -162,6 +162,20 @@ async def _kind_on_loopback() -> tuple[XmppKind, FakeNode, int]:
     return kind, node, server.sockets[0].getsockname()[1]
 
 
+UNTIL_S = 10.0
+
+
+async def _until(pred: Any, what: str) -> None:
+    """Wait on this test's own loop (a blocking wait would stop it) until `pred()`; fail
+    naming `what` after UNTIL_S."""
+    try:
+        async with asyncio.timeout(UNTIL_S):
+            while not pred():  # noqa: ASYNC110 - the fake node has no event to await
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
 async def _read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
     data = b""
     while marker not in data:
@@ -199,10 +213,7 @@ def test_streams_only_from_announced_peers_and_messages_arrive() -> None:
         writer.write(HDR + chat_message("bob@h2", "alice@h1", "hi <&>"))
         answer = await _read_until(reader, b"<stream:stream")
         assert b'from="alice@h1"' in answer
-        for _ in range(100):
-            if node.chats:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: node.chats, "bob's message")
         session, chats = node.chats[0]
         assert session.peer_id == foreign_id("xmpp", "bob@h2", "127.0.0.1")
         assert chats[0].text == "hi <&>" and node.ready == [session]
@@ -214,10 +225,7 @@ def test_streams_only_from_announced_peers_and_messages_arrive() -> None:
         # bob says goodbye: the session ends with a clean reason.
         writer.write(FOOTER)
         assert (await _read_until(reader, b"</stream:stream>")).endswith(b"</stream:stream>")
-        for _ in range(100):
-            if node.closed:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: node.closed, "the session to close")
         assert node.closed[0][1].value == "bye"
         kind._servers[0].close()
 
@@ -234,10 +242,7 @@ def test_a_hostile_stream_is_refused_with_a_stream_error() -> None:
         writer.write(b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'a'>]>" + HDR)
         answer = await _read_until(reader, b"</stream:stream>")
         assert b"restricted-xml" in answer
-        for _ in range(100):
-            if kind.refused.get("restricted-xml"):
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: kind.refused.get("restricted-xml"), "the refusal to be counted")
         assert kind.refused["restricted-xml"] == 1
         kind._servers[0].close()
 
