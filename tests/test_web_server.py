@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,22 @@ def test_slash_commands_typed_in_the_page_run_like_in_the_shell(
     assert web.json("POST", "/api/command", {"line": "/quit"})[0] == 400
     assert web.json("POST", "/api/command", {"line": "/nosuch"})[0] == 400
     assert web.json("POST", "/api/command", {"line": "hello"})[0] == 400
+
+
+def test_the_first_line_to_an_unencrypted_peer_is_held_once_as_in_the_shell(
+        pair: tuple[Peer, Peer, Browserless]) -> None:
+    """A Bonjour chat peer gets text in the clear: the page's first line to it is held with
+    the shell's words, and goes when sent again."""
+    _, bob, web = pair
+    web.login()
+    carol = "c" * 52
+    bob.node.call(lambda: bob.node.presence.seen(carol, "xmpp", time.time(), nick="carol",
+                                                 address="127.0.0.9", port=5298, kind="xmpp"))
+    status, held = web.json("POST", "/api/send", {"conv": f"peer:{carol}", "text": "psst"})
+    assert status == 200 and held["sent"] is False and held["confirm"] == "unencrypted"
+    assert "not encrypted" in held["text"]
+    status, sent = web.json("POST", "/api/send", {"conv": f"peer:{carol}", "text": "psst"})
+    assert status == 200 and sent["text"] == "psst" and sent.get("id")
 
 
 def test_a_room_is_a_conversation_of_the_page(peers: Peers) -> None:

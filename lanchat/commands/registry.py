@@ -64,7 +64,7 @@ class Context:
         if sender is not None:
             return sender(self, to, text)
         if to != "all":
-            asked = self._confirm_unencrypted(to)
+            asked = self.confirm_unencrypted(to)
             if asked is not None:
                 return asked
         try:
@@ -95,9 +95,10 @@ class Context:
         return display_name(peer, self.node.peers())
 
 
-    def _confirm_unencrypted(self, to: str) -> Output | None:
+    def confirm_unencrypted(self, to: str) -> Output | None:
         """The first message to each Bonjour chat peer is held once: it would go out in
-        the clear, to whoever uses that name. None when it may go."""
+        the clear, to whoever uses that name. None when it may go (every face that sends
+        asks here: the shell and `run` through `queue_text`, the web page directly)."""
         peer = self.resolve(to)
         if peer.get("encrypted", True):
             return None

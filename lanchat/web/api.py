@@ -192,6 +192,9 @@ async def send(request: web.Request) -> web.StreamResponse:
             if not peers:
                 raise ValueError("nobody is known yet; wait for peers to appear")
         elif kind == "peer":
+            held = server.command_context().confirm_unencrypted(name)
+            if held is not None:  # the page shows why and keeps the line to send again
+                return {"sent": False, "confirm": held.data["confirm"], "text": held.text}
             msg_id = node.send(name, final)
         else:
             rooms = rooms_of(node)

@@ -148,7 +148,11 @@ async function submit() {
       notice("");
       return;
     }
-    await post("/api/send", { conv: state.active, text: text.startsWith("//") ? text.slice(1) : text });
+    const res = await post("/api/send", { conv: state.active, text: text.startsWith("//") ? text.slice(1) : text });
+    if (res.confirm) {  // held once (unencrypted peer): say why, keep the line to send again
+      notice(res.text);
+      return;
+    }
     box.value = "";
     notice("");
   } catch (err) {
