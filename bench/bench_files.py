@@ -96,7 +96,7 @@ c.close()
 
 TLS_CLIENT = """
 import os, socket, sys
-from lanchat.session import client_context
+from lanchat.tls import client_context
 raw = socket.create_connection((sys.argv[1], int(sys.argv[2])))
 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 c = client_context().wrap_socket(raw)
