@@ -331,7 +331,7 @@ class Core:
 
     def session_writable(self, session: PeerSession) -> None:
         """The peer caught up: send more."""
-        self.delivery.pump(session)
+        self.delivery.wire.pump(session)
 
     def session_message(self, session: PeerSession, message: Message) -> None:
         """Nick changes here; anything else to the extensions in order."""
@@ -357,7 +357,7 @@ class Core:
 
     def _slowed(self, session: PeerSession, message: SlowDown) -> None:
         """The peer stores no more for now: our messages wait and go again later."""
-        self.delivery.hold(session, max(message.retry_after, MIN_SLOW_DOWN_S))
+        self.delivery.wire.hold(session, max(message.retry_after, MIN_SLOW_DOWN_S))
         peer = self.presence.table.get(session.peer_id)
         name = peer.nick if peer is not None else session.peer_id[:8]
         self.warnings.warn(

@@ -1,5 +1,5 @@
-"""Messages through a node: group commit of what arrived and what is to be sent, the
-outbox pump, acks, and backpressure when listeners lag.
+"""Messages through a node: group commit of what arrived and what is to be sent, acks,
+and backpressure when listeners lag (the outbox pump is `lanchat.wire`).
 
 `Delivery` owns what is on its way: the batches for the next commit, the outbox count per
 peer, control messages waiting for a session, and which sessions are paused for
@@ -21,6 +21,7 @@ from lanchat.limits import accepted_time
 from lanchat.protocol import MAX_TEXT_CHARS, Chat, Message, encode
 from lanchat.sessions import Sessions
 from lanchat.store import Received, Store
+from lanchat.wire import Wire
 
 log = logging.getLogger("lanchat.node")
 
@@ -57,7 +58,7 @@ def check_text(text: str) -> None:
 
 
 class Delivery:
-    """Group commit, the outbox pump, acks and backpressure of one node."""
+    """Group commit, acks and backpressure of one node; `wire` writes the outbox."""
 
     def __init__(self, runtime: RuntimeApi, store: Store, sessions: Sessions,
                  nick: Callable[[], str], dial: Callable[[str], None],
@@ -72,8 +73,8 @@ class Delivery:
         self._backlog = backlog
         self._when_drained = when_drained
         self._exchanged = exchanged
-        self._held: dict[str, float] = {}  # peer -> loop time its outbox waits until
         self.outbox_count: dict[str, int] = store.outbox_peers()
+        self.wire = Wire(runtime, store, sessions)
         self._control: dict[str, list[Message]] = {}
         self._in: list[tuple[PeerSession, list[Message]]] = []
         self._out: list[tuple[list[str], Message, bytes]] = []
@@ -152,7 +153,7 @@ class Delivery:
         if Capability.CONTROL in session.capabilities:
             for message in self._control.pop(session.peer_id, []):
                 session.send(message)
-        self.pump(session)
+        self.wire.pump(session)
 
     def session_closed(self, session: PeerSession) -> None:
         """A connection is gone."""
@@ -201,16 +202,23 @@ class Delivery:
         incoming = self._received(inbound)
         touched = {p for peers, _, _ in outbound for p in peers}
         sent_from: dict[PeerSession, int] = {}  # sessions written early: position before
+        ahead = self.wire.write_ahead(outbound, touched)
 
         def send_early() -> None:
-            # The new rows leave before the commit's fsync: the round trip overlaps it. A
-            # crash now loses only messages reported as queued (the peer drops a resend by
-            # id); `delivered` waits for this commit, which the loop finishes first.
+            # The new rows leave before the commit's fsync (or, to a session with nothing
+            # else unsent, before they are even stored: `Wire.write_ahead`), so the round
+            # trip overlaps the store. A crash now loses only messages reported as queued
+            # (the peer drops a resend by id); `delivered` waits for this commit, which
+            # the loop finishes first.
             for peer_id in touched:
                 session = self.sessions.get(peer_id)
-                if session is not None:
-                    sent_from.setdefault(session, self.sessions.position(session))
-                    self.pump(session)
+                if session is None:
+                    continue
+                sent_from.setdefault(session, self.sessions.position(session))
+                if session in ahead:
+                    self.wire.stored_ahead(session)
+                else:
+                    self.wire.pump(session)
 
         try:
             fresh, done = self.store.commit_batch(incoming, outbound, acks,
@@ -269,7 +277,7 @@ class Delivery:
             if ready is None:
                 self._dial(peer_id)
             elif ready not in sent_from:
-                self.pump(ready)
+                self.wire.pump(ready)
 
     def flush_all(self) -> None:
         """Store everything queued, in commits of at most FLUSH_MAX_OUT each (at close: the
@@ -342,34 +350,3 @@ class Delivery:
             for peer_id in peers:
                 self.runtime.emit("not_delivered", id=getattr(msg, "msg_id"),  # noqa: B009
                                   to=peer_id, reason="store failed")
-
-    def hold(self, session: PeerSession, seconds: float) -> None:
-        """The peer asked us to slow down: what it has not acked stays in the outbox and
-        goes again, from the first unacked row, after `seconds`."""
-        loop = self.runtime.loop
-        self._held[session.peer_id] = loop.time() + seconds
-        self.sessions.advance(session, 0)
-        self.runtime.count("slowed_down")
-        loop.call_later(seconds, self._release, session.peer_id)
-
-    def _release(self, peer_id: str) -> None:
-        until = self._held.get(peer_id)
-        if until is None or until > self.runtime.loop.time():
-            return  # held again meanwhile: a later timer releases it
-        del self._held[peer_id]
-        session = self.sessions.get(peer_id)
-        if session is not None:
-            self.pump(session)
-
-    def pump(self, session: PeerSession) -> None:
-        """Send queued messages for the session's peer, in order, until the buffer fills."""
-        if (Capability.CHAT not in session.capabilities
-                or self.sessions.get(session.peer_id) is not session
-                or session.peer_id in self._held):
-            return
-        while session.ready and not session.paused:
-            rows = self.store.outbox_after(session.peer_id, self.sessions.position(session))
-            if not rows:
-                return
-            session.write_outbox([p for _, _, p in rows])
-            self.sessions.advance(session, rows[-1][0])

@@ -300,6 +300,13 @@ class Store:
                 " LIMIT ?", (peer, after_seq, limit)).fetchall()
         return [(int(s), str(m), bytes(p)) for s, m, p in rows]
 
+    def outbox_last(self, peer: str) -> int:
+        """The highest outbox seq queued for `peer` (0 if none)."""
+        with self._lock:
+            row = self._db.execute("SELECT max(seq) FROM outbox WHERE peer=?",
+                                   (peer,)).fetchone()
+        return int(row[0] or 0)
+
     def outbox_peers(self) -> dict[str, int]:
         """Return {peer id: number of queued messages}."""
         with self._lock:

@@ -47,6 +47,58 @@ def test_bob_stores_the_message_while_alices_commit_is_still_open(duo: Any) -> N
     assert [r.id for r in alice.store.history() if r.direction == "out"] == [msg]
 
 
+def test_a_message_to_a_caught_up_session_leaves_before_the_sender_stores_it(
+        duo: Any) -> None:
+    """With nothing older unsent to bob, alice writes the message before her transaction
+    even starts (the round trip overlaps her inserts as well as her fsync); it is stored
+    all the same, written once, and `delivered` still follows her commit."""
+    alice, alice_log, bob, bob_log = duo
+    real = alice.store.commit_batch
+    order: list[str] = []
+
+    def late(incoming: Any, outgoing: Any, acked: Any = (), before_commit: Any = None) -> Any:
+        if outgoing:
+            bob_log.wait("message")  # bob has it while alice has not begun to store it
+            order.append("bob stored")
+        result = real(incoming, outgoing, acked, before_commit)
+        if outgoing:
+            order.append("alice committed")
+        return result
+
+    alice.store.commit_batch = late
+    msg = alice.send("bob", "ahead of my own insert")
+    alice_log.wait("delivered", lambda e: e["id"] == msg)
+    assert order == ["bob stored", "alice committed"]
+    assert [r.id for r in alice.store.history() if r.direction == "out"] == [msg]
+    later = alice.send("bob", "and the next one once")
+    bob_log.wait("message", lambda e: e["id"] == later)
+    alice_log.wait("delivered", lambda e: e["id"] == later)
+    assert [e["id"] for e in bob_log.named("message")] == [msg, later]
+    assert bob.stats()["counters"].get("duplicates", 0) == 0
+    assert alice.call(alice._running.delivery.queued, bob.node_id) == 0
+
+
+def test_a_new_message_waits_behind_older_unsent_rows(duo: Any) -> None:
+    """Rows stored while the session could not take them (its buffer was full) go first:
+    a message queued once it could again is not written ahead of them."""
+    alice, alice_log, bob, bob_log = duo
+    session = alice.call(alice._running.sessions.get, bob.node_id)
+    alice.call(session.pause_writing)
+    older = [alice.send("bob", f"older {i}") for i in range(3)]
+    alice_log.wait("sent", count=3)
+    assert not bob_log.named("message"), "nothing was written while paused"
+
+    def writable_without_pumping() -> None:
+        session.paused = False  # as if the buffer drained, before its pump has run
+
+    alice.call(writable_without_pumping)
+    newer = alice.send("bob", "newer")
+    got = bob_log.wait("message", count=4)
+    assert [e["id"] for e in got] == [*older, newer]
+    alice_log.wait("delivered", count=4)
+    assert bob.stats()["counters"].get("duplicates", 0) == 0
+
+
 def test_a_commit_that_fails_after_the_early_send_does_not_skip_later_messages(
         duo: Any) -> None:
     """The outbox rows of a failed commit are rolled back (their seqs may be used again):

@@ -1,0 +1,92 @@
+"""What goes on the wire to each session: its peer's outbox rows, in order, once each.
+
+`Wire` keeps no rows of its own: the store's outbox holds them and `Sessions` the last seq
+written to each session. Rows go out after they are stored (`pump`), or, to a session that
+has every older row already, before they are stored (`write_ahead`: the round trip then
+overlaps the sender's own commit); a peer that asked us to slow down gets nothing until its
+time is up (`hold`). Loop thread only.
+"""
+
+from __future__ import annotations
+
+from lanchat.api import Capability, PeerSession, RuntimeApi
+from lanchat.protocol import Message
+from lanchat.sessions import Sessions
+from lanchat.store import Store
+
+
+class Wire:
+    """The outbox pump of one node."""
+
+    def __init__(self, runtime: RuntimeApi, store: Store, sessions: Sessions) -> None:
+        self._runtime = runtime
+        self._store = store
+        self._sessions = sessions
+        self._held: dict[str, float] = {}  # peer -> loop time its outbox waits until
+
+    def hold(self, session: PeerSession, seconds: float) -> None:
+        """The peer asked us to slow down: what it has not acked stays in the outbox and
+        goes again, from the first unacked row, after `seconds`."""
+        loop = self._runtime.loop
+        self._held[session.peer_id] = loop.time() + seconds
+        self._sessions.advance(session, 0)
+        self._runtime.count("slowed_down")
+        loop.call_later(seconds, self._release, session.peer_id)
+
+    def _release(self, peer_id: str) -> None:
+        until = self._held.get(peer_id)
+        if until is None or until > self._runtime.loop.time():
+            return  # held again meanwhile: a later timer releases it
+        del self._held[peer_id]
+        session = self._sessions.get(peer_id)
+        if session is not None:
+            self.pump(session)
+
+    def write_ahead(self, outbound: list[tuple[list[str], Message, bytes]],
+                    peers: set[str]) -> set[PeerSession]:
+        """Write new messages, before they are stored, to each of these peers' sessions
+        that has every older outbox row written already (so the order holds); return
+        those sessions. Once the rows are stored, `stored_ahead` moves each session's
+        position past them, so they are not written twice."""
+        frames: dict[str, list[bytes]] = {}
+        for peer_id in peers:
+            session = self._sessions.get(peer_id)
+            if (session is not None and self._open(session) and not self._store.outbox_after(
+                    peer_id, self._sessions.position(session), 1)):
+                frames[peer_id] = []
+        if not frames:
+            return set()
+        for to, _, payload in outbound:
+            for peer_id in to:
+                if peer_id in frames:
+                    frames[peer_id].append(payload)
+        written = set()
+        for peer_id, payloads in frames.items():
+            session = self._sessions.get(peer_id)
+            if session is not None:
+                session.write_outbox(payloads)
+                written.add(session)
+        return written
+
+    def stored_ahead(self, session: PeerSession) -> None:
+        """What `write_ahead` wrote to `session` is in the outbox now (same transaction):
+        its position moves past those rows."""
+        self._sessions.advance(session, self._store.outbox_last(session.peer_id))
+
+    def _open(self, session: PeerSession) -> bool:
+        """The session takes chat frames now: ready, its buffer not full, not held."""
+        return (Capability.CHAT in session.capabilities and session.ready
+                and not session.paused and session.peer_id not in self._held)
+
+    def pump(self, session: PeerSession) -> None:
+        """Send queued messages for the session's peer, in order, until the buffer fills."""
+        if (Capability.CHAT not in session.capabilities
+                or self._sessions.get(session.peer_id) is not session
+                or session.peer_id in self._held):
+            return
+        while session.ready and not session.paused:
+            rows = self._store.outbox_after(session.peer_id, self._sessions.position(session))
+            if not rows:
+                return
+            session.write_outbox([p for _, _, p in rows])
+            self._sessions.advance(session, rows[-1][0])
