@@ -144,29 +144,10 @@ def replaced_nicks() -> dict[str, int]:
 
 @lru_cache(maxsize=1)
 def _prototypes() -> dict[str, str]:
-    """Map each confusable character to its prototype (TR 39 confusables.txt).
+    """Each confusable character's TR 39 prototype (`lanchat.confusables`)."""
+    from lanchat.confusables import prototypes
 
-    The package keeps the table both ways (a prototype lists its look-alikes, each
-    look-alike lists its prototype); the prototype of a class is the entry that lists
-    the others. A pair that only list each other gets the smaller of the two.
-    """
-    from confusable_homoglyphs.confusables import confusables_data as data
-
-    def strip(text: str) -> str:  # the table wraps right-to-left glyphs in LRM marks
-        return text.replace("\u200e", "").replace("\u200f", "")
-
-    table = {strip(k): [strip(e["c"]) for e in v] for k, v in data.items()}
-    out: dict[str, str] = {}
-    for char, others in table.items():
-        if len(char) != 1 or len(others) != 1:
-            continue  # a prototype (it lists several look-alikes) maps to itself
-        proto = others[0]
-        back = table.get(proto, [])
-        if len(back) > 1 or len(proto) > 1:
-            out[char] = proto
-        elif proto < char:
-            out[char] = proto
-    return out
+    return prototypes()
 
 
 def _once(text: str) -> str:

@@ -124,6 +124,45 @@ def test_look_alike_names_share_a_skeleton() -> None:
     assert skeleton("b\u043eb") == skeleton("bob")
 
 
+def _table_from_the_package_module() -> dict[str, str]:
+    """The prototypes as the package's own parsed table gives them (what lanchat read
+    before it derived a small cached copy)."""
+    from confusable_homoglyphs.confusables import confusables_data as data
+
+    def strip(text: str) -> str:
+        return text.replace("\u200e", "").replace("\u200f", "")
+
+    table = {strip(k): [strip(e["c"]) for e in v] for k, v in data.items()}
+    return {char: others[0] for char, others in table.items()
+            if len(char) == 1 and len(others) == 1 and (
+                len(table.get(others[0], [])) > 1 or len(others[0]) > 1 or others[0] < char)}
+
+
+def test_the_cached_confusables_table_is_the_packages_and_is_derived_again_when_bad(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small table kept in the cache folder holds exactly the package's pairs; a
+    damaged cache file is derived again and rewritten; an unwritable folder still gives
+    the right table."""
+    from lanchat import confusables
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    expected = _table_from_the_package_module()
+    assert len(expected) > 6000
+    assert confusables.prototypes() == expected  # derived, then kept
+    kept = list((tmp_path / "cache" / "lanchat").glob("confusables-*.txt"))
+    assert len(kept) == 1
+    assert confusables.prototypes() == expected  # read back
+    kept[0].write_text("x", "utf-8")  # damaged: not pairs
+    assert confusables.prototypes() == expected
+    assert kept[0].stat().st_size > 10_000
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "lanchat").write_text("a file where the cache folder would be", "utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert confusables.prototypes() == expected  # not kept, still right
+    assert (blocked / "lanchat").is_file()
+
+
 def test_a_bad_own_nick_is_a_clear_error_at_start(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`--nick` with an override character: exit 2 and one line naming the character."""
