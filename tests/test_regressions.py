@@ -311,3 +311,51 @@ CLOSE_LIMIT_S = 8.0  # below CALL_TIMEOUT_S (10 s): a hung close waits all of it
 class SimpleSession:
     def __init__(self, closed: Any) -> None:
         self.closed = closed
+
+
+def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: Path) -> None:
+    """`lanchat run` closing after its input ended, then SIGTERM (a supervisor's stop):
+    the close goes on to the end (plugins' shutdown, exit 0), no traceback (the signal
+    raised KeyboardInterrupt inside the close and skipped the rest)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / "plugins").mkdir(parents=True)
+    closing, go, done = tmp_path / "closing", tmp_path / "go", tmp_path / "done"
+    (home / "plugins" / "slow_close.py").write_text(
+        "import pathlib, time\n"
+        "from lanchat.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def lanchat_shutdown(node):\n"
+        f"    pathlib.Path({str(closing)!r}).touch()\n"
+        "    deadline = time.monotonic() + 20\n"
+        f"    while not pathlib.Path({str(go)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n"
+        f"    pathlib.Path({str(done)!r}).touch()\n", "utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "run", "--json", "--interface", "127.0.0.1",
+         "--no-mdns", "--no-beacon", "--port", "0", "--home", str(home), "--nick", "closer"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "ready":
+                break
+        proc.stdin.close()  # end of input: the node closes
+        proc.stdin = None
+        wait_until(closing.exists, "the plugins' shutdown hook to start", timeout=30)
+        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGINT)
+        go.touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert done.exists()

@@ -19,6 +19,7 @@ from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.naming import AmbiguousName
 from lanchat.protocol import HASH_NAMES, SHA256
+from lanchat.runtime import closing
 from lanchat.text import safe_line
 from lanchat.transfer import TransferError, attach
 from lanchat.transfer.progress import Meter, clock_text, human_size
@@ -144,4 +145,5 @@ def send_file(config: Config, *, to: str, path: Path, wait_s: float,
             print(f"{words} in {clock_text(time.monotonic() - started)}")
         return 0
     finally:
-        node.close()
+        with closing():
+            node.close()

@@ -31,7 +31,7 @@ from lanchat.naming import AmbiguousName
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
-from lanchat.runtime import freeze_started
+from lanchat.runtime import closing, freeze_started
 from lanchat.text import safe_line, safe_text
 
 
@@ -138,10 +138,11 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     except KeyboardInterrupt:
         pass
     finally:
-        plugins.call("lanchat_shutdown", node=node)
-        node.close()
-        plugins.close()
-        printer.flush()
+        with closing():
+            plugins.call("lanchat_shutdown", node=node)
+            node.close()
+            plugins.close()
+            printer.flush()
     return 0
 
 
@@ -211,7 +212,8 @@ def send(config: Config, *, to: str | None, text: str, wait_s: float,
         print(f"lanchat: {exc}", file=sys.stderr)
         return 2
     finally:
-        node.close()
+        with closing():
+            node.close()
         if json_mode:
             printer.flush()
 
@@ -243,7 +245,8 @@ def peers(config: Config, *, wait_s: float, json_mode: bool) -> int:
         time.sleep(max(0.0, wait_s))
         found = [p for p in node.peers() if p["online"]]
     finally:
-        node.close()
+        with closing():
+            node.close()
     if json_mode:
         print(json_line({"peers": found}))
     elif not found:
@@ -307,7 +310,8 @@ def doctor(config: Config, *, wait_s: float, json_mode: bool) -> int:
         time.sleep(max(0.0, wait_s))
         report = collect(node)
     finally:
-        node.close()
+        with closing():
+            node.close()
     if json_mode:
         print(json_line(report))
     else:
