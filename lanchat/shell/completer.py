@@ -6,15 +6,18 @@ Reads only the registry and the peer snapshot the event thread replaces; never t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
-from lanchat.commands import CommandRegistry
 from lanchat.naming import NameIndex
 from lanchat.shell.buffers import BufferView, Kind
 from lanchat.shell.state import PeerView
 from lanchat.text import safe_line
+
+if TYPE_CHECKING:  # the commands load with the node, after the prompt is drawn
+    from lanchat.commands import CommandRegistry
 
 PATH_WORDS = ("PATH", "FILE")
 # Argument kinds of commands whose usage text does not say (or that may come later).
@@ -25,10 +28,11 @@ KNOWN_ARGS = {"file": ("PEER", "PATH"), "msg": ("PEER",), "chat": ("PEER|all",),
 class ShellCompleter(Completer):
     """Completes the word before the cursor from in-memory snapshots."""
 
-    def __init__(self, registry: CommandRegistry,
+    def __init__(self, registry: CommandRegistry | Callable[[], CommandRegistry | None],
                  peers: Callable[[], Iterable[PeerView]],
                  buffers: Callable[[], Iterable[BufferView]] = tuple) -> None:
-        self.registry = registry
+        # a function while the node starts: no commands to complete until it is up
+        self._registry = registry if callable(registry) else lambda: registry
         self.peers = peers
         self.buffers = buffers
         self.paths = PathCompleter(expanduser=True)
@@ -64,9 +68,12 @@ class ShellCompleter(Completer):
             yield from self._peer_words(words[-1], extra)
 
     def _commands(self, prefix: str) -> Iterable[Completion]:
-        for name in self.registry.names():
+        registry = self._registry()
+        if registry is None:
+            return
+        for name in registry.names():
             if name.startswith(prefix.lower()):
-                command = self.registry.get(name)
+                command = registry.get(name)
                 yield Completion("/" + name, start_position=-len(prefix) - 1,
                                  display_meta=command.help if command else "")
 
@@ -83,7 +90,8 @@ class ShellCompleter(Completer):
                                  display_meta=view.kind.value)
 
     def _arg_kinds(self, name: str) -> tuple[str, ...]:
-        command = self.registry.get(name)
+        registry = self._registry()
+        command = registry.get(name) if registry is not None else None
         if command is None:
             return KNOWN_ARGS.get(name.lower(), ())
         kinds = tuple(w.strip("[]") for w in command.usage.split()[1:])

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from lanchat.events import Event
-from lanchat.rooms.render import invitation_line
 from lanchat.shell import render
 from lanchat.shell.buffers import EVERYONE, NOTICES, Buffers, Kind, Level, Line, Sent, mentions
 from lanchat.shell.printer import Printer
@@ -90,6 +89,8 @@ class Router:
         elif name in ("file_offer", "file_done", "file_failed"):
             self._file(event)
         elif name == "room_invited":  # a notice: nothing is joined until /join
+            from lanchat.rooms.render import invitation_line  # loaded with the node's rooms
+
             self._notice(render.notice(invitation_line(f), event.ts))
         elif name in ROOM_EVENTS:
             self._room(event)

@@ -92,6 +92,7 @@ class ShellState:
         self.own_id = own_id
         self.own_nick = own_nick
         self.bell = True
+        self.starting = False  # the prompt is up and the node is still starting behind it
         self.transfers_source = transfers
         self._by_id: dict[str, PeerView] = {}
         self.peers: tuple[PeerView, ...] = ()

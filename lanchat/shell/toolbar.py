@@ -92,11 +92,14 @@ def create_toolbar_tokens_func(state: ShellState, buffers: Buffers,
     terminal's columns)."""
 
     def get_toolbar_tokens() -> Fragments:
-        status: Fragments = [
-            ("class:bottom-toolbar", f" | {state.online()} online"),
-            ("class:bottom-toolbar", f" | {_transfer_words(state)}"),
-            ("class:bottom-toolbar", f" | bell {'on' if state.bell else 'off'} "),
-        ]
+        if state.starting:  # what is typed meanwhile runs once the node is up
+            status: Fragments = [("class:bottom-toolbar", " | starting… ")]
+        else:
+            status = [
+                ("class:bottom-toolbar", f" | {state.online()} online"),
+                ("class:bottom-toolbar", f" | {_transfer_words(state)}"),
+                ("class:bottom-toolbar", f" | bell {'on' if state.bell else 'off'} "),
+            ]
         room = width() - sum(len(f[1]) for f in status) - 1
         shown, hidden = fitting(buffers.views, max(room, 0))
         tokens: Fragments = []
