@@ -428,3 +428,57 @@ def test_the_shell_answers_while_a_peer_floods_it(
     assert order.index(True) < len(order) - 1, "alice's line did not wait for the flood"
     assert run.shell.node.store is not None
     assert run.shell.node.store.count_messages("in") == n
+
+
+def test_lines_typed_while_the_node_starts_run_once_in_order_once_it_is_up(
+        tmp_path: Path, bob: tuple[Node, EventLog], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt is drawn (the toolbar says "starting…") before the node is built. Lines typed
+    then (held here: the node's build waits for a gate) wait for it; once it is up they
+    run once each, in order (/chat before the plain line it aims), and a /quit queued last
+    ends the shell cleanly, saying bye to bob; the history file has them after."""
+    from lanchat.shell import node_side
+
+    home = tmp_path / "alice"
+    first, first_log = make_node(home, "alice", peers=[f"127.0.0.1:{bob[0].port}"])
+    first_log.wait("peer_joined", lambda e: e["peer"]["nick"] == "bob")  # alice knows bob
+    first.close()
+    gate = threading.Event()
+    real_open = node_side.open_node
+
+    def held_open(config: Config, plugins: Plugins | None = None) -> Node:
+        if not gate.wait(30):
+            raise AssertionError("the test never opened the gate")
+        return real_open(config, plugins)
+
+    monkeypatch.setattr(node_side, "open_node", held_open)
+    config = Config(home=home, nick="alice", port=0, interfaces=["127.0.0.1"],
+                    peers=[f"127.0.0.1:{bob[0].port}"], mdns=False, beacon=False)
+    screen = Screen()
+    with create_pipe_input() as inp:
+        shell = Shell(config, input=inp, output=recorded_output(screen),
+                      plugins=Plugins(home, entry_points=False))
+        run = ShellRun(shell, inp, screen)
+        run.thread.start()
+        try:
+            run.wait_screen("all>")  # the prompt, drawn before the node is built
+            toolbar = shell.session.bottom_toolbar
+            assert callable(toolbar) and "starting…" in "".join(t for _, t in toolbar())
+            lines = ["/msg bob one", "/chat bob", "two", "/msg bob three", "/quit"]
+            for line in lines:
+                run.type(line + "\r")
+            run.wait_for(lambda: len(shell._pending) == len(lines), "every line queued")
+            assert shell.back is None and not shell.up  # nothing ran: the node is not built
+            gate.set()
+            run.thread.join(30)
+            assert not run.thread.is_alive() and run.rc == 0
+        finally:
+            gate.set()
+            if run.thread.is_alive():
+                run.type("\x04")
+                run.thread.join(10)
+    bob[1].wait("peer_left", lambda e: e["peer"]["nick"] == "alice" and e["reason"] == "bye")
+    texts = [e["text"] for e in bob[1].named("message") if e["from"]["nick"] == "alice"]
+    bye = bob[1].named("peer_left")
+    assert texts == ["one", "two", "three"], texts
+    assert [e["to"] for e in bob[1].named("message")] == ["direct"] * 3 and bye
+    assert all(f"+{line}\n" in (home / "history").read_text() for line in lines)

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -298,3 +299,43 @@ def test_look_alike_and_invisible_nicks_are_told_apart_on_screen(
     listing = [ln for ln in screen.splitlines() if re.match(r"\s+\d+  \S", ln)]
     assert any(f"b\u043eb#{fake_id[:4]}" in ln for ln in listing), screen
     assert any(f"bob#{bob_id[:4]}\u2713" in ln for ln in listing), screen
+
+
+def test_a_start_failure_behind_the_drawn_prompt_exits_1_with_one_line(
+        tmp_path: Path) -> None:
+    """The prompt is drawn before the node starts; when the start fails (the home locked
+    by another lanchat, then the port taken) the shell still ends with exit code 1 and one
+    `lanchat: ...` line, and no prompt or toolbar is left on the screen. Loopback only: the
+    node never gets as far as the network."""
+    from lanchat.home import HomeLock
+
+    home = tmp_path / "alice"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    lock = HomeLock()
+    lock.take(home)
+    try:
+        for case, port, want in (("locked home", free_port(), "is in use by another lanchat"),
+                                 ("port taken", taken.getsockname()[1], "cannot listen")):
+            if case == "port taken":
+                lock.release()
+            term = Tmux(tmp_path)
+            err, code = tmp_path / f"{port}.err", tmp_path / f"{port}.code"
+            try:  # stderr and the exit code to files: the screen must be clean of both
+                term.start(["sh", "-c", f'"$@" 2>{err}; echo $? >{code}', "sh", "env", "-u",
+                            "LANCHAT_HOME", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m",
+                            "lanchat", "--home", str(home), "--nick", "alice", "--interface",
+                            "127.0.0.1", "--port", str(port), "--no-mdns", "--no-beacon"])
+                wait_until(term.dead, f"the shell ending ({case})", 15)
+                screen = term.screen()
+                said = err.read_text().splitlines()
+                assert code.read_text().strip() == "1", (case, said, screen)
+                assert len(said) == 1 and said[0].startswith("lanchat: "), (case, said)
+                assert want in said[0], (case, said)
+                assert "all>" not in screen and "starting" not in screen, (case, screen)
+            finally:
+                term.close()
+    finally:
+        lock.release()
+        taken.close()

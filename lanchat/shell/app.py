@@ -194,16 +194,19 @@ class Shell:
             self._crash = exc
         if self._quitting():
             self._pending.clear()
-            if self.session.app.is_running:
-                self.session.app.exit(result="")
+            self._end_prompt()
             return
         self._started()
         self.printer.write_now()
         if self._quitting():
-            if self.session.app.is_running:
-                self.session.app.exit(result="")
+            self._end_prompt()
             return
         self._load_soon()
+
+    def _end_prompt(self) -> None:
+        app = self.session.app
+        if app.is_running and not app.is_done:
+            app.exit(result="")
 
     def _load_soon(self) -> None:
         if self._load_task is None and self.buffers.loading:
@@ -324,8 +327,8 @@ class Shell:
         back = self._back
         back.input.handle(line)
         self.printer.write_now()
-        if back.ctx.quit and self.session.app.is_running:
-            self.session.app.exit(result="")
+        if back.ctx.quit:
+            self._end_prompt()
 
 
 class _LogToPrinter(logging.Handler):
