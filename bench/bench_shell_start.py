@@ -1,18 +1,24 @@
 """CPU time of the shell's start, in-process (steadier than wall time on a busy machine).
 
     python -m bench.bench_shell_start [--runs 10] [--before DIR] [--stored 10000]
-                                      [--paste-mib 2] [--new-home]
+                                      [--paste-mib 2] [--new-home] [--no-entry-points]
 
 Each sample is a fresh Python process that imports the shell, builds it over a node on
-127.0.0.1 (no discovery, port 0) and starts it, on a pipe input and a dummy terminal; it
-reports the CPU seconds of each step. As a user starts it every day: the home exists
-(made by one untimed start first; `--new-home` times a first start instead, which makes
-the key and certificate) and the modules are compiled (an untimed warm-up writes the
-bytecode under a cache of the run's own, even where PYTHONDONTWRITEBYTECODE is set: an
-installed package has its .pyc, so the bare prompt-toolkit run has them too). Beside it
-in the same run: a bare prompt-toolkit `PromptSession` built the same way, and with
-`--before DIR` the same steps with the lanchat in DIR (a checkout from before a change),
-runs interleaved. Last, with buffers:
+127.0.0.1 (no discovery, port 0) and runs it, on a pipe input and a dummy terminal, until
+its node has started; it reports the CPU seconds (every thread's) to two moments: the
+prompt first drawn (`Application.after_render`), the figure issue 15's goal 4 is about,
+and the node started behind it (the shell's `_started`; a tree whose shell starts the node
+before the prompt, such as `--before` a change, is timed at `Shell.start()` returning).
+Then it types /quit. As a user starts it every day: the home exists (made by one untimed
+start first; `--new-home` times a first start instead, which makes the key and
+certificate), the modules are compiled (an untimed warm-up writes the bytecode under a
+cache of the run's own, even where PYTHONDONTWRITEBYTECODE is set: an installed package
+has its .pyc, so the bare prompt-toolkit run has them too), and plugin entry points are
+scanned as `lanchat` scans them (`--no-entry-points`: plugins built without the scan and
+passed in, as before 2026-12-06 16:50; that imports lanchat.plugins before the prompt).
+Beside it in the same run: a bare prompt-toolkit `PromptSession` built and drawn the same
+way, and with `--before DIR` the same steps with the lanchat in DIR (a checkout from
+before a change, run with DIR as working directory), runs interleaved. Last, with buffers:
 the scrollback read of a home holding `--stored` messages (it runs off the prompt's
 thread, after the prompt is drawn). And a bracketed paste of `--paste-mib` MiB fed in
 1 KiB reads (as a terminal delivers it) through prompt-toolkit's parser and through the
@@ -40,10 +46,19 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 t1 = time.process_time()
+marks = {}
+
+def drawn(app):
+    if "drawn" not in marks:
+        marks["drawn"] = time.process_time()
+        app.exit(result="")
+
 with create_pipe_input() as inp:
-    PromptSession(input=inp, output=DummyOutput(), bottom_toolbar=' to: all')
-t2 = time.process_time()
-print(json.dumps({"import": t1 - t0, "build": t2 - t1, "start": 0.0}))
+    session = PromptSession(input=inp, output=DummyOutput(), bottom_toolbar=' to: all')
+    t2 = time.process_time()
+    session.app.after_render += drawn
+    session.prompt("all> ")
+print(json.dumps({"import": t1 - t0, "build": t2 - t1, "draw": marks["drawn"] - t2}))
 """
 
 SHELL = """
@@ -53,26 +68,65 @@ t0 = time.process_time()
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from lanchat.config import Config
-from lanchat.plugins import Plugins
 from lanchat.shell.app import Shell
 t1 = time.process_time()
+home = Path(sys.argv[1])
+cfg = Config(home=home, nick="alice", port=0, interfaces=["127.0.0.1"], mdns=False,
+             beacon=False)
+marks = {}
+with create_pipe_input() as inp:
+    def up():
+        marks["started"] = time.process_time()
+        inp.send_text("/quit\\r")
+
+    def drawn(app):
+        marks.setdefault("drawn", time.process_time())
+
+    plugins = None
+    if sys.argv[2] == "no-entry-points":
+        from lanchat.plugins import Plugins
+        plugins = Plugins(home, entry_points=False)
+    shell = Shell(cfg, input=inp, output=DummyOutput(), plugins=plugins)
+    t2 = time.process_time()
+    shell.session.app.after_render += drawn
+    started = getattr(shell, "_started", None)
+    if started is None:  # a tree that starts the node before the prompt
+        shell.start()
+        up()
+    else:
+        def wrapped():
+            started()
+            up()
+        shell._started = wrapped
+    shell.run()
+print(json.dumps({"import": t1 - t0, "build": t2 - t1, "to drawn": marks["drawn"] - t2,
+                  "to started": marks["started"] - t2,
+                  "total to drawn": marks["drawn"] - t0,
+                  "total to started": marks["started"] - t0}))
+"""
+
+LOAD = """
+import json, sys, time
+from pathlib import Path
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from lanchat.config import Config
+from lanchat.plugins import Plugins
+from lanchat.shell.app import Shell
+from lanchat.shell.history import load_scrollback
 home = Path(sys.argv[1])
 cfg = Config(home=home, nick="alice", port=0, interfaces=["127.0.0.1"], mdns=False,
              beacon=False)
 with create_pipe_input() as inp:
     shell = Shell(cfg, input=inp, output=DummyOutput(),
                   plugins=Plugins(home, entry_points=False))
-    t2 = time.process_time()
     shell.start()
-    t3 = time.process_time()
-    loaded = None
-    if hasattr(shell, "buffers") and len(sys.argv) > 2:
-        from lanchat.shell.history import load_scrollback
-        load_scrollback(shell.node, shell.buffers, shell.state)
-        shell.buffers.loaded()
-        loaded = time.process_time() - t3
+    t0 = time.process_time()
+    load_scrollback(shell.node, shell.buffers, shell.state)
+    shell.buffers.loaded()
+    loaded = time.process_time() - t0
     shell.node.close()
-print(json.dumps({"import": t1 - t0, "build": t2 - t1, "start": t3 - t2, "load": loaded}))
+print(json.dumps({"load": loaded}))
 """
 
 FILL = """
@@ -149,34 +203,48 @@ def main() -> int:
     parser.add_argument("--paste-mib", type=int, default=2)
     parser.add_argument("--new-home", action="store_true",
                         help="time a first start (a new home each sample)")
+    parser.add_argument("--no-entry-points", action="store_true",
+                        help="pass in plugins built without the entry-point scan")
     args = parser.parse_args()
+    plugins = "no-entry-points" if args.no_entry_points else "entry-points"
     base = Path(tempfile.mkdtemp(prefix="bench-shell-start-"))
     trees = [("this tree", REPO_ROOT)]
     if args.before is not None:
         trees.insert(0, ("before", args.before.resolve()))
-    totals: dict[str, list[float]] = {"bare prompt-toolkit": []}
+    bare: list[float] = []
+    drawn: dict[str, list[float]] = {}
+    started: dict[str, list[float]] = {}
     steps: dict[str, dict[str, list[float]]] = {}
     sample(BARE, REPO_ROOT)  # warm-up: bytecode written, homes made, untimed
     for label, tree in trees:
-        sample(SHELL, tree, str(base / label))
+        sample(SHELL, tree, str(base / label), plugins)
     for i in range(args.runs):
         got = sample(BARE, REPO_ROOT)
-        totals["bare prompt-toolkit"].append(sum(v or 0.0 for v in got.values()))
+        bare.append(sum(v or 0.0 for v in got.values()))
+        for step, value in got.items():
+            steps.setdefault("bare", {}).setdefault(step, []).append(value or 0.0)
         for label, tree in trees:
             home = base / (f"{label}-{i}" if args.new_home else label)
-            got = sample(SHELL, tree, str(home))
-            totals.setdefault(label, []).append(sum(v or 0.0 for v in got.values()))
+            got = sample(SHELL, tree, str(home), plugins)
+            drawn.setdefault(label, []).append(got.pop("total to drawn") or 0.0)
+            started.setdefault(label, []).append(got.pop("total to started") or 0.0)
             for step, value in got.items():
                 if value is not None:
                     steps.setdefault(label, {}).setdefault(step, []).append(value)
     subprocess.run([sys.executable, "-c", FILL, str(base / "stored"), str(args.stored)],
                    env=sample_env(REPO_ROOT), check=True, timeout=300)
-    loads = [sample(SHELL, REPO_ROOT, str(base / "stored"), "load")["load"] or 0.0
+    loads = [sample(LOAD, REPO_ROOT, str(base / "stored"))["load"] or 0.0
              for _ in range(args.runs)]
     which = "first start, new home" if args.new_home else "home made already"
-    print(f"\n{which}; bytecode compiled")
-    rows = [(f"CPU to a started shell, {label} (ms)", ms(values))
-            for label, values in totals.items()]
+    scan = "no entry-point scan" if args.no_entry_points else "entry points scanned"
+    print(f"\n{which}; bytecode compiled; {scan}")
+    floor = statistics.median(bare)
+    rows = [("CPU to a drawn prompt, bare prompt-toolkit (ms)", ms(bare))]
+    for label in drawn:
+        ratio = statistics.median(drawn[label]) / floor
+        rows.append((f"CPU to the drawn prompt, {label} (ms)",
+                     f"{ms(drawn[label])}  {ratio:.2f}x bare"))
+        rows.append((f"CPU to the node started, {label} (ms)", ms(started[label])))
     for label, by_step in steps.items():
         rows += [(f"  {label}: {step} (ms)", ms(values)) for step, values in by_step.items()]
     rows.append((f"CPU of the scrollback read, {args.stored:,} stored (ms, off the prompt)",
