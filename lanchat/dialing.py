@@ -11,8 +11,7 @@ import logging
 import random
 import socket
 import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from lanchat.api import PeerSession, RuntimeApi, SessionOwner
 from lanchat.config import DEFAULT_PORT, Config
@@ -23,6 +22,7 @@ from lanchat.peers import PeerTable
 from lanchat.session import Session
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store
+from lanchat.targets import StaticTarget, parse_targets  # noqa: F401 - lanchat.node re-exports it
 from lanchat.text import safe_line
 from lanchat.tls import client_context, server_context
 
@@ -34,47 +34,6 @@ BACKOFF_MAX_S = 5.0
 STABLE_SESSION_S = 2.0  # a session that lasted less does not reset the dial backoff
 DIAL_STOP_S = 2.0  # how long stop() waits for the dial loops to end
 PROBE_FORGET_S = 5.0  # a self-probe's address is recognised this long after it connected
-
-
-@dataclass(frozen=True)
-class StaticTarget:
-    """A peer typed by address (`--peer [ID@]HOST[:PORT]`)."""
-
-    host: str
-    port: int
-    expected_id: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Pin and dialer key."""
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> StaticTarget:
-        """Parse `[ID@]HOST[:PORT]`; raise ValueError with a usable message."""
-        expected = None
-        if "@" in text:
-            expected, text = text.split("@", 1)
-            expected = expected.strip().lower() or None
-        host, port = text, DEFAULT_PORT
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            if rest.startswith(":"):
-                port = int(rest[1:])
-        elif text.count(":") == 1:
-            host, _, p = text.partition(":")
-            try:
-                port = int(p)
-            except ValueError:
-                raise ValueError(f"bad port in --peer {text!r}") from None
-        if not host or not 0 < port < 65536:
-            raise ValueError(f"--peer takes HOST[:PORT], not {text!r}")
-        return cls(host, port, expected)
-
-
-def parse_targets(texts: Sequence[str]) -> list[StaticTarget]:
-    """Parse every `--peer` value; raise ValueError on the first bad one."""
-    return [StaticTarget.parse(t) for t in texts]
 
 
 def ssl_error() -> type[Exception]:

@@ -1,0 +1,50 @@
+"""Peers typed by address (`--peer [ID@]HOST[:PORT]`): parsed by the command line before
+anything else loads, dialed by `dialing`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lanchat.config import DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class StaticTarget:
+    """A peer typed by address (`--peer [ID@]HOST[:PORT]`)."""
+
+    host: str
+    port: int
+    expected_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Pin and dialer key."""
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> StaticTarget:
+        """Parse `[ID@]HOST[:PORT]`; raise ValueError with a usable message."""
+        expected = None
+        if "@" in text:
+            expected, text = text.split("@", 1)
+            expected = expected.strip().lower() or None
+        host, port = text, DEFAULT_PORT
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            if rest.startswith(":"):
+                port = int(rest[1:])
+        elif text.count(":") == 1:
+            host, _, p = text.partition(":")
+            try:
+                port = int(p)
+            except ValueError:
+                raise ValueError(f"bad port in --peer {text!r}") from None
+        if not host or not 0 < port < 65536:
+            raise ValueError(f"--peer takes HOST[:PORT], not {text!r}")
+        return cls(host, port, expected)
+
+
+def parse_targets(texts: Sequence[str]) -> list[StaticTarget]:
+    """Parse every `--peer` value; raise ValueError on the first bad one."""
+    return [StaticTarget.parse(t) for t in texts]
