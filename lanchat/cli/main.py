@@ -14,7 +14,7 @@ from pathlib import Path
 from lanchat.cli.completion import SHELLS
 from lanchat.cli.settings import Settings, SettingsError, show_settings
 from lanchat.cli.settings import build as build_settings
-from lanchat.config import DEFAULT_PORT
+from lanchat.config import DEFAULT_PORT, Config
 from lanchat.text import SafeLogFormatter
 
 
@@ -45,6 +45,21 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         choices=["debug", "info", "warning", "error"], help="log detail")
 
 
+class _Version(argparse.Action):
+    """--version: the version is looked up only when asked (the lookup reads the installed
+    packages' metadata, ~15 ms at every start otherwise)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS,
+                 help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"lanchat {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     """The installed version (the package's own when run from a source tree)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -62,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lanchat", description="Chat and share files with people on your local network.")
     _global_options(parser, suppress=False)
-    parser.add_argument("--version", action="version", version=f"lanchat {_version()}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -148,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= config.port <= 65535:
         print("lanchat: --port takes 0..65535", file=sys.stderr)
         return 2
-    from lanchat.node import parse_targets
+    from lanchat.targets import parse_targets
 
     try:
         parse_targets(config.peers)
@@ -159,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
     signal.signal(signal.SIGTERM, _terminate)
+    command = args.command or "shell"
+    if command == "shell":
+        return _shell(config)
     from lanchat import headless
 
-    command = args.command or "shell"
     if command == "run":
         return headless.run(config, json_mode=args.json)
     if command == "send":
@@ -201,13 +218,23 @@ def main(argv: list[str] | None = None) -> int:
         return headless.doctor(config, wait_s=args.wait, json_mode=args.json)
     if command == "plugins":
         return headless.list_plugins(config, json_mode=args.json)
-    if command == "config":
-        return show_settings(settings, json_mode=args.json)
+    return show_settings(settings, json_mode=args.json)  # "config", the one left
+
+
+def _shell(config: Config) -> int:
+    """The shell, or the headless text mode without a terminal (or without prompt-toolkit).
+    Nothing of the node loads here: the shell draws its prompt first."""
+
+    def text_mode(config: Config) -> int:
+        from lanchat import headless
+
+        return headless.run(config, json_mode=False)
+
     try:
         from lanchat.shell import run_shell
     except ImportError:
-        return headless.run(config, json_mode=False)
-    return run_shell(config, lambda c: headless.run(c, json_mode=False))
+        return text_mode(config)
+    return run_shell(config, text_mode)
 
 
 def _terminate(signum: int, frame: object) -> None:
