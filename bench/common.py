@@ -46,14 +46,14 @@ __all__ = ["Figure", "Host", "Lab", "NO_DISCOVERY", "REPO_ROOT", "chat_frame_siz
 # --------------------------------------------------------------------------- machine
 
 
-def precompile() -> None:
+def precompile(tree: Path = REPO_ROOT) -> None:
     """Write lanchat's bytecode (__pycache__), as `pip install` does for an installed
     package: start-up figures then measure lanchat, not the compiler. (The environment
     here sets PYTHONDONTWRITEBYTECODE, so an editable checkout would otherwise compile
     every module at every start, while the baselines' site-packages are compiled.)"""
     import compileall
 
-    compileall.compile_dir(str(REPO_ROOT / "lanchat"), quiet=1)
+    compileall.compile_dir(str(tree / "lanchat"), quiet=1)
 
 
 def machine_info() -> dict[str, Any]:

@@ -53,11 +53,13 @@ class Tmux:
             raise AssertionError(f"tmux {' '.join(args)}: {res.stderr.strip()}")
         return res.stdout
 
-    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        """Start `argv` in a fresh pane."""
+    def start(self, argv: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> None:
+        """Start `argv` in a fresh pane (in `cwd`, if given)."""
         env_args = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+        cwd_args = ["-c", str(cwd)] if cwd is not None else []
         self.tmux("new-session", "-d", "-s", "t", "-x", str(self.width), "-y",
-                  str(self.height), *env_args, shlex.join(argv))
+                  str(self.height), *cwd_args, *env_args, shlex.join(argv))
         self.started = True
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
