@@ -224,8 +224,10 @@ class DurableHandler(DurableKind, Protocol):
         ...
 
     def acked(self, done: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """After the commit: (peer, id) outbox rows the peers acked; return the pairs
-        that are not this kind's (they get the plain `delivered` event)."""
+        """(peer, id) outbox rows the peers acked (as the ack is read, for rows the
+        session carried; else after the commit that finds the row); return the pairs
+        that are not this kind's (they get the plain `delivered` event). Each pair comes
+        once."""
         ...
 
     def stored_out(self, out: list[tuple[list[str], Message]]) -> None:

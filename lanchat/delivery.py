@@ -34,6 +34,9 @@ EVENTS_LOW_WATER = 2_000
 # first ones are on the wire (and being stored by the peer) while the next are written,
 # and acks and heartbeats are read between the commits instead of after one long one.
 FLUSH_MAX_OUT = 1024
+# Acks already reported (`delivered`) wait this long for a commit to join before they get
+# one of their own (it only deletes their outbox rows).
+ACK_COMMIT_DELAY_S = 0.05
 
 
 # Message ids need to be unique, not secret: a generator seeded once from the OS is enough,
@@ -79,6 +82,8 @@ class Delivery:
         self._in: list[tuple[PeerSession, list[Message]]] = []
         self._out: list[tuple[list[str], Message, bytes]] = []
         self._acks: list[tuple[str, tuple[str, ...]]] = []
+        self._announced: set[tuple[str, str]] = set()  # acks reported before their commit
+        self._acks_timer = False
         self._kinds: dict[type[Message], DurableHandler] = {}
         self._submit_lock = threading.Lock()
         self._submitted: list[tuple[list[str], Message, bytes]] = []
@@ -158,6 +163,9 @@ class Delivery:
     def session_closed(self, session: PeerSession) -> None:
         """A connection is gone."""
         self._throttled.discard(session)
+        self.wire.closed(session)
+        if self._acks:  # rows already reported delivered leave before a new session
+            self._schedule_flush()  # could send them again
 
     def session_chats(self, session: PeerSession, chats: list[Message]) -> None:
         """Queue received messages for the next group commit."""
@@ -168,9 +176,37 @@ class Delivery:
         self._schedule_flush()
 
     def session_acks(self, session: PeerSession, ids: tuple[str, ...]) -> None:
-        """Queue acks: the outbox rows go in the next commit."""
-        self._acks.append((session.peer_id, ids))
-        self._schedule_flush()
+        """The peer stored these: `delivered` at once for the ones this session carried
+        (their rows are durable already); the outbox rows go in the next commit, which
+        reports the others (sent on an earlier session) once it finds their rows."""
+        peer_id = session.peer_id
+        announced = self._announced
+        known = [(peer_id, msg_id) for msg_id in self.wire.acked(session, ids)
+                 if (peer_id, msg_id) not in announced]  # not if sent again meanwhile
+        if known:
+            announced.update(known)
+            self.outbox_count[peer_id] = self.outbox_count.get(peer_id, len(known)) - len(known)
+            self._announce(known)
+        self._acks.append((peer_id, ids))
+        if len(known) < len(ids):
+            self._schedule_flush()
+        elif not self._acks_timer:
+            # Only bookkeeping left (the outbox rows to delete): it joins the next commit
+            # that comes anyway (the next message's), or goes on its own a moment later.
+            self._acks_timer = True
+            self.runtime.loop.call_later(ACK_COMMIT_DELAY_S, self._acks_due)
+
+    def _acks_due(self) -> None:
+        self._acks_timer = False
+        if self._acks:
+            self._schedule_flush()
+
+    def _announce(self, pairs: list[tuple[str, str]]) -> None:
+        """`delivered` for these (peer, id) pairs, each kind's own first (room posts)."""
+        for kind in set(self._kinds.values()):
+            pairs = kind.acked(pairs)
+        for peer_id, msg_id in pairs:
+            self.runtime.emit("delivered", id=msg_id, to=peer_id)
 
     # -- group commit ---------------------------------------------------------------------
 
@@ -226,6 +262,7 @@ class Delivery:
         except Exception as exc:  # noqa: BLE001 - the node goes on without acking
             for session, position in sent_from.items():  # those rows were rolled back
                 self.sessions.advance(session, position)
+            self.wire.unwritten(outbound)
             for kind in set(self._kinds.values()):
                 kind.store_failed()
             self._store_failed(exc, inbound, outbound)
@@ -263,12 +300,13 @@ class Delivery:
         for peer_id in talked.union(*(peers for peers, _, _ in outbound)):
             self._exchanged(peer_id)
         count("acks_unknown", sum(len(ids) for _, ids in acks) - len(done))
-        for peer_id, _ in done:
+        announced = self._announced
+        late = [pair for pair in done if pair not in announced]
+        for peer_id, _ in late:
             self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 1) - 1
-        for kind in set(self._kinds.values()):
-            done = kind.acked(done)
-        for peer_id, msg_id in done:
-            emit("delivered", id=msg_id, to=peer_id)
+        self._announce(late)
+        if announced:
+            announced.difference_update((p, i) for p, ids in acks for i in ids)
         for peers, _, _ in outbound:
             for peer_id in peers:
                 self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 0) + 1

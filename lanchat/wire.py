@@ -23,6 +23,9 @@ class Wire:
         self._store = store
         self._sessions = sessions
         self._held: dict[str, float] = {}  # peer -> loop time its outbox waits until
+        # Ids written to each session and not yet acked on it (`acked`): their rows are
+        # durable by the time an ack can be read (the loop finishes a commit first).
+        self._in_flight: dict[PeerSession, set[str]] = {}
 
     def hold(self, session: PeerSession, seconds: float) -> None:
         """The peer asked us to slow down: what it has not acked stays in the outbox and
@@ -48,23 +51,25 @@ class Wire:
         that has every older outbox row written already (so the order holds); return
         those sessions. Once the rows are stored, `stored_ahead` moves each session's
         position past them, so they are not written twice."""
-        frames: dict[str, list[bytes]] = {}
+        frames: dict[str, tuple[list[bytes], list[str]]] = {}
         for peer_id in peers:
             session = self._sessions.get(peer_id)
             if (session is not None and self._open(session) and not self._store.outbox_after(
                     peer_id, self._sessions.position(session), 1)):
-                frames[peer_id] = []
+                frames[peer_id] = ([], [])
         if not frames:
             return set()
-        for to, _, payload in outbound:
+        for to, message, payload in outbound:
             for peer_id in to:
                 if peer_id in frames:
-                    frames[peer_id].append(payload)
+                    frames[peer_id][0].append(payload)
+                    frames[peer_id][1].append(getattr(message, "msg_id"))  # noqa: B009
         written = set()
-        for peer_id, payloads in frames.items():
+        for peer_id, (payloads, ids) in frames.items():
             session = self._sessions.get(peer_id)
             if session is not None:
                 session.write_outbox(payloads)
+                self._flying(session).update(ids)
                 written.add(session)
         return written
 
@@ -89,4 +94,37 @@ class Wire:
             if not rows:
                 return
             session.write_outbox([p for _, _, p in rows])
+            self._flying(session).update(m for _, m, _ in rows)
             self._sessions.advance(session, rows[-1][0])
+
+    # -- acks on the wire -------------------------------------------------------------------
+
+    def _flying(self, session: PeerSession) -> set[str]:
+        # Added after the write: a session that acks inside `write_outbox` (a Bonjour chat
+        # stream, before the rows may be stored) never finds its ids here.
+        return self._in_flight.setdefault(session, set())
+
+    def acked(self, session: PeerSession, ids: tuple[str, ...]) -> list[str]:
+        """The ids of this ack that this session carried (each once): their rows were
+        stored before the ack could be read, so they are delivered now."""
+        flying = self._in_flight.get(session)
+        known: list[str] = []
+        if flying:
+            for msg_id in ids:
+                if msg_id in flying:
+                    flying.discard(msg_id)
+                    known.append(msg_id)
+        return known
+
+    def unwritten(self, outbound: list[tuple[list[str], Message, bytes]]) -> None:
+        """Those messages' commit failed: an ack for them later delivers nothing."""
+        for to, message, _ in outbound:
+            for peer_id in to:
+                session = self._sessions.get(peer_id)
+                flying = self._in_flight.get(session) if session is not None else None
+                if flying:
+                    flying.discard(getattr(message, "msg_id"))  # noqa: B009
+
+    def closed(self, session: PeerSession) -> None:
+        """The session is gone: what it carried is acked, if at all, on another."""
+        self._in_flight.pop(session, None)

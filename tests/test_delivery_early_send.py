@@ -11,6 +11,7 @@ import pytest
 
 from lanchat.node import Node
 from nodes import EventLog, Peer
+from waiting import wait_until
 
 
 @pytest.fixture
@@ -97,6 +98,54 @@ def test_a_new_message_waits_behind_older_unsent_rows(duo: Any) -> None:
     assert [e["id"] for e in got] == [*older, newer]
     alice_log.wait("delivered", count=4)
     assert bob.stats()["counters"].get("duplicates", 0) == 0
+
+
+def test_delivered_comes_as_the_ack_is_read_and_the_outbox_row_goes_after(duo: Any) -> None:
+    """The ack of a message this session carried is reported at once (its row was durable
+    before the ack could be read); the commit that deletes the row comes after, joined to
+    the next message's when there is one, and nothing is reported twice."""
+    alice, alice_log, bob, bob_log = duo
+    real = alice.store.commit_batch
+    seen_before_delete: list[bool] = []
+
+    def watched(incoming: Any, outgoing: Any, acked: Any = (), before_commit: Any = None) -> Any:
+        if acked:
+            ids = {i for _, batch in acked for i in batch}
+            alice_log.wait("delivered", lambda e: e["id"] in ids)  # already reported
+            seen_before_delete.append(True)
+        return real(incoming, outgoing, acked, before_commit)
+
+    alice.store.commit_batch = watched
+    sent = [alice.send("bob", f"one by one {i}") for i in range(5)]
+    for msg in sent:
+        alice_log.wait("delivered", lambda e, msg=msg: e["id"] == msg)
+    assert alice.call(alice._running.delivery.queued, bob.node_id) == 0  # counted at once
+    wait_until(lambda: alice.store.outbox_peers() == {}, "the acked rows to leave the outbox")
+    assert seen_before_delete
+    assert [e["id"] for e in alice_log.named("delivered")] == sent
+    assert alice.stats()["counters"].get("acks_unknown", 0) == 0
+
+
+def test_a_session_lost_right_after_the_ack_reports_nothing_twice(duo: Any) -> None:
+    """The ack was reported and its row's delete still waited for a commit when the
+    connection dropped: the row leaves before a new session could send it again, and no
+    message is reported delivered twice."""
+    alice, alice_log, bob, bob_log = duo
+    first = alice.send("bob", "acked, then the link drops")
+    alice_log.wait("delivered", lambda e: e["id"] == first)
+    session = alice.call(alice._running.sessions.get, bob.node_id)
+    mark = alice_log.mark()
+    alice.call(session.abort)
+    alice_log.wait("peer_left", since=mark)
+    wait_until(lambda: alice.call(alice._running.sessions.get, bob.node_id) is not None,
+               "alice's new session to bob", timeout=20)
+    second = alice.send("bob", "on the new session")
+    alice_log.wait("delivered", lambda e: e["id"] == second, timeout=20)
+    bob_log.wait("message", lambda e: e["id"] == second)
+    assert [e["id"] for e in alice_log.named("delivered")] == [first, second]
+    assert [e["id"] for e in bob_log.named("message")] == [first, second]
+    wait_until(lambda: alice.store.outbox_peers() == {}, "alice's outbox to empty")
+    assert alice.call(alice._running.delivery.queued, bob.node_id) == 0
 
 
 def test_a_commit_that_fails_after_the_early_send_does_not_skip_later_messages(
