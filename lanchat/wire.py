@@ -26,6 +26,9 @@ class Wire:
         # Ids written to each session and not yet acked on it (`acked`): their rows are
         # durable by the time an ack can be read (the loop finishes a commit first).
         self._in_flight: dict[PeerSession, set[str]] = {}
+        # Sessions whose last pump found no row left to write (nothing older unsent):
+        # what `write_ahead` may write to without asking the store.
+        self._caught_up: set[PeerSession] = set()
 
     def hold(self, session: PeerSession, seconds: float) -> None:
         """The peer asked us to slow down: what it has not acked stays in the outbox and
@@ -33,6 +36,7 @@ class Wire:
         loop = self._runtime.loop
         self._held[session.peer_id] = loop.time() + seconds
         self._sessions.advance(session, 0)
+        self._caught_up.discard(session)
         self._runtime.count("slowed_down")
         loop.call_later(seconds, self._release, session.peer_id)
 
@@ -54,8 +58,7 @@ class Wire:
         frames: dict[str, tuple[list[bytes], list[str]]] = {}
         for peer_id in peers:
             session = self._sessions.get(peer_id)
-            if (session is not None and self._open(session) and not self._store.outbox_after(
-                    peer_id, self._sessions.position(session), 1)):
+            if session is not None and session in self._caught_up and self._open(session):
                 frames[peer_id] = ([], [])
         if not frames:
             return set()
@@ -85,6 +88,7 @@ class Wire:
 
     def pump(self, session: PeerSession) -> None:
         """Send queued messages for the session's peer, in order, until the buffer fills."""
+        self._caught_up.discard(session)
         if (Capability.CHAT not in session.capabilities
                 or self._sessions.get(session.peer_id) is not session
                 or session.peer_id in self._held):
@@ -92,6 +96,7 @@ class Wire:
         while session.ready and not session.paused:
             rows = self._store.outbox_after(session.peer_id, self._sessions.position(session))
             if not rows:
+                self._caught_up.add(session)
                 return
             session.write_outbox([p for _, _, p in rows])
             self._flying(session).update(m for _, m, _ in rows)
@@ -128,3 +133,4 @@ class Wire:
     def closed(self, session: PeerSession) -> None:
         """The session is gone: what it carried is acked, if at all, on another."""
         self._in_flight.pop(session, None)
+        self._caught_up.discard(session)
