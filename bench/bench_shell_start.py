@@ -1,7 +1,7 @@
 """CPU time of the shell's start, in-process (steadier than wall time on a busy machine).
 
     python -m bench.bench_shell_start [--runs 10] [--before DIR] [--stored 10000]
-                                      [--paste-mib 2] [--new-home] [--no-entry-points]
+                                      [--paste-mib 2] [--new-home]
 
 Each sample is a fresh Python process that imports the shell, builds it over a node on
 127.0.0.1 (no discovery, port 0) and runs it, on a pipe input and a dummy terminal, until
@@ -13,9 +13,10 @@ Then it types /quit. As a user starts it every day: the home exists (made by one
 start first; `--new-home` times a first start instead, which makes the key and
 certificate), the modules are compiled (an untimed warm-up writes the bytecode under a
 cache of the run's own, even where PYTHONDONTWRITEBYTECODE is set: an installed package
-has its .pyc, so the bare prompt-toolkit run has them too), and plugin entry points are
-scanned as `lanchat` scans them (`--no-entry-points`: plugins built without the scan and
-passed in, as before 2026-12-06 16:50; that imports lanchat.plugins before the prompt).
+has its .pyc, so the bare prompt-toolkit run has them too), and the shell builds its own
+plugins, scanning entry points as `lanchat` does (until 2026-12-06 16:50 the samples
+passed in plugins built without the scan: that builds the built-in plugins, commands and
+all, before the prompt, where the shell now builds them after it).
 Beside it in the same run: a bare prompt-toolkit `PromptSession` built and drawn the same
 way, and with `--before DIR` the same steps with the lanchat in DIR (a checkout from
 before a change, run with DIR as working directory), runs interleaved. Last, with buffers:
@@ -82,11 +83,7 @@ with create_pipe_input() as inp:
     def drawn(app):
         marks.setdefault("drawn", time.process_time())
 
-    plugins = None
-    if sys.argv[2] == "no-entry-points":
-        from lanchat.plugins import Plugins
-        plugins = Plugins(home, entry_points=False)
-    shell = Shell(cfg, input=inp, output=DummyOutput(), plugins=plugins)
+    shell = Shell(cfg, input=inp, output=DummyOutput())
     t2 = time.process_time()
     shell.session.app.after_render += drawn
     started = getattr(shell, "_started", None)
@@ -203,10 +200,7 @@ def main() -> int:
     parser.add_argument("--paste-mib", type=int, default=2)
     parser.add_argument("--new-home", action="store_true",
                         help="time a first start (a new home each sample)")
-    parser.add_argument("--no-entry-points", action="store_true",
-                        help="pass in plugins built without the entry-point scan")
     args = parser.parse_args()
-    plugins = "no-entry-points" if args.no_entry_points else "entry-points"
     base = Path(tempfile.mkdtemp(prefix="bench-shell-start-"))
     trees = [("this tree", REPO_ROOT)]
     if args.before is not None:
@@ -217,7 +211,7 @@ def main() -> int:
     steps: dict[str, dict[str, list[float]]] = {}
     sample(BARE, REPO_ROOT)  # warm-up: bytecode written, homes made, untimed
     for label, tree in trees:
-        sample(SHELL, tree, str(base / label), plugins)
+        sample(SHELL, tree, str(base / label))
     for i in range(args.runs):
         got = sample(BARE, REPO_ROOT)
         bare.append(sum(v or 0.0 for v in got.values()))
@@ -225,7 +219,7 @@ def main() -> int:
             steps.setdefault("bare", {}).setdefault(step, []).append(value or 0.0)
         for label, tree in trees:
             home = base / (f"{label}-{i}" if args.new_home else label)
-            got = sample(SHELL, tree, str(home), plugins)
+            got = sample(SHELL, tree, str(home))
             drawn.setdefault(label, []).append(got.pop("total to drawn") or 0.0)
             started.setdefault(label, []).append(got.pop("total to started") or 0.0)
             for step, value in got.items():
@@ -236,8 +230,7 @@ def main() -> int:
     loads = [sample(LOAD, REPO_ROOT, str(base / "stored"))["load"] or 0.0
              for _ in range(args.runs)]
     which = "first start, new home" if args.new_home else "home made already"
-    scan = "no entry-point scan" if args.no_entry_points else "entry points scanned"
-    print(f"\n{which}; bytecode compiled; {scan}")
+    print(f"\n{which}; bytecode compiled; plugin entry points scanned")
     floor = statistics.median(bare)
     rows = [("CPU to a drawn prompt, bare prompt-toolkit (ms)", ms(bare))]
     for label in drawn:
