@@ -5,9 +5,16 @@ go in, bytes come out. Peer faults raise `ProtocolError(reason)`. The parts: `ba
 the error, field checks, `Message`), `chat` (the session's messages), `files` (file
 transfer messages), `framing` (encode, decode, `FrameDecoder`), `states` (`ALLOWED`,
 `TRANSITIONS`, `register_message`, `Heartbeat`). Import from `lanchat.protocol`.
+
+`base` loads with the package; the other parts load at the first use of one of their names
+(module `__getattr__`, PEP 562): creating their dataclasses costs ~10 ms, and the command
+line and the shell's prompt, drawn before the node loads, read only limits.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from lanchat.protocol.base import (
     HANDSHAKE_TIMEOUT_S,
@@ -33,53 +40,57 @@ from lanchat.protocol.base import (
     read_nick,
     read_str,
 )
-from lanchat.protocol.chat import (
-    MAX_SLOW_DOWN_S,
-    Ack,
-    Auth,
-    Bye,
-    Chat,
-    Hello,
-    NickChange,
-    Ping,
-    Pong,
-    Refused,
-    SlowDown,
-    Welcome,
-)
-from lanchat.protocol.files import (
-    FILE_HASHES,
-    HASH_NAMES,
-    MAX_OFFER_HASHES,
-    MAX_PENDING_OFFERS,
-    SHA256,
-    FileAnswer,
-    FileCancel,
-    FileDone,
-    FileEnd,
-    FileEntry,
-    FileOffer,
-    FileRequest,
-    FileStart,
-)
-from lanchat.protocol.framing import (
-    MESSAGE_TYPES,
-    FrameDecoder,
-    decode_payload,
-    encode,
-)
-from lanchat.protocol.states import (
-    ALLOWED,
-    DURABLE_TYPES,
-    TRANSITIONS,
-    Change,
-    Heartbeat,
-    SessionState,
-    check_allowed,
-    is_durable,
-    register_message,
-    transition,
-)
+
+if TYPE_CHECKING:  # at run time: `__getattr__` below
+    from lanchat.protocol.chat import (
+        MAX_SLOW_DOWN_S,
+        Ack,
+        Auth,
+        Bye,
+        Chat,
+        Hello,
+        NickChange,
+        Ping,
+        Pong,
+        Refused,
+        SlowDown,
+        Welcome,
+    )
+    from lanchat.protocol.files import (
+        FILE_HASHES,
+        HASH_NAMES,
+        MAX_OFFER_HASHES,
+        MAX_PENDING_OFFERS,
+        SHA256,
+        FileAnswer,
+        FileCancel,
+        FileDone,
+        FileEnd,
+        FileEntry,
+        FileOffer,
+        FileRequest,
+        FileStart,
+    )
+    from lanchat.protocol.framing import (
+        MESSAGE_TYPES,
+        FrameDecoder,
+        decode_payload,
+        encode,
+    )
+    from lanchat.protocol.states import (
+        ALLOWED,
+        DURABLE_TYPES,
+        TRANSITIONS,
+        Change,
+        Heartbeat,
+        SessionState,
+        check_allowed,
+        is_durable,
+        register_message,
+        transition,
+    )
+
+LAZY_PARTS = ("chat", "files", "framing", "states")
 
 __all__ = [
     "read_float",
@@ -144,3 +155,16 @@ __all__ = [
     "register_message",
     "transition",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A name of a part not loaded yet: load the parts (framing and states import chat and
+    files themselves) and keep the name here."""
+    if name in __all__:
+        for part in LAZY_PARTS:
+            module = importlib.import_module(f"{__name__}.{part}")
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
