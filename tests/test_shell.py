@@ -430,12 +430,15 @@ def test_the_shell_answers_while_a_peer_floods_it(
     assert run.shell.node.store.count_messages("in") == n
 
 
+@pytest.mark.parametrize("leave", ["/quit\r", "\x04"], ids=["quit", "ctrl-d"])
 def test_lines_typed_while_the_node_starts_run_once_in_order_once_it_is_up(
-        tmp_path: Path, bob: tuple[Node, EventLog], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The prompt is drawn (the toolbar says "starting…") before the node is built. Lines typed
-    then (held here: the node's build waits for a gate) wait for it; once it is up they
-    run once each, in order (/chat before the plain line it aims), and a /quit queued last
-    ends the shell cleanly, saying bye to bob; the history file has them after."""
+        tmp_path: Path, bob: tuple[Node, EventLog], monkeypatch: pytest.MonkeyPatch,
+        leave: str) -> None:
+    """The prompt is drawn (the toolbar says "starting…") before the node is built. Lines
+    typed then (held here: the node's build waits for a gate) wait for it; once it is up
+    they run once each, in order (/chat before the plain line it aims), and a /quit queued
+    last, or Ctrl-D pressed last, ends the shell cleanly after them, saying bye to bob; the
+    history file has them after."""
     from lanchat.shell import node_side
 
     home = tmp_path / "alice"
@@ -463,10 +466,14 @@ def test_lines_typed_while_the_node_starts_run_once_in_order_once_it_is_up(
             run.wait_screen("all>")  # the prompt, drawn before the node is built
             toolbar = shell.session.bottom_toolbar
             assert callable(toolbar) and "starting…" in "".join(t for _, t in toolbar())
-            lines = ["/msg bob one", "/chat bob", "two", "/msg bob three", "/quit"]
+            lines = ["/msg bob one", "/chat bob", "two", "/msg bob three"]
+            lines += ["/quit"] if leave == "/quit\r" else []
             for line in lines:
                 run.type(line + "\r")
             run.wait_for(lambda: len(shell._pending) == len(lines), "every line queued")
+            if leave == "\x04":  # the prompt ends at once; the lines wait for the node
+                run.type(leave)
+                run.wait_for(lambda: not shell.session.app.is_running, "Ctrl-D seen")
             assert shell.back is None and not shell.up  # nothing ran: the node is not built
             gate.set()
             run.thread.join(30)
