@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -20,6 +21,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from lanchat.commands import build_registry
 from lanchat.config import Config
 from lanchat.events import Event
+from lanchat.hookspecs import hookimpl
 from lanchat.node import Node
 from lanchat.plugins import Plugins
 from lanchat.shell import render
@@ -489,3 +491,41 @@ def test_lines_typed_while_the_node_starts_run_once_in_order_once_it_is_up(
     assert texts == ["one", "two", "three"], texts
     assert [e["to"] for e in bob[1].named("message")] == ["direct"] * 3 and bye
     assert all(f"+{line}\n" in (home / "history").read_text() for line in lines)
+
+
+def test_a_signal_while_the_shell_closes_does_not_cut_the_close_short(
+        tmp_path: Path, bob: tuple[Node, EventLog]) -> None:
+    """A SIGTERM (or Ctrl-C) that comes while the shell closes, here from a plugin's
+    shutdown hook, waits until the close is done: the byes are said and the signal's own
+    handler is back afterwards (it raised inside the close and skipped the rest)."""
+    import os
+    import signal
+
+    class SignalsDuringShutdown:
+        @staticmethod
+        @hookimpl
+        def lanchat_shutdown(node: Any) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = Config(home=tmp_path / "alice", nick="alice", port=0, interfaces=["127.0.0.1"],
+                    peers=[f"127.0.0.1:{bob[0].port}"], mdns=False, beacon=False)
+    hits: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        raise RuntimeError("the signal reached the close")
+
+    saved = signal.signal(signal.SIGTERM, handler)
+    try:
+        with create_pipe_input() as inp:
+            shell = Shell(config, input=inp, output=DummyOutput(),
+                          plugins=Plugins(config.home, entry_points=False,
+                                          extra=[SignalsDuringShutdown]))
+            shell.start()
+            bob[1].wait("peer_joined", lambda e: e["peer"]["nick"] == "alice")
+            shell.close()
+        assert signal.getsignal(signal.SIGTERM) is handler
+        bob[1].wait("peer_left", lambda e: e["peer"]["nick"] == "alice" and e["reason"] == "bye")
+        assert not hits
+    finally:
+        signal.signal(signal.SIGTERM, saved)

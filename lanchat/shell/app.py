@@ -254,13 +254,17 @@ class Shell:
         return 1 if self.start_error is not None else 0
 
     def close(self) -> None:
-        """Tell plugins, say bye to peers, keep the read markers, write what is left."""
-        if self.back is not None:
-            self.back.close()
-        if self.start_error is not None or self._crash is not None:
-            return  # nothing was shown but the prompt, erased already
-        self.buffers.save()
-        self.printer.write_now(force=True)
+        """Tell plugins, say bye to peers, keep the read markers, write what is left (a
+        Ctrl-C or SIGTERM meanwhile does not cut it short: `runtime.closing`)."""
+        from lanchat.runtime import closing
+
+        with closing():
+            if self.back is not None:
+                self.back.close()
+            if self.start_error is not None or self._crash is not None:
+                return  # nothing was shown but the prompt, erased already
+            self.buffers.save()
+            self.printer.write_now(force=True)
 
     async def _main(self) -> None:
         self._drawn = asyncio.Event()
