@@ -29,6 +29,8 @@ class Wire:
         # Sessions whose last pump found no row left to write (nothing older unsent):
         # what `write_ahead` may write to without asking the store.
         self._caught_up: set[PeerSession] = set()
+        self._writing: PeerSession | None = None  # the session inside `write_outbox`
+        self._acked_in_write: set[str] = set()  # ids it acked there (before any commit)
 
     def hold(self, session: PeerSession, seconds: float) -> None:
         """The peer asked us to slow down: what it has not acked stays in the outbox and
@@ -71,8 +73,7 @@ class Wire:
         for peer_id, (payloads, ids) in frames.items():
             session = self._sessions.get(peer_id)
             if session is not None:
-                session.write_outbox(payloads)
-                self._flying(session).update(ids)
+                self._write(session, payloads, ids)
                 written.add(session)
         return written
 
@@ -98,20 +99,30 @@ class Wire:
             if not rows:
                 self._caught_up.add(session)
                 return
-            session.write_outbox([p for _, _, p in rows])
-            self._flying(session).update(m for _, m, _ in rows)
+            self._write(session, [p for _, _, p in rows], [m for _, m, _ in rows])
             self._sessions.advance(session, rows[-1][0])
 
     # -- acks on the wire -------------------------------------------------------------------
 
-    def _flying(self, session: PeerSession) -> set[str]:
-        # Added after the write: a session that acks inside `write_outbox` (a Bonjour chat
-        # stream, before the rows may be stored) never finds its ids here.
-        return self._in_flight.setdefault(session, set())
+    def _write(self, session: PeerSession, payloads: list[bytes], ids: list[str]) -> None:
+        """Write frames and keep their ids as in flight on the session, but for those it
+        acked inside the write (a Bonjour chat stream, before the rows may be stored: they
+        are reported once the commit finds their rows)."""
+        self._writing = session
+        try:
+            session.write_outbox(payloads)
+        finally:
+            self._writing = None
+        acked_now, self._acked_in_write = self._acked_in_write, set()
+        self._in_flight.setdefault(session, set()).update(
+            i for i in ids if i not in acked_now)
 
     def acked(self, session: PeerSession, ids: tuple[str, ...]) -> list[str]:
         """The ids of this ack that this session carried (each once): their rows were
         stored before the ack could be read, so they are delivered now."""
+        if session is self._writing:
+            self._acked_in_write.update(ids)
+            return []
         flying = self._in_flight.get(session)
         known: list[str] = []
         if flying:

@@ -5,6 +5,7 @@ receiver still acks only after its own commit."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,5 +285,51 @@ def test_close_stores_every_queued_message_of_a_flood(
     try:
         assert [r.id for r in store.history(limit=n + 1) if r.direction == "out"] == sent
         assert store.outbox_peers() == {alice.node_id: n}
+    finally:
+        store.close()
+
+
+def test_a_session_that_acks_inside_its_write_is_not_taken_as_carrying_those(
+        tmp_path: Path) -> None:
+    """A Bonjour chat stream acks inside `write_outbox`, before a row written ahead may be
+    stored: those ids are never kept as in flight on it (a later ack of them would be
+    reported before their commit, and the set would only grow), whether written ahead of
+    their rows or pumped from the outbox."""
+    from types import SimpleNamespace
+
+    from lanchat.api import Capability
+    from lanchat.protocol import Chat, decode_payload, encode
+    from lanchat.sessions import SessionRegistry
+    from lanchat.store import Store
+    from lanchat.wire import Wire
+
+    class AckingStream:
+        capabilities = frozenset({Capability.CHAT})
+        peer_id = "x" * 52
+        ready, paused = True, False
+
+        def __init__(self) -> None:
+            self.answers: list[list[str]] = []
+
+        def write_outbox(self, payloads: list[bytes]) -> None:
+            ids = tuple(getattr(decode_payload(p), "msg_id") for p in payloads)  # noqa: B009
+            self.answers.append(wire.acked(self, ids))
+
+    store = Store(tmp_path / "lanchat.db")
+    try:
+        registry = SessionRegistry("o" * 52)
+        wire = Wire(SimpleNamespace(), store, registry)  # type: ignore[arg-type]
+        stream = AckingStream()
+        registry.add(stream)  # type: ignore[arg-type]
+        assert registry.claim(stream)  # type: ignore[arg-type]
+        wire.pump(stream)  # type: ignore[arg-type]  # nothing queued: caught up
+        chats = [Chat(f"{i:032x}", 1.0, f"m{i}", False, "alice") for i in range(3)]
+        ids = tuple(c.msg_id for c in chats)
+        outbound = [([stream.peer_id], c, encode(c)[4:]) for c in chats]
+        assert wire.write_ahead(outbound, {stream.peer_id}) == {stream}
+        store.commit_batch([], outbound)
+        wire.pump(stream)  # type: ignore[arg-type]  # the same rows, from the outbox
+        assert stream.answers == [[], []]
+        assert wire.acked(stream, ids) == []  # type: ignore[arg-type]
     finally:
         store.close()
