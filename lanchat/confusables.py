@@ -6,13 +6,15 @@ entry with its Unicode name) into ~8 MiB of dicts that stay alive as a module gl
 pulls in `urllib.request`; a node needs only the ~6,300 (character -> prototype) pairs.
 So the pairs are derived from the package's data file with the names dropped as it is
 parsed, and kept in the user cache folder (`confusables-<package version>-<format>.txt`);
-later starts read that small file (~1 MiB in memory in all). A cache file that cannot be
-read, or holds anything but pairs, is derived again; one that cannot be written is not
-kept (the table is still right).
+later starts read that small file (~1 MiB in memory in all). The file's first line names
+the data file it came from (size and time), the number of pairs and their SHA-256: a
+cache file that cannot be read, is damaged or cut short, or came from another data file is
+derived again; one that cannot be written is not kept (the table is still right).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ PACKAGE = "confusable_homoglyphs"
 DATA_FILE = "confusables.json"
 DATA_ENV = "CONFUSABLE_DATA"  # the package's own override of its data folder
 SEPARATOR = "\x00"
+MAX_CACHE_BYTES = 1 << 20  # the table is ~45 KB; anything far larger is not ours
 _MARKS = str.maketrans("", "", "\u200e\u200f")  # the table wraps RTL glyphs in LRM/RLM
 
 
@@ -38,14 +41,41 @@ def prototypes() -> dict[str, str]:
     the others. A pair that only list each other gets the smaller of the two.
     """
     path = _cache_path()
+    source = _source()
     if path is not None:
         try:
-            return _parse(path.read_text("utf-8"))
-        except (OSError, ValueError):
+            return _read(path, source)
+        except (OSError, ValueError, UnicodeDecodeError):
             pass
     flat = _derive()
     if path is not None:
-        _keep(path, flat)
+        _keep(path, _header(source, flat) + flat)
+    return _parse(flat)
+
+
+def _source() -> str:
+    """The data file the table is derived from, as its size and time (a new package
+    version, or the package's CONFUSABLE_DATA pointing elsewhere, derive it again)."""
+    try:
+        st = _data_file().stat()
+    except OSError:
+        return "?"
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+def _header(source: str, flat: str) -> str:
+    digest = hashlib.sha256(flat.encode("utf-8")).hexdigest()
+    return f"{CACHE_FORMAT} {source} {flat.count(SEPARATOR) + 1} {digest}\n"
+
+
+def _read(path: Path, source: str) -> dict[str, str]:
+    """The cached table if it is whole and derived from this data file, else ValueError."""
+    if path.stat().st_size > MAX_CACHE_BYTES:
+        raise ValueError("cache file too large")
+    text = path.read_text("utf-8")
+    header, _, flat = text.partition("\n")
+    if header + "\n" != _header(source, flat):
+        raise ValueError("cache file from another data file, or damaged")
     return _parse(flat)
 
 

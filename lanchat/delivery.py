@@ -84,6 +84,7 @@ class Delivery:
         self._acks: list[tuple[str, tuple[str, ...]]] = []
         self._announced: set[tuple[str, str]] = set()  # acks reported before their commit
         self._acks_timer = False
+        self._store_ok = True  # the last commit succeeded (write ahead only then)
         self._kinds: dict[type[Message], DurableHandler] = {}
         self._submit_lock = threading.Lock()
         self._submitted: list[tuple[list[str], Message, bytes]] = []
@@ -238,7 +239,10 @@ class Delivery:
         incoming = self._received(inbound)
         touched = {p for peers, _, _ in outbound for p in peers}
         sent_from: dict[PeerSession, int] = {}  # sessions written early: position before
-        ahead = self.wire.write_ahead(outbound, touched)
+        # Not ahead of a store that failed its last commit: a message may leave only when
+        # it is likely to be kept (a failed commit reports it not_delivered).
+        ahead = (self.wire.write_ahead(outbound, touched) if touched and self._store_ok
+                 else set())
 
         def send_early() -> None:
             # The new rows leave before the commit's fsync (or, to a session with nothing
@@ -263,6 +267,7 @@ class Delivery:
             for session, position in sent_from.items():  # those rows were rolled back
                 self.sessions.advance(session, position)
             self.wire.unwritten(outbound)
+            self._store_ok = False
             for kind in set(self._kinds.values()):
                 kind.store_failed()
             self._store_failed(exc, inbound, outbound)
@@ -270,6 +275,7 @@ class Delivery:
                 self._acks[:0] = acks
                 self.runtime.loop.call_later(STORE_RETRY_S, self._schedule_flush)
             return
+        self._store_ok = True
         count = self.runtime.count
         count("commits")
         count("duplicates", len(incoming) - len(fresh))
@@ -305,8 +311,10 @@ class Delivery:
         for peer_id, _ in late:
             self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 1) - 1
         self._announce(late)
-        if announced:
-            announced.difference_update((p, i) for p, ids in acks for i in ids)
+        if acks:
+            self.wire.settled(acks)
+            if announced:
+                announced.difference_update((p, i) for p, ids in acks for i in ids)
         for peers, _, _ in outbound:
             for peer_id in peers:
                 self.outbox_count[peer_id] = self.outbox_count.get(peer_id, 0) + 1

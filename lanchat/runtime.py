@@ -51,19 +51,29 @@ def freeze_started() -> None:
 
 @contextlib.contextmanager
 def closing() -> Iterator[None]:
-    """Around a face's close of its node: a Ctrl-C or SIGTERM that comes meanwhile does not
-    cut the close short (a KeyboardInterrupt raised inside it skipped the byes, the plugins'
-    shutdown and the last writes, with a traceback); it is closing already. Main thread
-    only; elsewhere nothing changes."""
+    """Around a face's close of its node: the first Ctrl-C or SIGTERM that comes meanwhile
+    is held off (a KeyboardInterrupt raised inside the close skipped the byes, the plugins'
+    shutdown and the last writes, with a traceback; it is closing already); a second one
+    ends the close at once (KeyboardInterrupt: a plugin's shutdown hook that hangs). Main
+    thread only; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held: list[int] = []
+
+    def hold_once(signum: int, frame: object) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    saved: dict[signal.Signals, Any] = {}
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, hold_once)
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        for sig, handler in saved.items():  # None: not set from Python (an embedding)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 class Runtime:

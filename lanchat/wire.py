@@ -12,7 +12,11 @@ from __future__ import annotations
 from lanchat.api import Capability, PeerSession, RuntimeApi
 from lanchat.protocol import Message
 from lanchat.sessions import Sessions
-from lanchat.store import Store
+from lanchat.store import OUTBOX_PAGE, Store
+
+# A batch larger than this goes out the usual way (stored, then pumped page by page as the
+# socket takes it): writing ahead is for the round trip of a few messages, not for floods.
+WRITE_AHEAD_MAX_BYTES = 256 * 1024
 
 
 class Wire:
@@ -72,7 +76,8 @@ class Wire:
         written = set()
         for peer_id, (payloads, ids) in frames.items():
             session = self._sessions.get(peer_id)
-            if session is not None:
+            if session is not None and len(payloads) <= OUTBOX_PAGE and sum(
+                    map(len, payloads)) <= WRITE_AHEAD_MAX_BYTES:
                 self._write(session, payloads, ids)
                 written.add(session)
         return written
@@ -140,6 +145,17 @@ class Wire:
                 flying = self._in_flight.get(session) if session is not None else None
                 if flying:
                     flying.discard(getattr(message, "msg_id"))  # noqa: B009
+
+    def settled(self, acks: list[tuple[str, tuple[str, ...]]]) -> None:
+        """These acks are committed (their rows deleted): a later ack of the same ids on
+        any session (one that sent a row again before the delete) reports nothing."""
+        gone: dict[str, set[str]] = {}
+        for peer_id, ids in acks:
+            gone.setdefault(peer_id, set()).update(ids)
+        for session, flying in self._in_flight.items():
+            settled = gone.get(session.peer_id)
+            if settled:
+                flying.difference_update(settled)
 
     def closed(self, session: PeerSession) -> None:
         """The session is gone: what it carried is acked, if at all, on another."""

@@ -141,8 +141,8 @@ def _table_from_the_package_module() -> dict[str, str]:
 def test_the_cached_confusables_table_is_the_packages_and_is_derived_again_when_bad(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The small table kept in the cache folder holds exactly the package's pairs; a
-    damaged cache file is derived again and rewritten; an unwritable folder still gives
-    the right table."""
+    damaged or cut-short cache file is derived again and rewritten; an unwritable folder
+    still gives the right table."""
     from lanchat import confusables
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -152,9 +152,13 @@ def test_the_cached_confusables_table_is_the_packages_and_is_derived_again_when_
     kept = list((tmp_path / "cache" / "lanchat").glob("confusables-*.txt"))
     assert len(kept) == 1
     assert confusables.prototypes() == expected  # read back
+    whole = kept[0].read_text("utf-8")
+    kept[0].write_text(whole[:whole.rindex("\x00")], "utf-8")  # cut short at a pair's end
+    assert confusables.prototypes() == expected
+    assert kept[0].read_text("utf-8") == whole  # derived again and kept
     kept[0].write_text("x", "utf-8")  # damaged: not pairs
     assert confusables.prototypes() == expected
-    assert kept[0].stat().st_size > 10_000
+    assert kept[0].read_text("utf-8") == whole
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "lanchat").write_text("a file where the cache folder would be", "utf-8")

@@ -313,13 +313,10 @@ class SimpleSession:
         self.closed = closed
 
 
-def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: Path) -> None:
-    """`lanchat run` closing after its input ended, then SIGTERM (a supervisor's stop):
-    the close goes on to the end (plugins' shutdown, exit 0), no traceback (the signal
-    raised KeyboardInterrupt inside the close and skipped the rest)."""
+def _slow_closer(tmp_path: Path) -> tuple[Any, Path, Path, Path]:
+    """`lanchat run --json` whose plugin's shutdown hook waits (up to 20 s) for a file,
+    closing after its input ended; returns the process and the hook's three files."""
     import json
-    import os
-    import signal
     import subprocess
     import sys
 
@@ -340,18 +337,28 @@ def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: 
         [sys.executable, "-m", "lanchat", "run", "--json", "--interface", "127.0.0.1",
          "--no-mdns", "--no-beacon", "--port", "0", "--home", str(home), "--nick", "closer"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "ready":
+            break
+    proc.stdin.close()  # end of input: the node closes
+    proc.stdin = None
+    wait_until(closing.exists, "the plugins' shutdown hook to start", timeout=30)
+    return proc, closing, go, done
+
+
+def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: Path) -> None:
+    """`lanchat run` closing after its input ended, then SIGTERM (a supervisor's stop):
+    the close goes on to the end (plugins' shutdown, exit 0), no traceback (the signal
+    raised KeyboardInterrupt inside the close and skipped the rest)."""
+    import os
+    import signal
+
+    proc, _, go, done = _slow_closer(tmp_path)
     try:
-        assert proc.stdin is not None and proc.stdout is not None
-        for line in proc.stdout:
-            if json.loads(line)["event"] == "ready":
-                break
-        proc.stdin.close()  # end of input: the node closes
-        proc.stdin = None
-        wait_until(closing.exists, "the plugins' shutdown hook to start", timeout=30)
         os.kill(proc.pid, signal.SIGTERM)
-        os.kill(proc.pid, signal.SIGINT)
         go.touch()
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -359,3 +366,22 @@ def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: 
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert done.exists()
+
+
+def test_a_second_signal_while_the_node_closes_ends_it_at_once(tmp_path: Path) -> None:
+    """A close that hangs (a plugin's shutdown hook that does not return) still yields to
+    a second Ctrl-C or SIGTERM: exit 130 at once, no traceback."""
+    import os
+    import signal
+
+    proc, _, _, done = _slow_closer(tmp_path)
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err

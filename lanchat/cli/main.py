@@ -246,4 +246,8 @@ def entry() -> None:
     from lanchat.runtime import one_node_process
 
     one_node_process()
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM while closing: stop at once
+        code = 130
+    sys.exit(code)
