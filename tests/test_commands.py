@@ -73,6 +73,7 @@ def test_search_finds_words_in_either_direction(pair: Pair) -> None:
     bob_log.wait("message")
     run(bob, "/msg alice see you at the cafe")
     alice_log.wait("message")
+    bob_log.wait("delivered")  # stored by bob too (alice may have it before bob's commit)
     out = execute(bob, "/search cafe")
     assert out is not None and len(out.data) == 2
     out = execute(bob, "/search mai")

@@ -262,6 +262,7 @@ def test_the_outgoing_hook_changes_and_vetoes_what_the_peer_receives(
     assert bob.ctx.queue_text("all", "secret to all").data == {"vetoed": True}
     last = bob.ctx.queue_text("all", "bye")
     alice.log.wait("message", lambda e: e["id"] == last.data["id"])
+    bob.log.wait("delivered", lambda e: e["id"] == last.data["id"])  # bob's commit too
     assert texts_from(alice, bob) == ["HELLO", "BYE"]
     assert [h["text"] for h in bob.node.history("alice", 10)] == ["HELLO"]
 

@@ -239,6 +239,9 @@ def test_history_names_the_recipient_of_outgoing_lines(
     bob[1].wait("message", lambda e: e["text"] == "for you")
     run.type("to all\r")
     bob[1].wait("message", lambda e: e["text"] == "to all")
+    # bob may have it before alice's own commit (a message leaves before it is stored)
+    run.wait_for(lambda: any(r["text"] == "to all" for r in run.shell.node.history()),
+                 "alice to store her broadcast")
     at = mark(run)
     run.type("/history\r")
     run.wait_for(lambda: "-> everyone: to all" in screen_after(run, at), "/history")
