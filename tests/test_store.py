@@ -152,3 +152,21 @@ def test_history_and_search_never_fail_on_rows_older_versions_stored(tmp_path: P
     assert [r.ts for r in store.history()] == [1700000000.0] * 4
     assert [r.ts for r in store.search("old")] == [1700000000.0] * 4
     store.close()
+
+
+def test_a_peer_store_write_after_a_commit_of_acks_alone_is_durable(tmp_path: Path) -> None:
+    """A commit that only deletes acked outbox rows leaves the writer at
+    synchronous=NORMAL (losing it costs a resend); a trust, pin or /ignore change made
+    next must still wait for the disk (FULL), as every other write does."""
+    store = Store(tmp_path / "lanchat.db")
+    try:
+        def synchronous() -> int:
+            return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+
+        store.commit_batch([], [], [("p" * 52, ("0" * 32,))])
+        assert synchronous() == 1  # NORMAL: only acks
+        store.peers.set_ignored("q" * 52, True)
+        assert synchronous() == 2  # FULL
+        assert store.peers.ignored() == {"q" * 52}
+    finally:
+        store.close()
