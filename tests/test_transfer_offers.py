@@ -199,3 +199,17 @@ def test_once_stopping_no_stream_may_claim_a_transfer(parts: Parts, tmp_path: Pa
     assert parts.book.claim_receive("t1", PEER) == "the node is stopping"
     assert parts.book.claim_send("o1", OTHER) == "the node is stopping"
     assert parts.book.get("o1").state is State.OFFERED  # type: ignore[union-attr]
+
+
+def test_ending_a_transfer_that_ended_meanwhile_keeps_how_it_ended(parts: Parts) -> None:
+    """A caller holding an older copy (a /cancel that overlaps the stream's end, a
+    timeout) does not turn a transfer that was declined meanwhile into another ending, nor
+    say `file_failed` twice."""
+    parts.offer("t1")
+    stale = parts.book.get("t1")
+    assert stale is not None and stale.state is State.OFFERED
+    parts.book.finish(stale, State.DECLINED, "declined")
+    ended = parts.book.finish(stale, State.CANCELLED, "cancelled")
+    assert ended.state is State.DECLINED
+    assert parts.book.get("t1").state is State.DECLINED  # type: ignore[union-attr]
+    assert [f["reason"] for f in parts.node.named("file_failed")] == ["declined"]

@@ -212,10 +212,14 @@ class TransferBook:
 
     def finish(self, t: Transfer, state: State, reason: str, *, detail: str = "",
                resumable: bool = False) -> Transfer:
-        """End a transfer (failed, declined, cancelled): record it and say `file_failed`."""
+        """End a transfer (failed, declined, cancelled): record it and say `file_failed`.
+        One that ended meanwhile (a stream finished it; the caller held an older copy)
+        stays as it ended."""
         with self._lock:
             self._forget_moves_locked(t.id)
             t = self._transfers.get(t.id, t)
+            if t.state.finished:
+                return t
             changes: dict[str, Any] = {}
             if t.direction == "in" and not t.dest_dir:
                 changes["items"] = ()  # never accepted: keep the summary, not the file list
