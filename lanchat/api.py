@@ -176,6 +176,10 @@ class RuntimeApi(Protocol):
         """Run `fn(*args)` on the loop thread later; returns at once."""
         ...
 
+    def on_loop(self) -> bool:
+        """True when called on the loop thread."""
+        ...
+
     def emit(self, name: str, /, **fields: Any) -> None:
         """Queue an event for the listeners."""
         ...

@@ -148,6 +148,34 @@ def test_room_commands_explain_mistakes(tmp_path: Path, started: list[Member]) -
         assert words in str(err.value)
 
 
+def test_room_labels_are_built_on_the_loop_only(tmp_path: Path,
+                                                started: list[Member]) -> None:
+    """How rooms are shown is built from tables only the loop changes: a name change seen
+    on another thread (the event thread's peer_joined) has it built again on the loop, and
+    a label read off the loop (a post from the shell or the page) reads the last map built
+    (building it there raised 'dictionary changed size during iteration' now and then)."""
+    from waiting import wait_until
+
+    alice = Member(tmp_path / "a", "alice", [])
+    started.append(alice)
+    alice.run("/join #lunch")
+    names = alice.rooms.names
+    rid = next(iter(alice.rooms.rooms))
+    real = names.refs
+    built_on_loop: list[bool] = []
+
+    def refs() -> Any:
+        built_on_loop.append(alice.node.runtime.on_loop())
+        return real()
+
+    names.refs = refs  # type: ignore[method-assign]
+    names.changed()  # from this thread, as the event thread does
+    assert names.label(rid) == "#lunch"  # off the loop: the last map
+    wait_until(lambda: bool(built_on_loop), "the labels to be built again")
+    alice.run("/msg #lunch hello")  # a post reads a label off the loop too
+    assert built_on_loop and all(built_on_loop)
+
+
 def test_a_badly_signed_post_is_taken_from_its_author_but_never_relayed(
         tmp_path: Path, started: list[Member]) -> None:
     """Alice's own session vouches for her posts to bob; bob does not pass on a copy

@@ -21,7 +21,7 @@ from lanchat.rooms.gossip import Gossip
 from lanchat.rooms.invites import Invites
 from lanchat.rooms.labels import RoomRef, find, labels
 from lanchat.rooms.model import Room
-from lanchat.rooms.names import room_id, split_id
+from lanchat.rooms.names import parse_ref, room_id, split_id
 from lanchat.rooms.wire import RoomMember, RoomRoster
 
 
@@ -58,11 +58,25 @@ class RoomNames:
         self._rooms = rooms
         self._invites = invites
         self._directory = directory
-        self._labels: dict[str, str] | None = None  # room id -> as shown (None: stale)
+        # room id -> as shown. Built only on the loop (the rooms, invitations and the
+        # directory it reads are the loop's); other threads read the last one built.
+        self._labels: dict[str, str] = {}
+        self._stale = True
+        self._relabel_due = False
 
     def changed(self) -> None:
-        """Rooms, invitations, announced names or creators' names changed."""
-        self._labels = None
+        """Rooms, invitations, announced names or creators' names changed (any thread):
+        the labels are built again on the loop."""
+        self._stale = True
+        if not self._relabel_due:
+            self._relabel_due = True
+            self.node.runtime.call_soon(self._relabel)
+
+    def _relabel(self) -> None:
+        self._relabel_due = False
+        if self._stale:
+            self._stale = False
+            self._labels = labels(self.refs(), self.node.presence.table.all())
 
     def creator_nick(self, creator: str, room: Room | None = None) -> str:
         """A creator's name: as the peer table knows it, else as it signed it."""
@@ -94,11 +108,11 @@ class RoomNames:
 
     def label(self, rid: str) -> str:
         """How room `rid` is shown: its name, or `#name (alice#k3f9)` / `#name (open)`
-        when another known room has that name (any thread: reads a cached map)."""
-        shown = self._labels
-        if shown is None:
-            shown = self._labels = labels(self.refs(), self.node.presence.table.all())
-        return shown.get(rid) or split_id(rid)[0]
+        when another known room has that name (any thread: on the loop it is up to date,
+        elsewhere it is the last map the loop built)."""
+        if self._stale and self.node.runtime.on_loop():
+            self._relabel()
+        return self._labels.get(rid) or split_id(rid)[0]
 
     def find(self, ref: str, among: list[RoomRef]) -> RoomRef:
         """The one room of `among` that `ref` names (labels.find)."""
@@ -114,8 +128,7 @@ class RoomNames:
         except ValueError as exc:
             raise RoomError(str(exc)) from None
         except LookupError as exc:
-            if ref.strip().partition("@")[0].partition(" ")[0] in {
-                    r.name for r in rooms.values()}:
+            if parse_ref(ref)[0] in {r.name for r in rooms.values()}:
                 raise RoomError(str(exc)) from None
             raise RoomError(f"you are not in {ref.strip()}; /join {ref.strip()} "
                             "first") from None
