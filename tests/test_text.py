@@ -83,3 +83,23 @@ def test_text_mode_shows_own_lines_once_from_sent_events() -> None:
     printer.event(Event.make("output", command="/list", text="no peers", data=[]))
     printer.flush()
     assert out.getvalue() == "-> b^[ob: hi^[[2J\n    | you\n-> #ops (2): all\nno peers\n"
+
+
+def test_text_mode_names_a_shared_nick_with_its_key() -> None:
+    """Two peers called bob: `run`'s text lines say which one, as the shell's do (the id
+    suffix), for our own line to one and for a line from the other."""
+    from lanchat.headless.contract import TextPrinter
+    from lanchat.naming import display_name
+
+    bob1 = {"id": "k3f9" + "a" * 48, "nick": "bob", "trust": "tofu"}
+    bob2 = {"id": "q7xz" + "b" * 48, "nick": "bob", "trust": "tofu"}
+    out = io.StringIO()
+    printer = TextPrinter(out, lambda peer: display_name(peer, [bob1, bob2]))
+    printer.event(Event.make("sent", id="m1", **{"from": {"id": "c" * 52, "nick": "alice"}},
+                             to="direct", room=None, recipients=[bob1], text="hi", sent=1.0))
+    printer.event(Event.make("message", id="m2", **{"from": {"id": bob2["id"], "nick": "bob"}},
+                             to="direct", text="yo", sent=1.0, seq=1, room=None))
+    printer.flush()
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("-> bob#k3f9") and first.endswith(": hi")
+    assert second.startswith("<bob#q7xz") and second.endswith(" yo")

@@ -27,7 +27,7 @@ from lanchat.commands import CommandError, Context, build_registry, execute, que
 from lanchat.config import Config
 from lanchat.events import Event, json_line
 from lanchat.identity import Identity, fingerprint, short_id
-from lanchat.naming import AmbiguousName
+from lanchat.naming import AmbiguousName, display_name
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
@@ -35,11 +35,16 @@ from lanchat.runtime import closing, freeze_started
 from lanchat.text import safe_line, safe_text
 
 
-def describe(event: Event) -> str | None:
-    """One human line (or a few) for an event; None for events people need not see."""
+def describe(event: Event, name: Callable[[dict[str, Any]], str] | None = None) -> str | None:
+    """One human line (or a few) for an event; None for events people need not see.
+    `name(peer)` shows a peer of a message (default: its nick; `run` gives the screen's
+    name, with the id suffix when the nick is shared and the trust mark)."""
     f = event.fields
+    if name is None:
+        def name(peer: dict[str, Any]) -> str:
+            return str(peer.get("nick", ""))
     if event.name == "message":
-        sender = safe_line(f["from"]["nick"])
+        sender = safe_line(name(f["from"]))
         # Continuation lines are indented, so a peer cannot forge a line of its own.
         text = safe_text(f["text"]).replace("\n", "\n    | ")
         where = {"direct": "", "broadcast": " (all)"}.get(
@@ -49,7 +54,7 @@ def describe(event: Event) -> str | None:
         return f"<{sender}>{where} {text}"
     if event.name == "sent":  # ours, from any face, command or plugin of this node
         to = f["recipients"]
-        where = {"direct": safe_line(to[0]["nick"]) if to else "?",
+        where = {"direct": safe_line(name(to[0])) if to else "?",
                  "broadcast": f"all ({len(to)})"}.get(
             f["to"], f"{safe_line(str(f.get('room')))} ({len(to)})")
         return f"-> {where}: " + safe_text(f["text"]).replace("\n", "\n    | ")
@@ -77,14 +82,19 @@ def describe(event: Event) -> str | None:
 
 
 class TextPrinter(JsonPrinter):
-    """Human lines for a plain terminal or a pipe."""
+    """Human lines for a plain terminal or a pipe; `name(peer)` as in `describe`."""
+
+    def __init__(self, out: TextIO,
+                 name: Callable[[dict[str, Any]], str] | None = None) -> None:
+        super().__init__(out)
+        self.name = name
 
     def event(self, event: Event) -> None:
         """Write the event's line, if it has one (a message queued by a command shows
         once, as its `sent` event, not also as the command's answer)."""
         if event.name == "output" and queued_id(event.fields.get("data")):
             return
-        line = describe(event)
+        line = describe(event, self.name)
         if line is not None:
             self.out.write(line + "\n")
 
@@ -102,7 +112,8 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     node = open_node(config, plugins)
     if prepare is not None:
         prepare(node, plugins)
-    printer = JsonPrinter(stdout) if json_mode else TextPrinter(stdout)
+    printer = JsonPrinter(stdout) if json_mode else TextPrinter(
+        stdout, lambda peer: display_name(peer, node.peers()))
     node.subscribe(printer.event)
     node.on_idle(printer.flush)
     node.subscribe(plugin_bridge(node, plugins))
