@@ -24,8 +24,11 @@ def duo(pair: tuple[Peer, Peer]) -> tuple[Node, EventLog, Node, EventLog]:
 
 def test_bob_stores_the_message_while_alices_commit_is_still_open(duo: Any) -> None:
     """Alice's transaction is held open until bob has stored the message: it got there
-    before her commit; her `delivered` comes only after that commit."""
+    before her commit; her `delivered` comes only after that commit. (Writing ahead of
+    the insert is off here: this is the send inside the open transaction, which a session
+    with older rows unsent gets.)"""
     alice, alice_log, bob, bob_log = duo
+    alice._running.delivery.wire.write_ahead = lambda outbound, peers: set()
     real = alice.store.commit_batch
     order: list[str] = []
 
