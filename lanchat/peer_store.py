@@ -62,19 +62,20 @@ class PeerStore:
         self._db = database.writer
         self._lock = database.lock
 
-    def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """One change, durable like every other write (a commit of acks alone may have
-        left the writer at synchronous=NORMAL); returns the rows it changed."""
-        with self._lock:
-            self._database.durable(True)
-            return self._db.execute(sql, args).rowcount
+    def _write(self, *changes: tuple[str, Sequence[Any]]) -> int:
+        """Changes in one durable transaction (`Database.transact`: through the write
+        gate, at synchronous=FULL even after a commit of acks alone left the writer at
+        NORMAL); returns the rows the last one changed."""
+        def run(db: sqlite3.Connection) -> int:
+            return [db.execute(sql, args).rowcount for sql, args in changes][-1]
+        return self._database.transact(run)
 
     def remember(self, node_id: str, nick: str, host: str, addresses: Iterable[str],
                  port: int, *, exchanged: bool = False) -> None:
         """Insert or refresh a known peer; `exchanged`: a message or file went either way
         (such a peer is kept across restarts)."""
         now = time.time()
-        self._write(
+        self._write((
             "INSERT INTO peers (id, nick, host, addresses, port, first_seen, last_seen,"
             " exchanged) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
             " nick=excluded.nick,"
@@ -82,7 +83,7 @@ class PeerStore:
             " addresses=excluded.addresses, port=excluded.port, last_seen=excluded.last_seen,"
             " exchanged=max(exchanged, excluded.exchanged)",
             (node_id, nick, host, json.dumps(list(addresses)), port, now, now,
-             now if exchanged else 0.0))
+             now if exchanged else 0.0)))
 
     def known(self) -> list[KnownPeer]:
         """Return every known peer."""
@@ -107,23 +108,23 @@ class PeerStore:
 
     def set_trust(self, node_id: str, trust: str) -> bool:
         """Set a known peer's trust ('tofu', 'verified', 'blocked'); False if unknown."""
-        return self._write("UPDATE peers SET trust=? WHERE id=?", (trust, node_id)) == 1
+        return self._write(("UPDATE peers SET trust=? WHERE id=?", (trust, node_id))) == 1
 
     def forget(self, node_id: str) -> None:
-        """Drop a known peer, its pins and its queued messages."""
-        self._write("DELETE FROM peers WHERE id=?", (node_id,))
-        self._write("DELETE FROM pins WHERE id=?", (node_id,))
-        self._write("DELETE FROM outbox WHERE peer=?", (node_id,))
+        """Drop a known peer, its pins and its queued messages (one transaction)."""
+        self._write(("DELETE FROM peers WHERE id=?", (node_id,)),
+                    ("DELETE FROM pins WHERE id=?", (node_id,)),
+                    ("DELETE FROM outbox WHERE peer=?", (node_id,)))
 
     def forget_silent(self) -> int:
         """Drop stored strangers that never exchanged a message with us (no history with
         them, nothing queued for them, no pin): a handshake alone is not kept across
         restarts. Returns how many went."""
-        return self._write(
+        return self._write((
             "DELETE FROM peers WHERE trust='tofu' AND exchanged=0"
             " AND id NOT IN (SELECT DISTINCT peer FROM messages)"
             " AND id NOT IN (SELECT DISTINCT peer FROM outbox)"
-            " AND id NOT IN (SELECT id FROM pins)")
+            " AND id NOT IN (SELECT id FROM pins)", ()))
 
     def ignored(self) -> set[str]:
         """Node ids on /ignore: their messages are stored but not shown."""
@@ -133,9 +134,9 @@ class PeerStore:
     def set_ignored(self, node_id: str, on: bool) -> bool:
         """Put a peer on /ignore or take it off; False if nothing changed."""
         if on:
-            return self._write("INSERT OR IGNORE INTO ignored VALUES (?, ?)",
-                               (node_id, time.time())) == 1
-        return self._write("DELETE FROM ignored WHERE id=?", (node_id,)) == 1
+            return self._write(("INSERT OR IGNORE INTO ignored VALUES (?, ?)",
+                                (node_id, time.time()))) == 1
+        return self._write(("DELETE FROM ignored WHERE id=?", (node_id,))) == 1
 
     def pinned(self, address: str) -> str | None:
         """Return the node id pinned for a typed address (host:port), if any."""
@@ -145,4 +146,4 @@ class PeerStore:
 
     def pin(self, address: str, node_id: str) -> None:
         """Pin a typed address to the node id first seen there."""
-        self._write("INSERT OR REPLACE INTO pins VALUES (?, ?)", (address, node_id))
+        self._write(("INSERT OR REPLACE INTO pins VALUES (?, ?)", (address, node_id)))
