@@ -22,7 +22,7 @@ from lanchat.peers import PeerTable
 from lanchat.session import Session
 from lanchat.sessions import SessionRegistry
 from lanchat.store import Store
-from lanchat.targets import StaticTarget, parse_targets  # noqa: F401 - lanchat.node re-exports it
+from lanchat.targets import StaticTarget
 from lanchat.text import safe_line
 from lanchat.tls import client_context, server_context
 

@@ -32,7 +32,7 @@ from lanchat.delivery import (  # noqa: F401 - re-exported: the node's public na
     check_text,
     new_message_id,
 )
-from lanchat.dialing import StaticTarget, local_addresses, parse_targets  # noqa: F401
+from lanchat.dialing import local_addresses
 from lanchat.errors import NodeError
 from lanchat.events import Event
 from lanchat.home import HomeLock
@@ -43,6 +43,7 @@ from lanchat.peers import PeerTable
 from lanchat.protocol import FileAnswer, FileOffer, Message
 from lanchat.runtime import CALL_TIMEOUT_S, Runtime
 from lanchat.store import Store, StoreError
+from lanchat.targets import StaticTarget, parse_targets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
