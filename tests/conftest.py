@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import FrameType
@@ -12,6 +16,12 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The nodes this run starts (in-process and in the lab) keep their caches (the look-alike
+# table, lanchat/confusables.py) in a folder of the run's own, not the user's ~/.cache.
+_CACHE = tempfile.mkdtemp(prefix="lanchat-tests-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import lab as _lab  # noqa: E402
 from lab import Lab  # noqa: E402
