@@ -154,3 +154,35 @@ def test_our_certificate_fingerprint_is_the_der_one_without_loading_cryptography
     der = x509.load_pem_x509_certificate(made.cert_path.read_bytes()).public_bytes(
         serialization.Encoding.DER)
     assert made.fingerprint == again.fingerprint == fingerprint_of(der)
+
+
+def test_rearmed_timers_do_not_pile_up_and_a_foreign_token_is_just_wrong() -> None:
+    """A timer that re-arms itself (announce, expire: every few seconds for the node's
+    life) keeps one handle, not one per round; an upload token with any text in it is
+    refused like a wrong one (compared in constant time, never an error)."""
+    import asyncio
+
+    from lanchat.interop.localsend.devices import Timers
+    from lanchat.interop.localsend.inbox import _same
+
+    async def story() -> int:
+        timers = Timers(asyncio.get_running_loop())
+        rounds = [0]
+        done = asyncio.Event()
+
+        def again() -> None:
+            rounds[0] += 1
+            if rounds[0] < 200:
+                timers.later(0, again)
+            else:
+                done.set()
+
+        timers.later(0, again)
+        await done.wait()
+        kept = len(timers._handles)
+        timers.cancel()
+        return kept
+
+    assert asyncio.run(story()) <= 1
+    assert _same("3f9a", "3f9a") and not _same("3f9a", "3f9b")
+    assert not _same("3f9a", "\u00e9\ud800x")

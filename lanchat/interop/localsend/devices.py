@@ -44,6 +44,27 @@ class _Device:
     verified: float = 0.0
 
 
+class Timers:
+    """The loop timers of one part, to cancel at stop; the ones that ran leave the list
+    as new ones come (re-armed timers added one handle each, for the node's life)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handles: list[asyncio.TimerHandle] = []
+
+    def later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the loop after `delay` seconds (loop thread)."""
+        now = self._loop.time()
+        self._handles = [h for h in self._handles if not h.cancelled() and h.when() > now]
+        self._handles.append(self._loop.call_later(delay, fn, *args))
+
+    def cancel(self) -> None:
+        """Cancel every timer not run yet."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles = []
+
+
 class Devices:
     """The devices heard, verified and listed, and our announcements."""
 
@@ -61,23 +82,21 @@ class Devices:
         self._sessions: dict[str, LocalSendSession] = {}
         self._verifying: set[str] = set()
         self._loop = asyncio.get_running_loop()
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers = Timers(self._loop)
         self._stopping = False
 
     async def start(self) -> None:
         """Listen and announce now and then; expire silent devices."""
-        loop = self._loop
         await self.multicast.start()
         for delay in ANNOUNCE_AT_S:
-            self._timers.append(loop.call_later(delay, self._announce_once))
-        self._timers.append(loop.call_later(ANNOUNCE_EVERY_S, self._announce_again))
-        self._timers.append(loop.call_later(EXPIRE_EVERY_S, self._expire))
+            self._timers.later(delay, self._announce_once)
+        self._timers.later(ANNOUNCE_EVERY_S, self._announce_again)
+        self._timers.later(EXPIRE_EVERY_S, self._expire)
 
     def stop(self) -> None:
         """Stop announcing and listing."""
         self._stopping = True
-        for timer in self._timers:
-            timer.cancel()
+        self._timers.cancel()
         self.multicast.close()
 
     def listed(self) -> dict[str, str]:
@@ -98,7 +117,7 @@ class Devices:
 
     def _announce_again(self) -> None:
         self._announce_once()
-        self._timers.append(self._loop.call_later(ANNOUNCE_EVERY_S, self._announce_again))
+        self._timers.later(ANNOUNCE_EVERY_S, self._announce_again)
 
     def _heard(self, info: DeviceInfo, address: str, announce: bool, ip: str) -> None:
         """A multicast device info (loop thread)."""
@@ -152,9 +171,8 @@ class Devices:
             self._loop.call_soon_threadsafe(self._retry_later, info, address, attempt)
 
     def _retry_later(self, info: DeviceInfo, address: str, attempt: int) -> None:
-        self._timers.append(self._loop.call_later(
-            VERIFY_RETRY_S[attempt], lambda: self._sighting(
-                info, address, announce_answer=False, attempt=attempt + 1)))
+        self._timers.later(VERIFY_RETRY_S[attempt], lambda: self._sighting(
+            info, address, announce_answer=False, attempt=attempt + 1))
 
     def _verified(self, peer_id: str, info: DeviceInfo, address: str) -> None:
         if self._stopping:
@@ -188,7 +206,7 @@ class Devices:
                 session.close("timeout")
             self.node.presence.lost(pid, KIND, "timeout", now)
         if not self._stopping:
-            self._timers.append(self._loop.call_later(EXPIRE_EVERY_S, self._expire))
+            self._timers.later(EXPIRE_EVERY_S, self._expire)
 
     def session_of(self, peer_id: str) -> LocalSendSession | None:
         """The listed device's session (loop thread)."""

@@ -10,6 +10,7 @@ threads; the upload timers on the node's loop.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import secrets
 import threading
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from lanchat.interop.localsend.devices import Devices
+from lanchat.interop.localsend.devices import Devices, Timers
 from lanchat.interop.localsend.messages import PrepareUpload
 from lanchat.interop.localsend.receive import write_upload
 from lanchat.protocol import FileAnswer, FileCancel, FileOffer, ProtocolError
@@ -26,6 +27,11 @@ from lanchat.transfer.wire import DataError
 
 UPLOAD_WAIT_S = 60.0  # an accepted file whose upload does not start by then fails
 DECISION_GRACE_S = 5.0  # waited beyond the offer timeout for the manager's answer
+
+
+def _same(expected: str, given: str) -> bool:
+    """An upload's token as the peer sent it (any text) against ours, in constant time."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
 
 
 @dataclass
@@ -57,12 +63,11 @@ class Inbox:
         self._incoming: dict[str, _Incoming] = {}
         self._decisions: dict[str, _Decision] = {}
         self._loop = asyncio.get_running_loop()
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers = Timers(self._loop)
 
     def stop(self) -> None:
         """Stop the upload timers; let every request waiting for an answer go."""
-        for timer in self._timers:
-            timer.cancel()
+        self._timers.cancel()
         with self._lock:
             for decision in self._decisions.values():
                 decision.event.set()
@@ -125,8 +130,7 @@ class Inbox:
                      "files": {fid: token for fid, (_, token) in incoming.files.items()}}
 
     def _arm_upload_timer(self, tid: str, peer_id: str) -> None:
-        self._timers.append(self._loop.call_later(UPLOAD_WAIT_S, self._upload_late, tid,
-                                                  peer_id))
+        self._timers.later(UPLOAD_WAIT_S, self._upload_late, tid, peer_id)
 
     def _upload_late(self, tid: str, peer_id: str) -> None:
         """An accepted file whose upload never came: fail it (loop thread, then pool)."""
@@ -147,7 +151,7 @@ class Inbox:
         with self._lock:
             incoming = self._incoming.get(session_id)
             entry = incoming.files.get(file_id) if incoming is not None else None
-            if incoming is None or entry is None or entry[1] != token \
+            if incoming is None or entry is None or not _same(entry[1], token) \
                     or incoming.address != address:
                 self._counters["upload_refused"] += 1
                 return 403, "invalid token or address"
