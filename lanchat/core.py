@@ -290,15 +290,17 @@ class Core:
     def session_ready(self, session: PeerSession) -> None:
         """Keep one session per peer, mark it online and send what waits for it."""
         pid = session.peer_id
-        self.dialer.pin_static(session.dial_key, pid)
+        typed = self.dialer.pin_static(session.dial_key, pid)
         if not self.sessions.claim(session):
             return
         self.warnings.resolve(*(f"{code}:{session.address}"
                                 for code in ("refused", "session_refused", "key_mismatch")))
         self.presence.seen(pid, "session", time.time(), nick=session.peer_nick,
                            address=session.address, port=session.peer_port, verified=True)
-        if session.kind == "lanchat" and self.presence.trust_of(pid) is not None:
-            self.presence.remember(pid)  # known: refresh its nick and addresses
+        if session.kind == "lanchat" and (typed or self.presence.trust_of(pid) is not None):
+            # Known: refresh its nick and addresses. Reached at an address the user typed:
+            # keep it (its pin spares it at the next start), so its name works at once.
+            self.presence.remember(pid)
         self.presence.prune(int(self.guard.limits.max_peers))
         self.delivery.session_ready(session)
         for watcher in self._watchers:

@@ -224,15 +224,17 @@ class Dialer:
         if left:  # never seen since the loop checks `wants` after every dial; say so if it is
             log.warning("%d dial loop(s) still running at close", len(left))
 
-    def pin_static(self, key: str | None, peer_id: str) -> None:
-        """A session made by a static dialer: pin the typed address to the peer's id."""
+    def pin_static(self, key: str | None, peer_id: str) -> bool:
+        """A session made by a static dialer: pin the typed address to the peer's id.
+        True when the session came from an address the user typed (`--peer`)."""
         if key is None or key not in self.statics:
-            return
+            return False
         try:
             if self.store.peers.pinned(key) is None:
                 self.store.peers.pin(key, peer_id)
         except sqlite3.Error as exc:
             log.warning("could not pin %s: %s", key, exc)
+        return True
 
     def _static_peer_id(self, key: str) -> str | None:
         target = self.statics.get(key)

@@ -141,7 +141,9 @@ def test_the_peer_table_is_bounded_for_sessions_too(tmp_path: Path,
 
 
 def test_only_peers_that_exchanged_a_message_are_kept_across_restarts(tmp_path: Path) -> None:
-    """Carol only connected; dave sent a message: after bob restarts he knows only dave."""
+    """Carol only connected; dave sent a message: after bob restarts he knows only dave.
+    Carol reached bob at an address she typed (--peer): she keeps him, and after her
+    restart his name works before any session is up (bob is gone by then)."""
     bob, bob_log = make_node(tmp_path / "bob", "bob")
     port = bob.port
     carol, carol_log = make_node(tmp_path / "carol", "carol", peers=[f"127.0.0.1:{port}"])
@@ -158,6 +160,13 @@ def test_only_peers_that_exchanged_a_message_are_kept_across_restarts(tmp_path: 
         assert [p["nick"] for p in bob.peers()] == ["dave"]
     finally:
         bob.close()
+    carol = make_node(tmp_path / "carol", "carol", peers=[f"127.0.0.1:{port}"])[0]
+    try:
+        assert [(p["nick"], p["online"]) for p in carol.peers()] == [("bob", False)]
+        queued = carol.send("bob", "when you are back")  # by name, bob is offline
+        assert carol.store.outbox_last(carol.peers()[0]["id"]) > 0, queued
+    finally:
+        carol.close()
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
