@@ -447,7 +447,7 @@ def test_lines_typed_while_the_node_starts_run_once_in_order_once_it_is_up(
     first, first_log = make_node(home, "alice", peers=[f"127.0.0.1:{bob[0].port}"])
     first_log.wait("peer_joined", lambda e: e["peer"]["nick"] == "bob")
     bob[0].send("alice", "hi")  # a message went between them: alice keeps bob on restart
-    first_log.wait("message", lambda e: e["text"] == "hi")  # (a handshake alone is not kept)
+    first_log.wait("message", lambda e: e["text"] == "hi")
     first.close()
     gate = threading.Event()
     real_open = node_side.open_node
