@@ -7,7 +7,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -315,9 +315,10 @@ class SimpleSession:
         self.closed = closed
 
 
-def _slow_closer(tmp_path: Path) -> tuple[Any, Path, Path, Path]:
+def _slow_closer(tmp_path: Path) -> tuple[Any, Path, Path]:
     """`lanchat run --json` whose plugin's shutdown hook waits (up to 20 s) for a file,
-    closing after its input ended; returns the process and the hook's three files."""
+    closing after its input ended; returns the process, the file the hook waits for and
+    the one it writes once done."""
     import json
     import subprocess
     import sys
@@ -346,25 +347,33 @@ def _slow_closer(tmp_path: Path) -> tuple[Any, Path, Path, Path]:
     proc.stdin.close()  # end of input: the node closes
     proc.stdin = None
     wait_until(closing.exists, "the plugins' shutdown hook to start", timeout=30)
-    return proc, closing, go, done
+    return proc, go, done
+
+
+def _signalled(proc: Any, *signals: int, then: Callable[[], None] = lambda: None) -> str:
+    """Send `proc` these signals, then run `then`; return its stderr once it exits (it is
+    killed if it does not within 60 s)."""
+    import os
+
+    try:
+        for sig in signals:
+            os.kill(proc.pid, sig)
+        then()
+        return str(proc.communicate(timeout=60)[1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: Path) -> None:
     """`lanchat run` closing after its input ended, then SIGTERM (a supervisor's stop):
     the close goes on to the end (plugins' shutdown, exit 0), no traceback (the signal
     raised KeyboardInterrupt inside the close and skipped the rest)."""
-    import os
     import signal
 
-    proc, _, go, done = _slow_closer(tmp_path)
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-        go.touch()
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, go, done = _slow_closer(tmp_path)
+    err = _signalled(proc, signal.SIGTERM, then=go.touch)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert done.exists()
@@ -373,17 +382,9 @@ def test_a_sigterm_while_the_node_closes_does_not_cut_the_close_short(tmp_path: 
 def test_a_second_signal_while_the_node_closes_ends_it_at_once(tmp_path: Path) -> None:
     """A close that hangs (a plugin's shutdown hook that does not return) still yields to
     a second Ctrl-C or SIGTERM: exit 130 at once, no traceback."""
-    import os
     import signal
 
-    proc, _, _, done = _slow_closer(tmp_path)
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-        os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, _, _ = _slow_closer(tmp_path)
+    err = _signalled(proc, signal.SIGTERM, signal.SIGINT)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
