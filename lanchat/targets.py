@@ -29,17 +29,19 @@ class StaticTarget:
         if "@" in text:
             expected, text = text.split("@", 1)
             expected = expected.strip().lower() or None
-        host, port = text, DEFAULT_PORT
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            if rest.startswith(":"):
-                port = int(rest[1:])
+        host, port_text = text, str(DEFAULT_PORT)
+        if text.startswith("["):  # [IPv6] or [IPv6]:PORT
+            host, bracket, rest = text[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"--peer takes [IPv6]:PORT, not {text!r}")
+            if rest:
+                port_text = rest[1:]
         elif text.count(":") == 1:
-            host, _, p = text.partition(":")
-            try:
-                port = int(p)
-            except ValueError:
-                raise ValueError(f"bad port in --peer {text!r}") from None
+            host, _, port_text = text.partition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"bad port in --peer {text!r}") from None
         if not host or not 0 < port < 65536:
             raise ValueError(f"--peer takes HOST[:PORT], not {text!r}")
         return cls(host, port, expected)
