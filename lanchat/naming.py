@@ -172,6 +172,31 @@ def display_name(peer: Any, known: Iterable[Any]) -> str:
     return NameIndex(known).display(peer)
 
 
+PEER_EVENTS = ("peer_joined", "peer_updated", "peer_left")
+
+
+class PeerNames:
+    """`display_name` for a face that writes many lines: the known peers are read again
+    (`peers()`) after a peer event only, not for each line. Subscribe `seen` before the
+    face's own listener (listeners run in order, on the event thread)."""
+
+    def __init__(self, peers: Callable[[], Iterable[Any]]) -> None:
+        self._peers = peers
+        self._index: NameIndex | None = None
+
+    def seen(self, event: Any) -> None:
+        """A peer came, went or changed: read the peers again at the next name."""
+        if event.name in PEER_EVENTS:
+            self._index = None
+
+    def display(self, peer: Any) -> str:
+        """How to show `peer` among the known peers (`display_name`)."""
+        index = self._index
+        if index is None:
+            index = self._index = NameIndex(self._peers())
+        return index.display(peer)
+
+
 def mark(trust: str | None) -> str:
     """The mark for a trust level ('' for strangers)."""
     return TRUST_MARKS.get(trust or "", "")

@@ -89,17 +89,42 @@ def test_text_mode_names_a_shared_nick_with_its_key() -> None:
     """Two peers called bob: `run`'s text lines say which one, as the shell's do (the id
     suffix), for our own line to one and for a line from the other."""
     from lanchat.headless.contract import TextPrinter
-    from lanchat.naming import display_name
+    from lanchat.naming import PeerNames
 
     bob1 = {"id": "k3f9" + "a" * 48, "nick": "bob", "trust": "tofu"}
-    bob2 = {"id": "q7xz" + "b" * 48, "nick": "bob", "trust": "tofu"}
+    bob2 = {"id": "q7xz" + "b" * 48, "nick": "bob", "trust": "tofu", "number": 2}
+    known = [bob1]
+    reads: list[int] = []
+
+    def peers() -> list[dict[str, str]]:
+        reads.append(len(known))
+        return list(known)
+
+    names = PeerNames(peers)  # as `run` wires it: the peers read again on peer events only
     out = io.StringIO()
-    printer = TextPrinter(out, lambda peer: display_name(peer, [bob1, bob2]))
-    printer.event(Event.make("sent", id="m1", **{"from": {"id": "c" * 52, "nick": "alice"}},
-                             to="direct", room=None, recipients=[bob1], text="hi", sent=1.0))
-    printer.event(Event.make("message", id="m2", **{"from": {"id": bob2["id"], "nick": "bob"}},
-                             to="direct", text="yo", sent=1.0, seq=1, room=None))
+    printer = TextPrinter(out, names.display)
+
+    def event(name: str, **fields: object) -> None:
+        e = Event.make(name, **fields)
+        names.seen(e)
+        printer.event(e)
+
+    def message(sender: dict[str, object], msg_id: str, text: str) -> None:
+        event("message", id=msg_id, **{"from": {"id": sender["id"], "nick": "bob"}},
+              to="direct", text=text, sent=1.0, seq=1, room=None)
+
+    message(bob1, "m0", "alone")  # the only bob known (table read once for both lines)
+    event("sent", id="m1", **{"from": {"id": "c" * 52, "nick": "alice"}},
+          to="direct", room=None, recipients=[bob1], text="lonely", sent=1.0)
+    known.append(bob2)
+    event("peer_joined", peer=bob2)
+    event("sent", id="m2", **{"from": {"id": "c" * 52, "nick": "alice"}},
+          to="direct", room=None, recipients=[bob1], text="hi", sent=1.0)
+    message(bob2, "m3", "yo")
     printer.flush()
-    first, second = out.getvalue().splitlines()
-    assert first.startswith("-> bob#k3f9") and first.endswith(": hi")
-    assert second.startswith("<bob#q7xz") and second.endswith(" yo")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "<bob> alone" and lines[1] == "-> bob: lonely"
+    assert lines[2] == "-- bob [2] is here"
+    assert lines[3].startswith("-> bob#k3f9") and lines[3].endswith(": hi")
+    assert lines[4].startswith("<bob#q7xz") and lines[4].endswith(" yo")
+    assert reads == [1, 2]  # once before the peer event, once after: not per line

@@ -27,7 +27,7 @@ from lanchat.commands import CommandError, Context, build_registry, execute, que
 from lanchat.config import Config
 from lanchat.events import Event, json_line
 from lanchat.identity import Identity, fingerprint, short_id
-from lanchat.naming import AmbiguousName, display_name
+from lanchat.naming import AmbiguousName, PeerNames
 from lanchat.node import Node, NodeError, check_text
 from lanchat.plugins import Plugins
 from lanchat.rooms.render import ROOM_EVENTS, describe_room
@@ -112,8 +112,12 @@ def run(config: Config, *, json_mode: bool, stdin: TextIO = sys.stdin,
     node = open_node(config, plugins)
     if prepare is not None:
         prepare(node, plugins)
-    printer = JsonPrinter(stdout) if json_mode else TextPrinter(
-        stdout, lambda peer: display_name(peer, node.peers()))
+    if json_mode:
+        printer: JsonPrinter = JsonPrinter(stdout)
+    else:
+        names = PeerNames(node.peers)
+        node.subscribe(names.seen)
+        printer = TextPrinter(stdout, names.display)
     node.subscribe(printer.event)
     node.on_idle(printer.flush)
     node.subscribe(plugin_bridge(node, plugins))

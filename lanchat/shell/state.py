@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lanchat.events import Event
-from lanchat.naming import UNKNOWN_TRUST, NameIndex
+from lanchat.naming import PEER_EVENTS, UNKNOWN_TRUST, NameIndex
 
 # The rate shown is over about this long (older samples are forgotten), so it follows
 # changes and does not count the time before the first byte.
@@ -113,7 +113,7 @@ class ShellState:
     def apply(self, event: Event) -> None:
         """Update the snapshots for one event."""
         name = event.name
-        if name in ("peer_joined", "peer_updated", "peer_left"):
+        if name in PEER_EVENTS:
             with self._lock:
                 view = PeerView.of(event["peer"])
                 self._by_id[view.id] = view
