@@ -37,8 +37,8 @@ from lanchat.text import safe_line, safe_text
 
 def describe(event: Event, name: Callable[[dict[str, Any]], str] | None = None) -> str | None:
     """One human line (or a few) for an event; None for events people need not see.
-    `name(peer)` shows a peer of a message (default: its nick; `run` gives the screen's
-    name, with the id suffix when the nick is shared and the trust mark)."""
+    `name(peer)` shows a peer (default: its nick; `run` gives the screen's name, with the
+    id suffix when the nick is shared and the trust mark)."""
     f = event.fields
     if name is None:
         def name(peer: dict[str, Any]) -> str:
@@ -61,7 +61,7 @@ def describe(event: Event, name: Callable[[dict[str, Any]], str] | None = None) 
     if event.name in ("peer_joined", "peer_left"):
         p = f["peer"]
         verb = "is here" if event.name == "peer_joined" else f"left ({f['reason']})"
-        return f"-- {safe_line(p['nick'])} [{p['number']}] {verb}"
+        return f"-- {safe_line(name(p))} [{p['number']}] {verb}"
     if event.name in ROOM_EVENTS:
         return describe_room(event.name, f)
     if event.name == "output":
